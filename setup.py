@@ -1,0 +1,57 @@
+"""Build script for ament_python (colcon) and pip alike; metadata lives here."""
+
+from glob import glob
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+PACKAGE = "hiwm"
+
+# One executable per node: `ros2 run hiwm <name>` and `hiwm launch` start these.
+NODES = {
+    "pattern_camera": "hiwm.nodes.pattern_camera:main",
+    "image_monitor": "hiwm.nodes.image_monitor:main",
+}
+
+
+def tree(folder: str) -> list[tuple[str, list[str]]]:
+    """data_files entries installing a folder under share/hiwm, keeping its layout."""
+    out: dict[str, list[str]] = {}
+    for path in sorted(glob(f"{folder}/**/*", recursive=True)):
+        if Path(path).is_file():
+            out.setdefault(f"share/{PACKAGE}/{Path(path).parent}", []).append(path)
+    return sorted(out.items())
+
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Human-in-the-world-model robot post-training on ROS 2",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        *tree("launch"),
+        *tree("config"),
+        *tree("msgs"),
+    ],
+    install_requires=[
+        "numpy>=1.24",
+        "PyYAML>=6",
+        "rosbags==0.11.9",  # message definitions and CDR; typestore internals used for parsing .msg
+        "cyclonedds==11.0.1",  # raw CDR writes/takes through the binding's private C layer
+    ],
+    extras_require={
+        "test": ["pytest>=8", "colcon-common-extensions", "ruff", "mcap", "mcap-ros2-support"],
+    },
+    entry_points={
+        "console_scripts": [
+            "hiwm = hiwm.cli.main:main",
+            *(f"{name} = {target}" for name, target in NODES.items()),
+        ],
+    },
+    zip_safe=False,
+)
