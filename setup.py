@@ -11,6 +11,7 @@ PACKAGE = "hiwm"
 NODES = {
     "pattern_camera": "hiwm.nodes.pattern_camera:main",
     "image_monitor": "hiwm.nodes.image_monitor:main",
+    "pusht_robot": "hiwm.nodes.pusht_robot:main",
 }
 
 
@@ -43,6 +44,10 @@ setup(
         "PyYAML>=6",
         "rosbags==0.11.9",  # message definitions and CDR; typestore internals used for parsing .msg
         "cyclonedds==11.0.1",  # raw CDR writes/takes through the binding's private C layer
+        "gym-pusht==0.1.8",  # Push-T physics (pymunk) and rendering; hiwm.pusht wraps its env class
+        "pymunk>=6.6,<7",  # the T's geometry for the scripted expert (gym-pusht's own pin)
+        "shapely>=2",  # path planning around the block (expert)
+        "tqdm>=4",  # progress bars
     ],
     extras_require={
         "test": ["pytest>=8", "colcon-common-extensions", "ruff", "mcap", "mcap-ros2-support"],

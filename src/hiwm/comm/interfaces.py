@@ -121,7 +121,7 @@ def _default(field_def: tuple) -> Any:
     return [_default(inner) for _ in range(length)] if kind == "ARRAY" else []
 
 
-def new_message(name: str, **values: Any) -> Any:
+def new_message(name: str, /, **values: Any) -> Any:
     """Build a message, filling fields not given with ROS defaults (zeros, empty)."""
     cls = message_class(name)
     _, field_defs = typestore().fielddefs[cls.__msgtype__]

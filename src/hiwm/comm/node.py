@@ -233,8 +233,14 @@ class Node(ABC):
 
     @abstractmethod
     def create_subscription(
-        self, msg_type: str, topic: str, callback: Callable[[Any], None], qos: QoSProfile | str | int | None = None
-    ) -> Subscription: ...
+        self,
+        msg_type: str,
+        topic: str,
+        callback: Callable[[Any], None],
+        qos: QoSProfile | str | int | None = None,
+        raw: bool = False,
+    ) -> Subscription:
+        """Subscribe; with ``raw=True`` the callback gets the CDR bytes undecoded (recorders)."""
 
     @abstractmethod
     def create_service(self, srv_type: str, name: str, handler: Callable[[Any], Any]) -> Any: ...
@@ -247,6 +253,10 @@ class Node(ABC):
 
     @abstractmethod
     def spin_once(self, timeout: float = 0.1) -> None: ...
+
+    @abstractmethod
+    def shutdown(self) -> None:
+        """Make :meth:`spin` return (safe from signal handlers and other threads)."""
 
     @abstractmethod
     def destroy(self) -> None: ...

@@ -28,9 +28,7 @@ def run_node(name: str, wire: Callable[[Node], object], argv: list[str] | None =
     except (ParameterError, InterfaceError, ValueError) as exc:
         print(f"[ERROR] [{name}]: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    stop = getattr(node, "shutdown", None)
-    if stop is not None:
-        signal.signal(signal.SIGTERM, lambda *_: stop())
+    signal.signal(signal.SIGTERM, lambda *_: node.shutdown())
     try:
         keep = wire(node)  # noqa: F841  (the core lives as long as the spin)
     except (ParameterError, InterfaceError, ValueError) as exc:

@@ -12,7 +12,7 @@ from hiwm.paths import share_path
 class DdsSettings:
     domain_id: int
     scope: str  # "localhost", "network" or "custom"
-    config: str | None  # XML text, or None to let CYCLONEDDS_URI speak
+    config_uri: str | None  # file:// URI of a shipped config, or None to let CYCLONEDDS_URI speak
 
 
 def _domain_id(env: dict[str, str]) -> int:
@@ -47,4 +47,7 @@ def dds_settings(env: dict[str, str] | None = None) -> DdsSettings:
     if env.get("CYCLONEDDS_URI", "").strip():
         return DdsSettings(domain_id, "custom", None)
     scope = "network" if _wants_network(env) else "localhost"
-    return DdsSettings(domain_id, scope, share_path("config", "dds", f"{scope}.xml").read_text())
+    path = share_path("config", "dds", f"{scope}.xml")
+    if not path.is_file():
+        raise FileNotFoundError(f"shipped DDS config {path} is missing")
+    return DdsSettings(domain_id, scope, path.resolve().as_uri())

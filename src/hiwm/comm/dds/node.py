@@ -12,7 +12,9 @@ that skips the binding's pure-Python serializer, which is far too slow for image
 
 from __future__ import annotations
 
+import atexit
 import itertools
+import os
 import struct
 import threading
 import time
@@ -21,7 +23,7 @@ from typing import Any
 
 from cyclonedds._clayer import ddspy_take, ddspy_write
 from cyclonedds.core import GuardCondition, InstanceState, ReadCondition, SampleState, ViewState, WaitSet
-from cyclonedds.domain import Domain, DomainParticipant
+from cyclonedds.domain import DomainParticipant
 from cyclonedds.pub import DataWriter
 from cyclonedds.qos import Policy, Qos
 from cyclonedds.sub import DataReader
@@ -85,9 +87,30 @@ class _Process:
 
     def __init__(self, settings: DdsSettings) -> None:
         self.settings = settings
-        self.domain = Domain(settings.domain_id, settings.config) if settings.config else None
-        self.participant = DomainParticipant(settings.domain_id)
+        # Cyclone reads CYCLONEDDS_URI when the domain starts. Passing the same XML through
+        # dds_create_domain measured 60x slower for fragmented samples (>64 kB), so the
+        # shipped file goes through the variable, set only for this call.
+        saved = os.environ.get("CYCLONEDDS_URI")
+        if settings.config_uri:
+            os.environ["CYCLONEDDS_URI"] = settings.config_uri
+        try:
+            self.participant = DomainParticipant(settings.domain_id)
+        finally:
+            if settings.config_uri:
+                if saved is None:
+                    os.environ.pop("CYCLONEDDS_URI", None)
+                else:
+                    os.environ["CYCLONEDDS_URI"] = saved
         self.topics: dict[tuple[str, str], Topic] = {}
+        # Deleting the participant tells peers we are gone. Without it, a reliable writer
+        # elsewhere keeps waiting on our dead readers' acks until the lease runs out (10 s).
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        if self.participant is not None:
+            self.topics.clear()
+            self.participant.__del__()
+            self.participant = None
 
     @classmethod
     def get(cls) -> _Process:
@@ -273,6 +296,7 @@ class DdsNode(Node):
         self._wake = GuardCondition(self.process.participant)
         self._waitset.attach(self._wake)
         self._dispatchers: list[DdsSubscription | DdsService] = []
+        self._endpoints: list[Any] = []  # everything with DDS readers/writers, deleted on destroy
         self._timers: list[Timer] = []
         self._ok = True
         self.logger.debug(f"DDS backend, domain {self.process.settings.domain_id}, {self.process.settings.scope}")
@@ -283,7 +307,9 @@ class DdsNode(Node):
 
     def create_publisher(self, msg_type: str, topic: str, qos: QoSProfile | str | int | None = None) -> DdsPublisher:
         message_class(msg_type)
-        return DdsPublisher(self, msg_type, self.resolve(topic), profile(qos))
+        pub = DdsPublisher(self, msg_type, self.resolve(topic), profile(qos))
+        self._endpoints.append(pub)
+        return pub
 
     def create_subscription(
         self,
@@ -305,7 +331,9 @@ class DdsNode(Node):
         return srv
 
     def create_client(self, srv_type: str, name: str) -> DdsClient:
-        return DdsClient(self, srv_type, self.resolve(name))
+        client = DdsClient(self, srv_type, self.resolve(name))
+        self._endpoints.append(client)
+        return client
 
     def create_timer(self, period: float, callback: Callable[[], None]) -> Timer:
         timer = Timer(period, callback)
@@ -316,6 +344,7 @@ class DdsNode(Node):
     def _attach(self, dispatcher: DdsSubscription | DdsService) -> None:
         self._waitset.attach(dispatcher.condition)
         self._dispatchers.append(dispatcher)
+        self._endpoints.append(dispatcher)
 
     def wake(self) -> None:
         """Make a blocked :meth:`spin_once` return (thread-safe)."""
@@ -341,6 +370,13 @@ class DdsNode(Node):
                 timer.callback()
 
     def destroy(self) -> None:
+        """Delete this node's readers and writers so peers see them go at once."""
         self._ok = False
+        if self.process.participant is not None:
+            for endpoint in self._endpoints:
+                for entity in (getattr(endpoint, "_reader", None), getattr(endpoint, "_writer", None)):
+                    if entity is not None:
+                        entity.__del__()
+        self._endpoints.clear()
         self._dispatchers.clear()
         self._timers.clear()

@@ -1,0 +1,162 @@
+"""The Push-T robot: gym-pusht physics behind the topics of a real robot with a camera.
+
+Topics (relative, so namespaces and remaps apply; the world-model node publishes the same):
+  out ``camera/image``  sensor_msgs/Image rgb8, ``image_size`` square
+  out ``robot/state``   sensor_msgs/JointState, name [x, y]: agent position and velocity
+  out ``task/state``    sensor_msgs/JointState, name [x, y, block_x, block_y, block_theta]: the true
+                        world state (privileged; what a tracker would give in a lab, and what the
+                        scripted expert and ``robot/reset`` use)
+  out ``task/status``   hiwm_msgs/TaskStatus, world "real"
+  in  ``robot/command`` hiwm_msgs/ActionChunk, action_dim 2 (target x, y in [0, 512]); one row per step
+Services: ``robot/reset`` hiwm_msgs/Reset (seed >= 0, or use_state + state[5]; seed < 0 continues the
+random stream); it answers the new episode_id and publishes the episode's initial observation.
+
+Clocks: ``lockstep`` runs one physics step per command row and publishes each step at once;
+``realtime`` runs a control tick at ``rate_hz`` (next queued row, else hold the last target).
+QoS ``auto``: lockstep uses reliable keep-all for every output, so no step's image is ever lost
+(a slow reader slows the robot down instead, which is what lockstep means); real time uses
+reliable keep-last 10 ("default"), so a slow viewer never stalls the control tick.
+All outputs of one step carry the same header stamp. Malformed commands are refused (NaN,
+infinite, wrong action_dim or length) or clamped (outside the workspace) with a throttled
+warning; the node keeps running.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hiwm.comm import Node, new_message
+from hiwm.comm.images import numpy_to_image
+from hiwm.comm.qos import KEEP_ALL, QoSProfile, profile
+from hiwm.comm.runner import run_node
+from hiwm.pusht.env import Observation
+from hiwm.pusht.robot import CLOCKS, PushTRobot
+
+STATE_NAMES = ["x", "y"]
+TASK_STATE_NAMES = ["x", "y", "block_x", "block_y", "block_theta"]
+
+
+@dataclass
+class PushTRobotConfig:
+    image_size: int = 96
+    rate_hz: float = 10.0
+    clock: str = "realtime"  # or "lockstep"
+    seed: int = -1  # initial episode's seed; < 0: random
+    frame_id: str = "camera"
+    qos: str = "auto"  # images, states and status; "auto": keep_all in lockstep, default in real time
+
+    def __post_init__(self) -> None:
+        if self.clock not in CLOCKS:
+            raise ValueError(f"clock must be one of {CLOCKS}, got {self.clock!r}")
+        if not self.rate_hz > 0:
+            raise ValueError(f"rate_hz must be > 0, got {self.rate_hz}")
+        if self.image_size < 8:
+            raise ValueError(f"image_size must be >= 8, got {self.image_size}")
+
+    def output_qos(self) -> QoSProfile:
+        if self.qos == "auto":
+            return KEEP_ALL if self.clock == "lockstep" else profile("default")
+        return profile(self.qos)
+
+
+class PushTRobotNode:
+    """Publishes observations of a :class:`PushTRobot` and serves its command topic and reset service."""
+
+    def __init__(self, node: Node, cfg: PushTRobotConfig) -> None:
+        self.node, self.cfg = node, cfg
+        self.robot = PushTRobot(cfg.image_size, cfg.seed if cfg.seed >= 0 else None, cfg.clock)
+        qos = cfg.output_qos()
+        self.image_pub = node.create_publisher("sensor_msgs/msg/Image", "camera/image", qos)
+        self.state_pub = node.create_publisher("sensor_msgs/msg/JointState", "robot/state", qos)
+        self.task_state_pub = node.create_publisher("sensor_msgs/msg/JointState", "task/state", qos)
+        self.status_pub = node.create_publisher("hiwm_msgs/msg/TaskStatus", "task/status", qos)
+        node.create_subscription("hiwm_msgs/msg/ActionChunk", "robot/command", self.on_command, KEEP_ALL)
+        node.create_service("hiwm_msgs/srv/Reset", "robot/reset", self.on_reset)
+        if cfg.clock == "realtime":
+            node.create_timer(1.0 / cfg.rate_hz, self.on_tick)
+
+    def publish(self, obs: Observation) -> None:
+        header = self.node.header(self.cfg.frame_id)
+        zero = np.zeros(3)
+        self.state_pub.publish(
+            new_message(
+                "sensor_msgs/msg/JointState",
+                header=header,
+                name=STATE_NAMES,
+                position=obs.agent_pos.astype(np.float64),
+                velocity=obs.agent_vel.astype(np.float64),
+                effort=np.zeros(0),
+            )
+        )
+        self.task_state_pub.publish(
+            new_message(
+                "sensor_msgs/msg/JointState",
+                header=header,
+                name=TASK_STATE_NAMES,
+                position=obs.state.astype(np.float64),
+                velocity=np.concatenate([obs.agent_vel, zero]),
+                effort=np.zeros(0),
+            )
+        )
+        self.status_pub.publish(
+            new_message(
+                "hiwm_msgs/msg/TaskStatus",
+                header=header,
+                episode_id=self.robot.episode_id,
+                step=obs.step,
+                coverage=obs.coverage,
+                max_coverage=obs.max_coverage,
+                success=obs.success,
+                done=obs.done,
+                world="real",
+            )
+        )
+        self.image_pub.publish(numpy_to_image(obs.image, header))  # last: a step's image means it is complete
+
+    def on_command(self, msg: object) -> None:
+        try:
+            result = self.robot.command(int(msg.horizon), int(msg.action_dim), msg.data)
+        except ValueError as exc:
+            self.node.bad_input.warning("command", f"refused command from {msg.source_id or '?'}: {exc}")
+            return
+        for warning in result.warnings:
+            self.node.bad_input.warning("command-clamped", f"command from {msg.source_id or '?'}: {warning}")
+        for obs in result.observations:
+            self.publish(obs)
+
+    def on_tick(self) -> None:
+        obs = self.robot.tick()
+        if obs is not None:
+            self.publish(obs)
+
+    def on_reset(self, request: object) -> object:
+        def answer(success: bool, message: str) -> object:
+            episode = self.robot.episode_id if success else ""
+            return new_message("hiwm_msgs/srv/Reset_Response", success=success, message=message, episode_id=episode)
+
+        if request.dataset:
+            return answer(False, "the real robot cannot reset from a dataset frame; use seed or use_state")
+        try:
+            if request.use_state:
+                obs = self.robot.reset(state=np.asarray(request.state, dtype=np.float64))
+            else:
+                obs = self.robot.reset(seed=int(request.seed) if request.seed >= 0 else None)
+        except ValueError as exc:
+            self.node.bad_input.warning("reset", f"refused reset: {exc}")
+            return answer(False, str(exc))
+        self.publish(obs)
+        return answer(True, f"episode {self.robot.episode_id} started")
+
+
+def wire(node: Node) -> PushTRobotNode:
+    return PushTRobotNode(node, node.load_config(PushTRobotConfig))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_node("pusht_robot", wire, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

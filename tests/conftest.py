@@ -1,0 +1,79 @@
+"""Shared test plumbing: an isolated DDS domain per test run and real node processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Test runs on one machine must not hear each other: one DDS domain per run, on loopback.
+os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 200))
+os.environ.pop("CYCLONEDDS_URI", None)
+os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+os.environ.setdefault("HIWM_BACKEND", "dds")
+os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+
+class Procs:
+    """Starts processes (python -m ... or console scripts) and always stops them."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, *args: str, env: dict | None = None, name: str | None = None) -> subprocess.Popen:
+        log = self.tmp / f"{name or Path(args[0]).name}-{len(self.procs)}.log"
+        proc = subprocess.Popen(
+            list(args),
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=ROOT,
+        )
+        proc.log_path = log  # type: ignore[attr-defined]
+        self.procs.append(proc)
+        return proc
+
+    def python(self, module: str, *args: str, **kw) -> subprocess.Popen:
+        return self.start(sys.executable, "-m", module, *args, name=module.rsplit(".", 1)[-1], **kw)
+
+    @staticmethod
+    def output(proc: subprocess.Popen) -> str:
+        return proc.log_path.read_text(errors="replace")  # type: ignore[attr-defined]
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 5
+        for proc in self.procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Procs]:
+    p = Procs(tmp_path)
+    try:
+        yield p
+    finally:
+        p.stop_all()
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
