@@ -106,7 +106,7 @@ def test_reset_then_expert_raises_coverage_one_image_per_step(robot):
 def test_reset_to_state_and_chunks(robot):
     _, client = robot
     state = [100.0, 100.0, 300.0, 300.0, 0.5]
-    response = client.reset(use_state=True, state=state)
+    response = client.reset(use_state=True, state=np.array(state))
     assert response.success, response.message
     assert client.wait_counts(1)
     np.testing.assert_allclose(client.task_states[-1].position, state, atol=1e-6)
@@ -114,7 +114,7 @@ def test_reset_to_state_and_chunks(robot):
     assert client.wait_counts(4)
     assert [s.step for s in client.statuses] == [0, 1, 2, 3]
     assert client.states[-1].position[1] > 120.0
-    bad = client.reset(use_state=True, state=[1.0, 2.0])
+    bad = client.reset(use_state=True, state=np.array([1.0, 2.0]))
     assert not bad.success and "5" in bad.message
 
 

@@ -32,7 +32,7 @@ from hiwm.comm.images import numpy_to_image
 from hiwm.comm.qos import KEEP_ALL, QoSProfile, profile
 from hiwm.comm.runner import run_node
 from hiwm.pusht.env import Observation
-from hiwm.pusht.robot import CLOCKS, PushTRobot
+from hiwm.pusht.robot import CLOCKS, BadCommand, PushTRobot
 
 STATE_NAMES = ["x", "y"]
 TASK_STATE_NAMES = ["x", "y", "block_x", "block_y", "block_theta"]
@@ -118,11 +118,11 @@ class PushTRobotNode:
     def on_command(self, msg: object) -> None:
         try:
             result = self.robot.command(int(msg.horizon), int(msg.action_dim), msg.data)
-        except ValueError as exc:
-            self.node.bad_input.warning("command", f"refused command from {msg.source_id or '?'}: {exc}")
+        except BadCommand as exc:
+            self.node.bad_input.warning(f"command.{exc.kind}", f"refused command from {msg.source_id or '?'}: {exc}")
             return
         for warning in result.warnings:
-            self.node.bad_input.warning("command-clamped", f"command from {msg.source_id or '?'}: {warning}")
+            self.node.bad_input.warning("command.clamped", f"command from {msg.source_id or '?'}: {warning}")
         for obs in result.observations:
             self.publish(obs)
 

@@ -20,6 +20,14 @@ CLOCKS = ("lockstep", "realtime")
 ACTION_DIM = 2
 
 
+class BadCommand(ValueError):
+    """A refused command; ``kind`` names the problem (for throttled logging per kind)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 @dataclass
 class CommandResult:
     """What a command did: observations of the steps it ran (lockstep) and any warnings."""
@@ -29,24 +37,24 @@ class CommandResult:
 
 
 def parse_chunk(horizon: int, action_dim: int, data: object) -> tuple[np.ndarray, list[str]]:
-    """Rows of an action chunk, validated. Raises ValueError for a malformed chunk.
+    """Rows of an action chunk, validated. Raises :class:`BadCommand` for a malformed chunk.
 
     A chunk with any NaN/infinite value is refused whole; out-of-workspace values are
     clamped, with one warning per clamped row.
     """
     if action_dim != ACTION_DIM:
-        raise ValueError(f"action_dim must be {ACTION_DIM} (target x, y), got {action_dim}")
+        raise BadCommand("action_dim", f"action_dim must be {ACTION_DIM} (target x, y), got {action_dim}")
     if horizon < 1:
-        raise ValueError(f"horizon must be >= 1, got {horizon}")
+        raise BadCommand("horizon", f"horizon must be >= 1, got {horizon}")
     flat = np.asarray(data, dtype=np.float64).reshape(-1)
     if flat.size != horizon * action_dim:
-        raise ValueError(f"data has {flat.size} values, expected horizon*action_dim = {horizon}*{action_dim}")
+        raise BadCommand("length", f"data has {flat.size} values, expected horizon*action_dim = {horizon}*{action_dim}")
     rows, warnings = [], []
     for k, row in enumerate(flat.reshape(horizon, action_dim)):
         try:
             clean, warning = validate_action(row)
         except ValueError as exc:
-            raise ValueError(f"row {k}: {exc}; chunk refused") from None
+            raise BadCommand("value", f"row {k}: {exc}; chunk refused") from None
         rows.append(clean)
         if warning:
             warnings.append(f"row {k}: {warning}")
@@ -79,13 +87,13 @@ class PushTRobot:
         return obs
 
     def command(self, horizon: int, action_dim: int, data: object) -> CommandResult:
-        """Execute (lockstep) or queue (realtime) a chunk. Raises ValueError for a malformed chunk.
+        """Execute (lockstep) or queue (realtime) a chunk. Raises :class:`BadCommand` if refused.
 
         In real time a new chunk replaces the actions still queued from the previous one.
         """
         rows, warnings = parse_chunk(horizon, action_dim, data)
         if self.observation.done:
-            raise ValueError("the episode is done; call reset first")
+            raise BadCommand("done", "the episode is done; call reset first")
         if self.clock == "realtime":
             self.queue.clear()
             self.queue.extend(rows)

@@ -1,0 +1,244 @@
+"""Scripted-expert episodes on Push-T, in-process and in parallel, into a dataset (and a bag).
+
+Each worker runs :class:`PushTEnv` with a :class:`ScriptedExpert` for one seed and
+returns the episode's arrays and, optionally, the robot traffic of that episode as CDR
+(what the robot node would publish and receive, stamped on a 10 Hz timeline). The
+parent writes episodes in seed order, so a run is reproducible for a given ``seed``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hiwm.comm.images import numpy_to_image
+from hiwm.comm.interfaces import new_message, serialize
+from hiwm.data.episodes import STATE_NAMES
+from hiwm.data.lerobot import SOURCE_SCRIPTED, LeRobotDatasetWriter, pusht_features
+
+TASK = "Push the T-shaped block onto the T-shaped target."
+FPS = 10
+#: Robot topics as the Push-T robot node names them (relative names), with their types.
+TOPICS = {
+    "camera/image": "sensor_msgs/msg/Image",
+    "robot/state": "sensor_msgs/msg/JointState",
+    "task/status": "hiwm_msgs/msg/TaskStatus",
+    "robot/command": "hiwm_msgs/msg/ActionChunk",
+}
+
+
+@dataclass
+class CollectConfig:
+    episodes: int = 10
+    seed: int = 0
+    noise: float = 0.0  # ExpertConfig.noisy level: 0 clean, 1 sloppy, 2+ mostly failing
+    image_size: int = 96
+    max_steps: int = 300  # an episode ends at success or after this many steps
+    workers: int = 1
+    task: str = TASK
+    flush_every: int = 10
+
+
+@dataclass
+class EpisodeResult:
+    seed: int
+    frames: dict[str, np.ndarray]
+    success: bool
+    messages: list[tuple[str, int, bytes]] = field(default_factory=list)  # topic, stamp ns, CDR
+
+
+def _stamp(ns: int) -> object:
+    return new_message("builtin_interfaces/msg/Time", sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def robot_messages(obs: object, episode_id: str, stamp_ns: int, frame_id: str = "camera") -> dict[str, object]:
+    """The image, state and status the robot publishes for one observation (one shared stamp)."""
+    header = new_message("std_msgs/msg/Header", stamp=_stamp(stamp_ns), frame_id=frame_id)
+    state_header = new_message("std_msgs/msg/Header", stamp=_stamp(stamp_ns), frame_id="world")
+    return {
+        "camera/image": numpy_to_image(obs.image, header),
+        "robot/state": new_message(
+            "sensor_msgs/msg/JointState",
+            header=state_header,
+            name=list(STATE_NAMES),
+            position=np.asarray(obs.state, dtype=np.float64),
+            velocity=np.concatenate([np.asarray(obs.agent_vel, dtype=np.float64), np.zeros(3)]),
+            effort=np.zeros(0),
+        ),
+        "task/status": new_message(
+            "hiwm_msgs/msg/TaskStatus",
+            header=state_header,
+            episode_id=episode_id,
+            step=int(obs.step),
+            coverage=float(obs.coverage),
+            max_coverage=float(obs.max_coverage),
+            success=bool(obs.success),
+            done=bool(obs.done),
+            world="real",
+        ),
+    }
+
+
+def command_message(action: np.ndarray, stamp_ns: int, source: int = SOURCE_SCRIPTED, source_id: str = "") -> object:
+    """A horizon-1 ActionChunk carrying one action."""
+    return new_message(
+        "hiwm_msgs/msg/ActionChunk",
+        header=new_message("std_msgs/msg/Header", stamp=_stamp(stamp_ns), frame_id="world"),
+        source=source,
+        source_id=source_id or "scripted_expert",
+        horizon=1,
+        action_dim=2,
+        dt=1.0 / FPS,
+        data=np.asarray(action, dtype=np.float32).reshape(-1),
+    )
+
+
+_ENV: dict[int, object] = {}
+
+
+def _env(image_size: int) -> object:
+    if image_size not in _ENV:
+        from hiwm.pusht.env import PushTEnv
+
+        _ENV[image_size] = PushTEnv(image_size=image_size)
+    return _ENV[image_size]
+
+
+def expert_episode(
+    seed: int,
+    noise: float = 0.0,
+    image_size: int = 96,
+    max_steps: int = 300,
+    messages: bool = False,
+    start_ns: int = 0,
+) -> EpisodeResult:
+    """One scripted-expert episode from ``seed``; with ``messages`` also its robot traffic as CDR.
+
+    Observation ``t`` is stamped ``start_ns + t / FPS`` and the command answering it half
+    a period later.
+    """
+    from hiwm.pusht.expert import ExpertConfig, ScriptedExpert
+
+    env = _env(image_size)
+    expert = ScriptedExpert(ExpertConfig.noisy(noise), seed=seed)
+    obs = env.reset(seed=seed)
+    episode_id = f"seed-{seed}"
+    dt = 1_000_000_000 // FPS
+    cols: dict[str, list] = {k: [] for k in pusht_features(image_size)}
+    traffic: list[tuple[str, int, bytes]] = []
+
+    def publish(o: object, t: int, done: bool) -> None:
+        if messages:
+            stamp = start_ns + t * dt
+            for topic, msg in robot_messages(dataclasses.replace(o, done=done), episode_id, stamp).items():
+                traffic.append((topic, stamp, serialize(msg)))
+
+    publish(obs, 0, obs.done)
+    t = 0
+    while not obs.done and t < max_steps:
+        action = expert.act(obs.state)
+        if messages:
+            stamp = start_ns + t * dt + dt // 2
+            traffic.append(("robot/command", stamp, serialize(command_message(action, stamp))))
+        nxt = env.step(action)
+        t += 1
+        done = nxt.done or t >= max_steps
+        cols["observation.image"].append(obs.image)
+        cols["observation.state"].append(obs.agent_pos)
+        cols["action"].append(action)
+        cols["intervention"].append(False)
+        cols["action.source"].append(SOURCE_SCRIPTED)
+        cols["observation.environment_state"].append(obs.state)
+        cols["next.reward"].append(min(1.0, max(0.0, nxt.coverage / 0.95)))
+        cols["next.coverage"].append(nxt.coverage)
+        cols["next.success"].append(nxt.success)
+        cols["next.done"].append(done)
+        publish(nxt, t, done)
+        obs = nxt
+    frames = {k: np.asarray(v) for k, v in cols.items()}
+    return EpisodeResult(seed, frames, bool(obs.success), traffic)
+
+
+def _work(job: tuple[int, float, int, int, bool, int]) -> EpisodeResult:
+    return expert_episode(*job)
+
+
+def run_episodes(cfg: CollectConfig, messages: bool, start_ns: int = 0) -> Iterator[EpisodeResult]:
+    """Episodes for seeds ``seed .. seed + episodes - 1``, in that order, on ``workers`` processes.
+
+    Episode ``i``'s traffic starts at ``start_ns + i * (max_steps + 10) / FPS``.
+    """
+    slot = (cfg.max_steps + 10) * (1_000_000_000 // FPS)
+    jobs = [
+        (cfg.seed + i, cfg.noise, cfg.image_size, cfg.max_steps, messages, start_ns + i * slot)
+        for i in range(cfg.episodes)
+    ]
+    if cfg.workers <= 1:
+        for job in jobs:
+            yield _work(job)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(cfg.workers) as pool:
+        yield from pool.imap(_work, jobs, chunksize=1)
+
+
+@dataclass
+class CollectSummary:
+    episodes: int
+    frames: int
+    successes: int
+    seconds: float
+    dataset: str
+    bag: str | None
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / self.episodes if self.episodes else 0.0
+
+
+def collect(
+    cfg: CollectConfig,
+    out: str | Path,
+    bag_path: str | Path | None = None,
+    on_episode: Callable[[EpisodeResult], None] | None = None,
+) -> CollectSummary:
+    """Run the expert and write every episode to the dataset at ``out`` (created or appended)."""
+    from hiwm.data.bag import BagWriter
+
+    start = time.monotonic()
+    frames = successes = done = 0
+    bag = BagWriter(bag_path) if bag_path else None
+    writer = LeRobotDatasetWriter(out, fps=FPS, features=pusht_features(cfg.image_size), flush_every=cfg.flush_every)
+    try:
+        if bag:
+            for topic, msgtype in TOPICS.items():
+                bag.add_topic("/" + topic, msgtype)
+        for result in run_episodes(cfg, messages=bag is not None, start_ns=time.time_ns()):
+            n = len(result.frames["action"])
+            for t in range(n):
+                writer.add_frame({k: v[t] for k, v in result.frames.items()})
+            writer.save_episode(task=cfg.task)
+            if bag:
+                for topic, stamp, cdr in result.messages:
+                    bag.write("/" + topic, cdr, stamp)
+            frames += n
+            successes += result.success
+            done += 1
+            if on_episode:
+                on_episode(result)
+    except BaseException:
+        writer.close()  # keep the whole episodes saved so far
+        if bag:
+            bag.close()
+        raise
+    writer.close()
+    if bag:
+        bag.close()
+    return CollectSummary(done, frames, successes, time.monotonic() - start, str(out), str(bag_path) if bag else None)
+
