@@ -48,6 +48,11 @@ setup(
         "pymunk>=6.6,<7",  # the T's geometry for the scripted expert (gym-pusht's own pin)
         "shapely>=2",  # path planning around the block (expert)
         "tqdm>=4",  # progress bars
+        "pyarrow>=15",  # LeRobot v3 parquet
+        "av>=12",  # PyAV: LeRobot v3 mp4 video (bundles FFmpeg)
+        "torch==2.13.0",  # models; this exact pin resolves to the CPU wheel (a range may pull CUDA packages)
+        "safetensors>=0.4",  # checkpoints without pickle
+        "matplotlib>=3.7",  # plots and images of results
     ],
     extras_require={
         "test": ["pytest>=8", "colcon-common-extensions", "ruff", "mcap", "mcap-ros2-support"],

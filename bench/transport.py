@@ -85,7 +85,11 @@ def throughput(node, height: int, width: int, count: int) -> dict:
 
 def percentiles(samples: list[float]) -> dict:
     ms = np.array(samples) * 1e3
-    return {"n": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 4), "p99_ms": round(float(np.percentile(ms, 99)), 4)}
+    return {
+        "n": len(ms),
+        "p50_ms": round(float(np.percentile(ms, 50)), 4),
+        "p99_ms": round(float(np.percentile(ms, 99)), 4),
+    }
 
 
 def round_trips(node, count: int) -> dict:

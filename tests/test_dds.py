@@ -90,7 +90,7 @@ def test_hiwm_messages_cross_processes(node, procs):
     ]
     got = relay_roundtrip(node, procs, "hiwm_msgs/msg/ActionChunk", sent)
     assert [m.data[0] for m in got] == list(range(20))
-    assert got[5].source_id == "operator-7" and got[5].horizon == 8 and got[5].SOURCE_HUMAN == got[5].source
+    assert got[5].source_id == "operator-7" and got[5].horizon == 8 and got[5].source == got[5].SOURCE_HUMAN
 
 
 def test_service_round_trip_and_errors(node, procs):
@@ -125,8 +125,8 @@ def test_wire_bytes_are_rosbags_cdr(procs):
 
     # A plain Cyclone writer with the binding's own serializer, as another DDS app would send it.
     writer = DataWriter(proc.participant, Topic(proc.participant, "rt/in", cls), qos=dds_qos(KEEP_ALL))
-    assert wait_for(lambda: writer.get_matched_subscriptions() and reader.get_matched_publications(), 20), (
-        procs.output(relay)
+    assert wait_for(lambda: writer.get_matched_subscriptions() and reader.get_matched_publications(), 20), procs.output(
+        relay
     )
     sample = cls(
         header=idl_class("std_msgs/msg/Header")(stamp=idl_class("builtin_interfaces/msg/Time")(3, 4), frame_id="arm"),
@@ -140,8 +140,9 @@ def test_wire_bytes_are_rosbags_cdr(procs):
     assert wait_for(lambda: taken.extend(_take_raw(reader)) or taken, 10)
     expected = new_message(
         "sensor_msgs/msg/JointState",
-        header=new_message("std_msgs/msg/Header", stamp=new_message("builtin_interfaces/msg/Time", sec=3, nanosec=4),
-                           frame_id="arm"),
+        header=new_message(
+            "std_msgs/msg/Header", stamp=new_message("builtin_interfaces/msg/Time", sec=3, nanosec=4), frame_id="arm"
+        ),
         name=["j1", "j2"],
         position=np.array([0.5, 1.5]),
         velocity=np.zeros(0),
@@ -160,7 +161,9 @@ def test_malformed_payloads_are_dropped_and_the_node_keeps_running(node, procs):
     image_pub = node.create_publisher("sensor_msgs/msg/Image", "/image", KEEP_ALL)
     assert node.spin_until(lambda: chunk_pub.matched_count() and image_pub.matched_count(), 20)
 
-    good = new_message("hiwm_msgs/msg/ActionChunk", source_id="abcd", horizon=1, action_dim=2, data=np.ones(2, np.float32))
+    good = new_message(
+        "hiwm_msgs/msg/ActionChunk", source_id="abcd", horizon=1, action_dim=2, data=np.ones(2, np.float32)
+    )
     bad = bytearray(serialize(good))
     bad[bad.index(b"abcd")] = 0xFF  # valid CDR, invalid UTF-8: passes DDS, must fail decoding
     if isinstance(chunk_pub, DdsPublisher):
@@ -202,23 +205,35 @@ def test_topic_cli_sees_other_processes(procs):
     procs.python("hiwm.nodes.pattern_camera", "--ros-args", "-p", "rate_hz:=20.0")
     listing = subprocess.run(
         [sys.executable, "-m", "hiwm.cli.main", "topic", "list", "-t", "--wait", "2"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     assert "/image [sensor_msgs/msg/Image]" in listing.stdout, listing.stderr
     services = subprocess.run(
         [sys.executable, "-m", "hiwm.cli.main", "service", "list", "-t"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     assert "/pattern_camera/enable [std_srvs/srv/SetBool]" in services.stdout
     echo = subprocess.run(
         [sys.executable, "-m", "hiwm.cli.main", "topic", "echo", "/image", "--count", "2", "--json"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     frames = [json.loads(line) for line in echo.stdout.splitlines()]
     assert echo.returncode == 0 and len(frames) == 2 and frames[0]["width"] == 96
     hz = subprocess.run(
         [sys.executable, "-m", "hiwm.cli.main", "topic", "hz", "/image", "--duration", "3.5", "--json"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     rates = [json.loads(line)["rate_hz"] for line in hz.stdout.splitlines() if line.startswith("{")]
     assert rates and 15 < rates[-1] < 25, hz.stdout

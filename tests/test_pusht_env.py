@@ -20,7 +20,7 @@ def test_reset_and_step_fields():
     assert obs.state.shape == (5,)
     np.testing.assert_allclose(obs.state, [*obs.agent_pos, *obs.block_pose])
     assert (obs.step, obs.done, obs.success) == (0, False, False)
-    target = obs.agent_pos + [30.0, 0.0]
+    target = obs.agent_pos + np.array([30.0, 0.0])
     nxt = env.step(target)
     assert nxt.step == 1
     assert nxt.agent_pos[0] > obs.agent_pos[0] + 5  # the PD controller moved towards the target

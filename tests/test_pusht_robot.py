@@ -77,7 +77,7 @@ def robot(procs):
 
 
 def test_reset_then_expert_raises_coverage_one_image_per_step(robot):
-    proc, client = robot
+    _, client = robot
     response = client.reset(seed=3)
     assert response.success, response.message
     assert len(response.episode_id) > 0
@@ -89,7 +89,7 @@ def test_reset_then_expert_raises_coverage_one_image_per_step(robot):
     steps = 60
     for k in range(1, steps + 1):
         state = np.asarray(client.task_states[-1].position)
-        assert list(client.task_states[-1].name) == ["x", "y", "block_x", "block_y", "block_theta"]
+        assert list(client.task_states[-1].name) == ["agent_x", "agent_y", "block_x", "block_y", "block_theta"]
         client.send(expert.act(state))
         assert client.wait_counts(k + 1), f"step {k}: {client.counts()}"
         assert client.statuses[-1].step == k
@@ -98,7 +98,7 @@ def test_reset_then_expert_raises_coverage_one_image_per_step(robot):
     image = image_to_numpy(client.images[-1], expect=(64, 64))
     assert image.dtype == np.uint8 and image.std() > 0
     assert client.images[-1].header.stamp == client.statuses[-1].header.stamp
-    assert list(client.states[-1].name) == ["x", "y"]
+    assert list(client.states[-1].name) == ["agent_x", "agent_y"]
     np.testing.assert_allclose(client.states[-1].position, client.task_states[-1].position[:2])
     assert client.statuses[-1].max_coverage > start_coverage + 0.2
 

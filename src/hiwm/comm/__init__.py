@@ -15,9 +15,25 @@ from hiwm.comm.params import ParameterError
 from hiwm.comm.qos import DEFAULT, KEEP_ALL, LATCHED, SENSOR_DATA, QoSProfile
 
 __all__ = [
-    "DEFAULT", "KEEP_ALL", "LATCHED", "SENSOR_DATA", "InterfaceError", "Node", "ParameterError", "QoSProfile",
-    "RosArgs", "ServiceCallError", "Timer", "backend_name", "create_node", "deserialize", "message_class",
-    "new_message", "parse_ros_args", "serialize", "to_dict",
+    "DEFAULT",
+    "KEEP_ALL",
+    "LATCHED",
+    "SENSOR_DATA",
+    "InterfaceError",
+    "Node",
+    "ParameterError",
+    "QoSProfile",
+    "RosArgs",
+    "ServiceCallError",
+    "Timer",
+    "backend_name",
+    "create_node",
+    "deserialize",
+    "message_class",
+    "new_message",
+    "parse_ros_args",
+    "serialize",
+    "to_dict",
 ]
 
 BACKENDS = ("rclpy", "dds")

@@ -22,9 +22,7 @@ def image_to_numpy(msg: Any, expect: tuple[int, int] | None = None) -> np.ndarra
         raise InterfaceError(f"unsupported image encoding {msg.encoding!r}; expected one of {sorted(CHANNELS)}")
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     if step < w * channels or len(msg.data) != h * step:
-        raise InterfaceError(
-            f"image {w}x{h} {msg.encoding}: step {step} and {len(msg.data)} data bytes do not match"
-        )
+        raise InterfaceError(f"image {w}x{h} {msg.encoding}: step {step} and {len(msg.data)} data bytes do not match")
     if expect is not None and (h, w) != tuple(expect):
         raise InterfaceError(f"image is {w}x{h}, expected {expect[1]}x{expect[0]}")
     rows = np.asarray(msg.data, dtype=np.uint8).reshape(h, step)

@@ -27,9 +27,19 @@ _STD_SRVS = {
 }
 
 _NUMPY_DTYPES = {
-    "bool": np.bool_, "byte": np.uint8, "char": np.uint8, "uint8": np.uint8, "int8": np.int8,
-    "uint16": np.uint16, "int16": np.int16, "uint32": np.uint32, "int32": np.int32,
-    "uint64": np.uint64, "int64": np.int64, "float32": np.float32, "float64": np.float64,
+    "bool": np.bool_,
+    "byte": np.uint8,
+    "char": np.uint8,
+    "uint8": np.uint8,
+    "int8": np.int8,
+    "uint16": np.uint16,
+    "int16": np.int16,
+    "uint32": np.uint32,
+    "int32": np.int32,
+    "uint64": np.uint64,
+    "int64": np.int64,
+    "float32": np.float32,
+    "float64": np.float64,
 }
 
 

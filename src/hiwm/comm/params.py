@@ -32,7 +32,9 @@ class ParameterValue:
 def _flatten(prefix: str, tree: dict, origin: str, out: dict[str, ParameterValue]) -> None:
     for key, value in tree.items():
         if not isinstance(key, str):
-            raise ParameterError(f"{origin}: parameter key {key!r} under {prefix or 'ros__parameters'!r} is not a string")
+            raise ParameterError(
+                f"{origin}: parameter key {key!r} under {prefix or 'ros__parameters'!r} is not a string"
+            )
         name = f"{prefix}.{key}" if prefix else key
         if isinstance(value, dict):
             _flatten(name, value, origin, out)
@@ -106,7 +108,7 @@ def coerce(name: str, value: ParameterValue, default: Any) -> Any:
     """Check a given value against a declared default's type; ints widen to floats."""
     want = type(default)
     got = value.value
-    if default is None or isinstance(got, want) and not (want is int and isinstance(got, bool)):
+    if default is None or (isinstance(got, want) and not (want is int and isinstance(got, bool))):
         return got
     if want is float and isinstance(got, int) and not isinstance(got, bool):
         return float(got)

@@ -30,7 +30,9 @@ _in_callback = threading.local()
 
 def ros_qos(qos: QoSProfile) -> RosQoS:
     return RosQoS(
-        reliability=ReliabilityPolicy.RELIABLE if qos.reliability is Reliability.RELIABLE else ReliabilityPolicy.BEST_EFFORT,
+        reliability=ReliabilityPolicy.RELIABLE
+        if qos.reliability is Reliability.RELIABLE
+        else ReliabilityPolicy.BEST_EFFORT,
         durability=DurabilityPolicy.TRANSIENT_LOCAL
         if qos.durability is Durability.TRANSIENT_LOCAL
         else DurabilityPolicy.VOLATILE,
@@ -150,7 +152,9 @@ class RclpyNode(Node):
                 return
             callback(msg)
 
-        handle = self.ros.create_subscription(get_message(msg_type), topic, _marked(on_raw), ros_qos(profile(qos)), raw=True)
+        handle = self.ros.create_subscription(
+            get_message(msg_type), topic, _marked(on_raw), ros_qos(profile(qos)), raw=True
+        )
         return _Sub(topic, handle)
 
     def create_service(self, srv_type: str, name: str, handler: Callable[[Any], Any]) -> Any:

@@ -17,20 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hiwm.comm.images import numpy_to_image
-from hiwm.comm.interfaces import new_message, serialize
-from hiwm.data.episodes import STATE_NAMES
+from hiwm.comm.interfaces import serialize
 from hiwm.data.lerobot import SOURCE_SCRIPTED, LeRobotDatasetWriter, pusht_features
+from hiwm.pusht.messages import TOPICS, action_chunk, observation_messages
 
 TASK = "Push the T-shaped block onto the T-shaped target."
 FPS = 10
-#: Robot topics as the Push-T robot node names them (relative names), with their types.
-TOPICS = {
-    "camera/image": "sensor_msgs/msg/Image",
-    "robot/state": "sensor_msgs/msg/JointState",
-    "task/status": "hiwm_msgs/msg/TaskStatus",
-    "robot/command": "hiwm_msgs/msg/ActionChunk",
-}
 
 
 @dataclass
@@ -51,52 +43,6 @@ class EpisodeResult:
     frames: dict[str, np.ndarray]
     success: bool
     messages: list[tuple[str, int, bytes]] = field(default_factory=list)  # topic, stamp ns, CDR
-
-
-def _stamp(ns: int) -> object:
-    return new_message("builtin_interfaces/msg/Time", sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
-
-
-def robot_messages(obs: object, episode_id: str, stamp_ns: int, frame_id: str = "camera") -> dict[str, object]:
-    """The image, state and status the robot publishes for one observation (one shared stamp)."""
-    header = new_message("std_msgs/msg/Header", stamp=_stamp(stamp_ns), frame_id=frame_id)
-    state_header = new_message("std_msgs/msg/Header", stamp=_stamp(stamp_ns), frame_id="world")
-    return {
-        "camera/image": numpy_to_image(obs.image, header),
-        "robot/state": new_message(
-            "sensor_msgs/msg/JointState",
-            header=state_header,
-            name=list(STATE_NAMES),
-            position=np.asarray(obs.state, dtype=np.float64),
-            velocity=np.concatenate([np.asarray(obs.agent_vel, dtype=np.float64), np.zeros(3)]),
-            effort=np.zeros(0),
-        ),
-        "task/status": new_message(
-            "hiwm_msgs/msg/TaskStatus",
-            header=state_header,
-            episode_id=episode_id,
-            step=int(obs.step),
-            coverage=float(obs.coverage),
-            max_coverage=float(obs.max_coverage),
-            success=bool(obs.success),
-            done=bool(obs.done),
-            world="real",
-        ),
-    }
-
-
-def command_message(action: np.ndarray, stamp_ns: int, source: int = SOURCE_SCRIPTED, source_id: str = "") -> object:
-    """A horizon-1 ActionChunk carrying one action."""
-    return new_message(
-        "hiwm_msgs/msg/ActionChunk",
-        header=new_message("std_msgs/msg/Header", stamp=_stamp(stamp_ns), frame_id="world"),
-        source=source,
-        source_id=source_id or "scripted_expert",
-        horizon=1,
-        action_dim=2,
-        dt=1.0 / FPS,
-        data=np.asarray(action, dtype=np.float32).reshape(-1),
-    )
 
 
 _ENV: dict[int, object] = {}
@@ -136,7 +82,7 @@ def expert_episode(
     def publish(o: object, t: int, done: bool) -> None:
         if messages:
             stamp = start_ns + t * dt
-            for topic, msg in robot_messages(dataclasses.replace(o, done=done), episode_id, stamp).items():
+            for topic, msg in observation_messages(dataclasses.replace(o, done=done), episode_id, stamp).items():
                 traffic.append((topic, stamp, serialize(msg)))
 
     publish(obs, 0, obs.done)
@@ -145,7 +91,8 @@ def expert_episode(
         action = expert.act(obs.state)
         if messages:
             stamp = start_ns + t * dt + dt // 2
-            traffic.append(("robot/command", stamp, serialize(command_message(action, stamp))))
+            chunk = action_chunk(action, stamp, SOURCE_SCRIPTED, "scripted_expert", 1.0 / FPS)
+            traffic.append(("robot/command", stamp, serialize(chunk)))
         nxt = env.step(action)
         t += 1
         done = nxt.done or t >= max_steps
@@ -241,4 +188,3 @@ def collect(
     if bag:
         bag.close()
     return CollectSummary(done, frames, successes, time.monotonic() - start, str(out), str(bag_path) if bag else None)
-

@@ -20,7 +20,7 @@ class RobotTopics:
     """Fully qualified names of the robot's topics in a recording."""
 
     image: str = "/camera/image"
-    state: str = "/robot/state"
+    state: str = "/task/state"  # the full world state: agent and block
     status: str = "/task/status"
     command: str = "/robot/command"
 

@@ -1,7 +1,8 @@
 """Assemble dataset episodes from robot traffic (live or from a bag), without middleware.
 
-Inputs are the robot's messages: ``camera/image`` (sensor_msgs/Image), ``robot/state``
-(sensor_msgs/JointState), ``task/status`` (hiwm_msgs/TaskStatus) and ``robot/command``
+Inputs are the robot's messages: ``camera/image`` (sensor_msgs/Image), ``task/state``
+(sensor_msgs/JointState; ``robot/state`` works too but carries no block pose),
+``task/status`` (hiwm_msgs/TaskStatus) and ``robot/command``
 (hiwm_msgs/ActionChunk). The contract they follow:
 
 * one observation per physics step: an image, a state and a status whose header stamps
@@ -30,8 +31,8 @@ import numpy as np
 from hiwm.comm.images import image_to_numpy
 from hiwm.comm.interfaces import InterfaceError
 from hiwm.data.lerobot import SOURCE_HUMAN
+from hiwm.pusht.messages import TASK_STATE_NAMES as STATE_NAMES
 
-STATE_NAMES = ("agent_x", "agent_y", "block_x", "block_y", "block_theta")
 SUCCESS_COVERAGE = 0.95
 
 

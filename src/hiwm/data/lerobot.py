@@ -279,7 +279,9 @@ def episode_stats(row: dict, features: dict[str, dict]) -> dict[str, dict[str, n
         if feature["dtype"] == "string" or f"stats/{key}/mean" not in row:
             continue
         shape = (feature["shape"][-1], 1, 1) if feature["dtype"] == "video" else (-1,)
-        out[key] = {s: np.asarray(row[f"stats/{key}/{s}"]).reshape(shape if s != "count" else (1,)) for s in st.STAT_KEYS}
+        out[key] = {
+            s: np.asarray(row[f"stats/{key}/{s}"]).reshape(shape if s != "count" else (1,)) for s in st.STAT_KEYS
+        }
     return out
 
 
@@ -393,9 +395,7 @@ class LeRobotDatasetWriter:
         self._episode_stats = [episode_stats(r, self.info["features"]) for r in episodes.rows]
         if removed:  # stats.json may have counted the interrupted flush's episodes
             self._write_stats(self._episode_stats)
-        self._next_flush = 1 + max(
-            (_flush_number(r, self.info["chunks_size"]) for r in episodes.rows), default=-1
-        )
+        self._next_flush = 1 + max((_flush_number(r, self.info["chunks_size"]) for r in episodes.rows), default=-1)
 
     def _write_stats(self, all_stats: list[dict]) -> None:
         keys = [k for k in self.features if all_stats and all(k in s for s in all_stats)]
@@ -540,7 +540,9 @@ class _Batch:
         root = writer.root
         self.data_path = root / chunk_path(DATA_PATH, flush, size)
         self.meta_path = root / chunk_path(EPISODES_PATH, flush, size)
-        self.video_paths = {k: root / chunk_path(VIDEO_PATH, flush, size, video_key=k) for k in video_keys(info["features"])}
+        self.video_paths = {
+            k: root / chunk_path(VIDEO_PATH, flush, size, video_key=k) for k in video_keys(info["features"])
+        }
         self.frames_before = int(info["total_frames"])
         self.first_episode = int(info["total_episodes"])
         self.schema = data_schema(info["features"])
@@ -566,15 +568,11 @@ class _Batch:
             values = [f[key] for f in frames]
             columns[key] = values if feature["dtype"] == "string" else np.stack(values)
         columns["frame_index"] = np.arange(n, dtype=np.int64)
-        columns["timestamp"] = np.array(
-            [f.get("timestamp", i / fps) for i, f in enumerate(frames)], dtype=np.float32
-        )
+        columns["timestamp"] = np.array([f.get("timestamp", i / fps) for i, f in enumerate(frames)], dtype=np.float32)
         columns["episode_index"] = np.full(n, episode_index, dtype=np.int64)
         columns["index"] = np.arange(start, start + n, dtype=np.int64)
         columns["task_index"] = np.full(n, writer.tasks.index(task), dtype=np.int64)
-        table = pa.table(
-            [_column(features[name], columns[name]) for name in self.schema.names], schema=self.schema
-        )
+        table = pa.table([_column(features[name], columns[name]) for name in self.schema.names], schema=self.schema)
         row: dict[str, Any] = {
             "episode_index": episode_index,
             "tasks": [task],
@@ -668,9 +666,7 @@ def leftovers(root: Path, info: dict, episodes: EpisodeFiles) -> list[Path]:
         for path in base.rglob("*"):
             if not path.is_file():
                 continue
-            if is_tmp(path):
-                out.append(path)
-            elif sub != "meta" and CHUNK_FILE_RE.search(path.as_posix()) and path not in keep:
+            if is_tmp(path) or (sub != "meta" and CHUNK_FILE_RE.search(path.as_posix()) and path not in keep):
                 out.append(path)
     return sorted(set(out))
 

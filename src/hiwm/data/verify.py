@@ -80,7 +80,9 @@ def verify(
         report.errors.append(f"meta/info.json: {exc}")
         return report
     for path in leftovers(root, info, episodes):
-        report.warnings.append(f"{path.relative_to(root)}: left by an interrupted write; ignored (removed on next append)")
+        report.warnings.append(
+            f"{path.relative_to(root)}: left by an interrupted write; ignored (removed on next append)"
+        )
 
     # episodes metadata against info.json
     indices = [int(r["episode_index"]) for r in rows]

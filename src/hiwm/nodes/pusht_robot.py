@@ -2,12 +2,13 @@
 
 Topics (relative, so namespaces and remaps apply; the world-model node publishes the same):
   out ``camera/image``  sensor_msgs/Image rgb8, ``image_size`` square
-  out ``robot/state``   sensor_msgs/JointState, name [x, y]: agent position and velocity
-  out ``task/state``    sensor_msgs/JointState, name [x, y, block_x, block_y, block_theta]: the true
+  out ``robot/state``   sensor_msgs/JointState, names [agent_x, agent_y]: agent position and velocity
+  out ``task/state``    sensor_msgs/JointState, names [agent_x, agent_y, block_x, block_y, block_theta]: the true
                         world state (privileged; what a tracker would give in a lab, and what the
                         scripted expert and ``robot/reset`` use)
   out ``task/status``   hiwm_msgs/TaskStatus, world "real"
   in  ``robot/command`` hiwm_msgs/ActionChunk, action_dim 2 (target x, y in [0, 512]); one row per step
+(messages built by :mod:`hiwm.pusht.messages`, the contract the world-model node shares)
 Services: ``robot/reset`` hiwm_msgs/Reset (seed >= 0, or use_state + state[5]; seed < 0 continues the
 random stream); it answers the new episode_id and publishes the episode's initial observation.
 
@@ -28,14 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from hiwm.comm import Node, new_message
-from hiwm.comm.images import numpy_to_image
 from hiwm.comm.qos import KEEP_ALL, QoSProfile, profile
 from hiwm.comm.runner import run_node
 from hiwm.pusht.env import Observation
+from hiwm.pusht.messages import OUTPUT_TOPICS, TOPICS, observation_messages
 from hiwm.pusht.robot import CLOCKS, BadCommand, PushTRobot
-
-STATE_NAMES = ["x", "y"]
-TASK_STATE_NAMES = ["x", "y", "block_x", "block_y", "block_theta"]
 
 
 @dataclass
@@ -68,52 +66,16 @@ class PushTRobotNode:
         self.node, self.cfg = node, cfg
         self.robot = PushTRobot(cfg.image_size, cfg.seed if cfg.seed >= 0 else None, cfg.clock)
         qos = cfg.output_qos()
-        self.image_pub = node.create_publisher("sensor_msgs/msg/Image", "camera/image", qos)
-        self.state_pub = node.create_publisher("sensor_msgs/msg/JointState", "robot/state", qos)
-        self.task_state_pub = node.create_publisher("sensor_msgs/msg/JointState", "task/state", qos)
-        self.status_pub = node.create_publisher("hiwm_msgs/msg/TaskStatus", "task/status", qos)
+        self.pubs = {topic: node.create_publisher(TOPICS[topic], topic, qos) for topic in OUTPUT_TOPICS}
         node.create_subscription("hiwm_msgs/msg/ActionChunk", "robot/command", self.on_command, KEEP_ALL)
         node.create_service("hiwm_msgs/srv/Reset", "robot/reset", self.on_reset)
         if cfg.clock == "realtime":
             node.create_timer(1.0 / cfg.rate_hz, self.on_tick)
 
     def publish(self, obs: Observation) -> None:
-        header = self.node.header(self.cfg.frame_id)
-        zero = np.zeros(3)
-        self.state_pub.publish(
-            new_message(
-                "sensor_msgs/msg/JointState",
-                header=header,
-                name=STATE_NAMES,
-                position=obs.agent_pos.astype(np.float64),
-                velocity=obs.agent_vel.astype(np.float64),
-                effort=np.zeros(0),
-            )
-        )
-        self.task_state_pub.publish(
-            new_message(
-                "sensor_msgs/msg/JointState",
-                header=header,
-                name=TASK_STATE_NAMES,
-                position=obs.state.astype(np.float64),
-                velocity=np.concatenate([obs.agent_vel, zero]),
-                effort=np.zeros(0),
-            )
-        )
-        self.status_pub.publish(
-            new_message(
-                "hiwm_msgs/msg/TaskStatus",
-                header=header,
-                episode_id=self.robot.episode_id,
-                step=obs.step,
-                coverage=obs.coverage,
-                max_coverage=obs.max_coverage,
-                success=obs.success,
-                done=obs.done,
-                world="real",
-            )
-        )
-        self.image_pub.publish(numpy_to_image(obs.image, header))  # last: a step's image means it is complete
+        msgs = observation_messages(obs, self.robot.episode_id, self.node.now_ns(), "real", self.cfg.frame_id)
+        for topic, msg in msgs.items():
+            self.pubs[topic].publish(msg)
 
     def on_command(self, msg: object) -> None:
         try:

@@ -14,6 +14,7 @@ remaining error.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -201,8 +202,10 @@ class ScriptedExpert:
         replan = self.contact is None or self.steps % cfg.replan_every == 0
         if replan:
             best = int(np.argmax(score))
-            keep = self.contact is not None and score[self.contact] > 0 and (
-                score[self.contact] >= cfg.keep_ratio * score[best]
+            keep = (
+                self.contact is not None
+                and score[self.contact] > 0
+                and (score[self.contact] >= cfg.keep_ratio * score[best])
             )
             if not keep:
                 self.contact = best
@@ -254,7 +257,7 @@ class ScriptedExpert:
 def _carrot(points: np.ndarray, distance: float) -> np.ndarray:
     """The point ``distance`` along the polyline ``points`` (its end if shorter): keeps the agent slow."""
     left = distance
-    for a, b in zip(points[:-1], points[1:], strict=True):
+    for a, b in itertools.pairwise(points):
         seg = float(np.linalg.norm(b - a))
         if seg >= left:
             return a + (b - a) * (left / seg)

@@ -17,9 +17,19 @@ from cyclonedds.idl import types as t
 from hiwm.comm.interfaces import normalize_type_name, typestore
 
 _BASE = {
-    "bool": bool, "byte": t.uint8, "char": t.uint8, "int8": t.int8, "uint8": t.uint8,
-    "int16": t.int16, "uint16": t.uint16, "int32": t.int32, "uint32": t.uint32,
-    "int64": t.int64, "uint64": t.uint64, "float32": t.float32, "float64": t.float64,
+    "bool": bool,
+    "byte": t.uint8,
+    "char": t.uint8,
+    "int8": t.int8,
+    "uint8": t.uint8,
+    "int16": t.int16,
+    "uint16": t.uint16,
+    "int32": t.int32,
+    "uint32": t.uint32,
+    "int64": t.int64,
+    "uint64": t.uint64,
+    "float32": t.float32,
+    "float64": t.float64,
 }
 
 # rmw_cyclonedds puts this before every request and reply body (client guid, sequence number).

@@ -57,7 +57,9 @@ def dds_qos(qos: QoSProfile) -> Qos:
         Policy.Reliability.Reliable(blocking)
         if qos.reliability is Reliability.RELIABLE
         else Policy.Reliability.BestEffort,
-        Policy.Durability.TransientLocal if qos.durability is Durability.TRANSIENT_LOCAL else Policy.Durability.Volatile,
+        Policy.Durability.TransientLocal
+        if qos.durability is Durability.TRANSIENT_LOCAL
+        else Policy.Durability.Volatile,
         Policy.History.KeepAll if qos.history is History.KEEP_ALL else Policy.History.KeepLast(qos.depth),
         Policy.Liveliness.Automatic(lease_duration=duration(infinite=True)),
         Policy.WriterDataLifecycle(autodispose=False),
