@@ -12,6 +12,7 @@ NODES = {
     "pattern_camera": "hiwm.nodes.pattern_camera:main",
     "image_monitor": "hiwm.nodes.image_monitor:main",
     "pusht_robot": "hiwm.nodes.pusht_robot:main",
+    "recorder": "hiwm.nodes.recorder:main",
 }
 
 
@@ -55,7 +56,7 @@ setup(
         "matplotlib>=3.7",  # plots and images of results
     ],
     extras_require={
-        "test": ["pytest>=8", "colcon-common-extensions", "ruff", "mcap", "mcap-ros2-support"],
+        "test": ["pytest>=8", "pytest-timeout", "colcon-common-extensions", "ruff", "mcap", "mcap-ros2-support"],
     },
     entry_points={
         "console_scripts": [

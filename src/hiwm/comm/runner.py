@@ -30,7 +30,7 @@ def run_node(name: str, wire: Callable[[Node], object], argv: list[str] | None =
         return EXIT_CONFIG_ERROR
     signal.signal(signal.SIGTERM, lambda *_: node.shutdown())
     try:
-        keep = wire(node)  # noqa: F841  (the core lives as long as the spin)
+        keep = wire(node)  # the core lives as long as the spin; its close() runs after
     except (ParameterError, InterfaceError, ValueError) as exc:
         node.logger.error(str(exc))
         node.destroy()
@@ -39,5 +39,11 @@ def run_node(name: str, wire: Callable[[Node], object], argv: list[str] | None =
     try:
         node.spin()
     finally:
+        close = getattr(keep, "close", None)
+        if callable(close):  # a core holding files (a recorder, say) finishes them before exit
+            try:
+                close()
+            except Exception as exc:
+                node.logger.error(f"closing {type(keep).__name__} failed: {exc}")
         node.destroy()
     return 0

@@ -19,9 +19,9 @@ import numpy as np
 
 from hiwm.comm.interfaces import serialize
 from hiwm.data.lerobot import SOURCE_SCRIPTED, LeRobotDatasetWriter, pusht_features
+from hiwm.pusht.env import TASK
 from hiwm.pusht.messages import TOPICS, action_chunk, observation_messages
 
-TASK = "Push the T-shaped block onto the T-shaped target."
 FPS = 10
 
 

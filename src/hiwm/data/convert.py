@@ -43,7 +43,7 @@ def bag_to_dataset(
 ) -> ConvertSummary:
     """Assemble the episodes recorded in ``bag`` into the dataset at ``out`` (created or appended)."""
     from hiwm.comm.images import image_to_numpy
-    from hiwm.data.collect import TASK
+    from hiwm.pusht.env import TASK
 
     topics = topics or RobotTopics()
     meta = bag_topics(bag)["topics"]

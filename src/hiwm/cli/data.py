@@ -1,0 +1,166 @@
+"""``hiwm collect``, ``hiwm dataset info|verify`` and ``hiwm bag info|convert``: datasets and bags."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+DEFAULT_DATASET = "data/pusht_expert"
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from hiwm.data.collect import CollectConfig, collect
+
+    cfg = CollectConfig(
+        episodes=args.episodes,
+        seed=args.seed,
+        noise=args.noise,
+        image_size=args.image_size,
+        max_steps=args.max_steps,
+        workers=args.workers,
+        flush_every=args.flush_every,
+    )
+    if args.bag and Path(args.bag).exists():
+        print(f"error: {args.bag} already exists (bags are written once)", file=sys.stderr)
+        return 2
+    bar = tqdm(total=cfg.episodes, unit="ep", desc="collect", disable=args.quiet)
+    successes = [0]
+
+    def on_episode(result: object) -> None:
+        successes[0] += result.success
+        bar.update(1)
+        bar.set_postfix(success=f"{successes[0]}/{bar.n}")
+
+    try:
+        summary = collect(cfg, args.out, bag_path=args.bag, on_episode=on_episode)
+    finally:
+        bar.close()
+    out = {
+        "dataset": summary.dataset,
+        "bag": summary.bag,
+        "episodes": summary.episodes,
+        "frames": summary.frames,
+        "success_rate": round(summary.success_rate, 4),
+        "seconds": round(summary.seconds, 2),
+        "frames_per_s": round(summary.frames / max(summary.seconds, 1e-9), 1),
+    }
+    print(json.dumps(out))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from hiwm.data import DatasetError, LeRobotDataset
+
+    try:
+        ds = LeRobotDataset(args.root)
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    info = ds.info
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{args.root}: LeRobot {info['codebase_version']}, robot {info.get('robot_type')}, {info['fps']} fps")
+    print(f"  episodes {info['total_episodes']}, frames {info['total_frames']}, tasks {info.get('total_tasks')}")
+    for key, feature in info["features"].items():
+        print(f"  {key:32s} {feature['dtype']:8s} {feature['shape']}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from hiwm.data import verify
+
+    bar = tqdm(unit="step", desc="verify", disable=args.quiet, leave=False)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        report = verify(args.root, decode_video=not args.fast, progress=progress)
+    finally:
+        bar.close()
+    print(report.text())
+    return 0 if report.ok else 1
+
+
+def cmd_bag_info(args: argparse.Namespace) -> int:
+    from hiwm.data.bag import BagError, bag_topics
+
+    try:
+        meta = bag_topics(args.bag)
+    except BagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(meta, indent=2))
+    return 0
+
+
+def cmd_bag_convert(args: argparse.Namespace) -> int:
+    from hiwm.data.bag import BagError, bag_topics
+    from hiwm.data.convert import RobotTopics, bag_to_dataset
+    from hiwm.data.lerobot import DatasetError
+
+    topics = RobotTopics(image=args.image, state=args.state, status=args.status, command=args.command)
+    try:
+        total = bag_topics(args.bag)["messages"]
+        with tqdm(total=total, unit="msg", desc="convert", disable=args.quiet) as bar:
+
+            def progress(n: int) -> None:
+                bar.update(n - bar.n)
+
+            summary = bag_to_dataset(args.bag, args.out, topics, task=args.task, fps=args.fps, progress=progress)
+    except (BagError, DatasetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary.__dict__))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("collect", help="scripted-expert Push-T episodes into a LeRobot v3 dataset (and a bag)")
+    p.add_argument("--episodes", type=int, default=200)
+    p.add_argument("--out", default=DEFAULT_DATASET, help="dataset folder, created or appended to")
+    p.add_argument("--bag", help="also record the robot traffic into this new rosbag2 MCAP folder")
+    p.add_argument("--seed", type=int, default=0, help="first seed; episode i uses seed + i")
+    p.add_argument("--noise", type=float, default=0.0, help="expert sloppiness: 0 clean, 1 sloppy, 2+ mostly failing")
+    p.add_argument("--image-size", type=int, default=96)
+    p.add_argument("--max-steps", type=int, default=300)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--flush-every", type=int, default=10, help="episodes per committed file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_collect)
+
+    ds = sub.add_parser("dataset", help="inspect and check LeRobot v3 datasets")
+    dsub = ds.add_subparsers(dest="dataset_command", required=True, metavar="SUBCOMMAND")
+    p = dsub.add_parser("info", help="size, features and counts")
+    p.add_argument("root")
+    p.add_argument("--json", action="store_true", help="print meta/info.json")
+    p.set_defaults(func=cmd_info)
+    p = dsub.add_parser("verify", help="check schema, counts, indices and video decodability (exit 1 if invalid)")
+    p.add_argument("root")
+    p.add_argument("--fast", action="store_true", help="open videos without decoding every frame")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_verify)
+
+    bag = sub.add_parser("bag", help="rosbag2 (MCAP) recordings")
+    bsub = bag.add_subparsers(dest="bag_command", required=True, metavar="SUBCOMMAND")
+    p = bsub.add_parser("info", help="topics, types, counts and duration")
+    p.add_argument("bag")
+    p.set_defaults(func=cmd_bag_info)
+    p = bsub.add_parser("convert", help="assemble the recorded robot episodes into a LeRobot v3 dataset")
+    p.add_argument("bag")
+    p.add_argument("out", help="dataset folder, created or appended to")
+    p.add_argument("--image", default="/camera/image")
+    p.add_argument("--state", default="/task/state")
+    p.add_argument("--status", default="/task/status")
+    p.add_argument("--command", default="/robot/command")
+    p.add_argument("--task", default="")
+    p.add_argument("--fps", type=int, default=10)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_bag_convert)
