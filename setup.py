@@ -13,6 +13,8 @@ NODES = {
     "image_monitor": "hiwm.nodes.image_monitor:main",
     "pusht_robot": "hiwm.nodes.pusht_robot:main",
     "recorder": "hiwm.nodes.recorder:main",
+    "arbiter": "hiwm.nodes.arbiter:main",
+    "teleop_web": "hiwm.nodes.teleop_web:main",
 }
 
 
@@ -33,6 +35,7 @@ setup(
     python_requires=">=3.10",
     package_dir={"": "src"},
     packages=find_packages("src"),
+    package_data={"hiwm.teleop": ["static/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -54,9 +57,11 @@ setup(
         "torch==2.13.0",  # models; this exact pin resolves to the CPU wheel (a range may pull CUDA packages)
         "safetensors>=0.4",  # checkpoints without pickle
         "matplotlib>=3.7",  # plots and images of results
+        "websockets>=13,<18",  # the browser playground (asyncio server API of 13+)
+        "opencv-python-headless>=4.8",  # PNG/JPEG encoding and resizing (headless: no GUI libraries needed)
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout", "colcon-common-extensions", "ruff", "mcap", "mcap-ros2-support"],
+        "test": ["pytest>=8", "pytest-timeout", "selenium>=4.20", "colcon-common-extensions", "ruff", "mcap", "mcap-ros2-support"],
     },
     entry_points={
         "console_scripts": [

@@ -27,10 +27,10 @@ from tqdm import tqdm
 os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
 os.environ.setdefault("HIWM_BACKEND", "dds")
 
-from hiwm.comm import create_node, new_message  # noqa: E402
-from hiwm.comm.qos import KEEP_ALL  # noqa: E402
-from hiwm.data.lerobot import LeRobotDatasetWriter, pusht_features  # noqa: E402
-from hiwm.pusht import PushTEnv  # noqa: E402
+from hiwm.comm import create_node, new_message
+from hiwm.comm.qos import KEEP_ALL
+from hiwm.data.lerobot import LeRobotDatasetWriter, pusht_features
+from hiwm.pusht import PushTEnv
 
 
 def actions(n: int, seed: int = 0) -> np.ndarray:

@@ -1,0 +1,168 @@
+"""The browser playground end to end: headless Chromium, the teleop bridge, the arbiter and the Push-T robot.
+
+Each piece runs in its own process over real DDS; the page is driven with real key presses.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+
+import numpy as np
+import pytest
+
+from hiwm.comm import create_node
+from hiwm.comm.qos import KEEP_ALL
+from hiwm.teleop.arbiter import AUTONOMOUS, CORRECTING, PAUSED, Arbiter, ArbiterConfig
+
+NS = "/pg"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+needs_browser = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="Debian's chromium and chromium-driver are not installed (.ci/run installs them)",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_arbiter_phases_sources_and_smooth_handover():
+    arb = Arbiter(ArbiterConfig(blend_steps=3, max_step_px=10.0))
+    arb.on_agent(np.array([100.0, 100.0]))
+    sent = arb.on_policy(np.array([[105.0, 100.0], [110.0, 100.0]]), "ckpt")
+    assert sent.source == 0 and sent.rows[-1].tolist() == [110.0, 100.0]
+    emit, change = arb.on_operator(np.array([[300.0, 100.0]]), "browser")  # auto take over, far away
+    assert change.phase == CORRECTING and emit.source == 1
+    assert emit.rows[0].tolist() == [120.0, 100.0]  # rate-limited: no jump at handover
+    assert arb.on_policy(np.array([[0.0, 0.0]])) is None  # the policy is held while correcting
+    assert arb.set_phase(PAUSED).previous == CORRECTING
+    assert arb.on_operator(np.array([[1.0, 1.0]]))[0] is None and arb.counts["operator_ignored"] == 1
+    arb.set_phase(AUTONOMOUS)
+    emit = arb.on_policy(np.array([[400.0, 100.0]] * 4))
+    steps = np.linalg.norm(np.diff(np.vstack([[120.0, 100.0], emit.rows]), axis=0), axis=1)
+    assert np.all(steps[:3] <= 10.0 + 1e-9) and emit.rows[-1].tolist() == [400.0, 100.0]  # blend ends
+    with pytest.raises(ValueError, match="unknown phase"):
+        arb.set_phase(7)
+
+
+@pytest.fixture
+def playground(procs):
+    port = free_port()
+    ros = ["--ros-args", "-r", f"__ns:={NS}"]
+    procs.python("hiwm.nodes.pusht_robot", *ros, "-p", "clock:=lockstep")
+    procs.python("hiwm.nodes.arbiter", *ros)
+    web = procs.python("hiwm.nodes.teleop_web", *ros, "-p", f"port:={port}")
+    node = create_node("playground_test")
+    states: list = []
+    commands: list = []
+    node.create_subscription("sensor_msgs/msg/JointState", f"{NS}/robot/state", states.append, KEEP_ALL)
+    node.create_subscription("hiwm_msgs/msg/ActionChunk", f"{NS}/robot/command", commands.append, KEEP_ALL)
+    reset = node.create_client("hiwm_msgs/srv/Reset", f"{NS}/robot/reset")
+    assert reset.wait_for_service(30.0)
+    deadline = time.monotonic() + 30
+    while f"playground at http://127.0.0.1:{port}/" not in procs.output(web):
+        assert time.monotonic() < deadline and web.poll() is None, procs.output(web)
+        time.sleep(0.1)
+    yield port, node, states, commands, procs, web
+    node.destroy()
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1000,700"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait_js(driver, expr: str, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = driver.execute_script(f"return {expr};")
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {expr}: {driver.execute_script('return JSON.stringify(window.hiwm)')}")
+
+
+@needs_browser
+def test_page_connects_keys_move_the_agent_and_buttons_change_phase(playground, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    port, node, states, commands, procs, web = playground
+    browser.get(f"http://127.0.0.1:{port}/")
+    wait_js(browser, "window.hiwm.open")
+    wait_js(browser, "window.hiwm.phase === 'AUTONOMOUS'")  # the arbiter's latched phase reached the page
+    browser.find_element("id", "seed").clear()
+    browser.find_element("id", "seed").send_keys("3")
+    browser.find_element("id", "reset").click()
+    wait_js(browser, "window.hiwm.frames >= 1 && window.hiwm.status && window.hiwm.status.step === 0")
+    assert node.spin_until(lambda: len(states) >= 1, 10.0)
+    start = np.asarray(states[-1].position).copy()
+
+    # hold D: the operator takes over, every key message steps the robot, the agent moves right
+    browser.find_element("tag name", "body").click()
+    ActionChains(browser).key_down("d").pause(0.6).key_up("d").perform()
+    wait_js(browser, "window.hiwm.phase === 'CORRECTING'")
+    wait_js(browser, "window.hiwm.latencies.length >= 3")  # frames echo the key messages' t_client
+    assert node.spin_until(lambda: len(states) > 4 and states[-1].position[0] > start[0] + 15.0, 10.0), (
+        start, [list(s.position) for s in states[-3:]]
+    )  # fmt: skip
+    assert commands and all(c.source == 1 for c in commands)  # every executed action is the human's
+    assert abs(states[-1].position[1] - start[1]) < 10.0  # D moves along x only
+    assert browser.execute_script("return window.hiwm.status.step") >= 3
+
+    browser.find_element("id", "hand_back").click()
+    wait_js(browser, "window.hiwm.phase === 'AUTONOMOUS'")
+    browser.find_element("id", "pause").click()
+    wait_js(browser, "window.hiwm.phase === 'PAUSED'")
+    n = len(commands)
+    ActionChains(browser).key_down("w").pause(0.3).key_up("w").perform()
+    time.sleep(0.5)
+    node.spin_until(lambda: False, 0.3)
+    assert len(commands) == n  # paused: operator input is not executed
+
+    # without a branch cache, rollback answers with a clear failure instead of hanging
+    browser.find_element("id", "rollback").click()
+    wait_js(browser, "window.hiwm.results.some(r => r.command === 'rollback')")
+    result = browser.execute_script("return window.hiwm.results.find(r => r.command === 'rollback')")
+    assert result["success"] is False and "branch_cache/rollback" in result["message"]
+
+    # malformed and oversized messages are refused; the server keeps serving this page
+    browser.execute_script(
+        "const s = new WebSocket(`ws://${location.host}/ws`); window.big = s;"
+        "s.onopen = () => s.send('x'.repeat(100000)); s.onclose = (e) => { window.bigClosed = e.code; };"
+    )
+    wait_js(browser, "window.bigClosed")
+    assert browser.execute_script("return window.bigClosed") == 1009
+    browser.execute_script(
+        "const s = new WebSocket(`ws://${location.host}/ws`); window.bad = [];"
+        "s.onmessage = (e) => window.bad.push(e.data);"
+        "s.onopen = () => { s.send('{not json'); s.send(JSON.stringify({type: 'action', action: {z: 1}})); };"
+    )
+    wait_js(browser, "window.bad.length >= 2")
+    assert all('"error"' in m for m in browser.execute_script("return window.bad"))
+    browser.find_element("id", "take_over").click()
+    wait_js(browser, "window.hiwm.phase === 'CORRECTING'")
+    assert web.poll() is None
+    log = procs.output(web)
+    assert "refused a client message" in log and "over 4096 bytes" in log
+
+
+def test_binding_beyond_loopback_needs_a_token(procs):
+    proc = procs.python("hiwm.nodes.teleop_web", "--ros-args", "-p", "host:=0.0.0.0")
+    assert proc.wait(30) == 2
+    assert "set a token" in procs.output(proc)
