@@ -15,6 +15,7 @@ NODES = {
     "recorder": "hiwm.nodes.recorder:main",
     "arbiter": "hiwm.nodes.arbiter:main",
     "teleop_web": "hiwm.nodes.teleop_web:main",
+    "teleop_keyboard": "hiwm.nodes.teleop_keyboard:main",
 }
 
 

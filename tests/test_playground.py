@@ -166,3 +166,65 @@ def test_binding_beyond_loopback_needs_a_token(procs):
     proc = procs.python("hiwm.nodes.teleop_web", "--ros-args", "-p", "host:=0.0.0.0")
     assert proc.wait(30) == 2
     assert "set a token" in procs.output(proc)
+
+
+def test_terminal_keyboard_moves_the_agent_and_changes_phase(procs, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT, wait_for
+
+    ns = "/kb"
+    ros = ["--ros-args", "-r", f"__ns:={ns}"]
+    procs.python("hiwm.nodes.pusht_robot", *ros, "-p", "clock:=lockstep", "-p", "seed:=4")
+    procs.python("hiwm.nodes.arbiter", *ros)
+    node = create_node("keyboard_test")
+    states, phases = [], []
+    node.create_subscription("sensor_msgs/msg/JointState", f"{ns}/robot/state", states.append, KEEP_ALL)
+    from hiwm.comm.qos import LATCHED
+
+    node.create_subscription("hiwm_msgs/msg/Phase", f"{ns}/arbiter/phase", phases.append, LATCHED)
+    master, slave = os.openpty()
+    keyboard = subprocess.Popen(
+        [sys.executable, "-m", "hiwm.nodes.teleop_keyboard", *ros],
+        stdin=slave, stdout=slave, stderr=slave, cwd=ROOT, env=os.environ.copy(),
+    )  # fmt: skip
+    os.close(slave)
+    out = bytearray()
+
+    def read_some() -> str:
+        while True:
+            import select
+
+            if not select.select([master], [], [], 0.05)[0]:
+                return out.decode(errors="replace")
+            try:
+                out.extend(os.read(master, 4096))
+            except OSError:
+                return out.decode(errors="replace")
+
+    try:
+        assert wait_for(lambda: "W/A/S/D move" in read_some(), 30), read_some()
+        reset = node.create_client("hiwm_msgs/srv/Reset", f"{ns}/robot/reset")
+        assert reset.wait_for_service(20)
+        from hiwm.comm import new_message
+
+        assert reset.call(new_message("hiwm_msgs/srv/Reset_Request", seed=4), timeout=10).success
+        assert node.spin_until(lambda: len(states) >= 1, 10)
+        time.sleep(1.0)  # the keyboard's subscriptions see the robot state
+        start = np.asarray(states[-1].position).copy()
+        os.write(master, b"ddddd")
+        assert node.spin_until(lambda: states[-1].position[0] > start[0] + 40.0, 15), [s.position for s in states[-3:]]
+        assert node.spin_until(lambda: phases and phases[-1].phase == CORRECTING, 10)
+        os.write(master, b"p")
+        assert node.spin_until(lambda: phases[-1].phase == PAUSED, 10), read_some()
+        os.write(master, b"b")
+        assert wait_for(lambda: "rollback: FAILED" in read_some(), 15), read_some()
+        os.write(master, b"q")
+        assert keyboard.wait(15) == 0, read_some()
+    finally:
+        if keyboard.poll() is None:
+            keyboard.kill()
+        os.close(master)
+        node.destroy()

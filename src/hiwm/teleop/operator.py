@@ -1,0 +1,128 @@
+"""What an operator can do, whatever the input device: move the agent, change phase, reset, and
+roll back, fork and label through the branch cache. The browser and terminal bridges share it.
+
+Topics (relative names): in ``robot/state`` and ``robot/command`` (the last commanded position,
+whoever commanded it: key motion continues from there, so taking over never jumps); out
+``operator/action`` (hiwm_msgs/ActionChunk, source HUMAN). Clients: ``arbiter/set_phase``,
+``robot/reset`` and ``<branch_cache>/{rollback,fork,label,list}``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hiwm.comm import Node, ServiceCallError, new_message
+from hiwm.comm.qos import DEFAULT, KEEP_ALL
+from hiwm.pusht.messages import action_chunk
+from hiwm.teleop.arbiter import AUTONOMOUS, CORRECTING, PAUSED, SOURCE_HUMAN
+
+PHASE_COMMANDS = {"pause": PAUSED, "take_over": CORRECTING, "hand_back": AUTONOMOUS}
+
+
+@dataclass
+class OperatorConfig:
+    step_px: float = 12.0  # how far one key press moves the target
+    operator_id: str = "operator"
+    service_timeout_s: float = 5.0
+    branch_cache: str = "branch_cache"  # namespace of the branch cache's services
+
+
+class Operator:
+    def __init__(self, node: Node, cfg: OperatorConfig) -> None:
+        self.node, self.cfg = node, cfg
+        self.agent: np.ndarray | None = None
+        self.last_target: np.ndarray | None = None
+        self.action_pub = node.create_publisher("hiwm_msgs/msg/ActionChunk", "operator/action", KEEP_ALL)
+        node.create_subscription("sensor_msgs/msg/JointState", "robot/state", self.on_state, DEFAULT)
+        node.create_subscription("hiwm_msgs/msg/ActionChunk", "robot/command", self.on_command_seen, KEEP_ALL)
+        self.set_phase = node.create_client("hiwm_msgs/srv/SetPhase", "arbiter/set_phase")
+        self.reset = node.create_client("hiwm_msgs/srv/Reset", "robot/reset")
+        bc = cfg.branch_cache.rstrip("/")
+        self.bc_rollback = node.create_client("hiwm_msgs/srv/Rollback", f"{bc}/rollback")
+        self.bc_fork = node.create_client("hiwm_msgs/srv/Fork", f"{bc}/fork")
+        self.bc_label = node.create_client("hiwm_msgs/srv/Label", f"{bc}/label")
+        self.bc_list = node.create_client("hiwm_msgs/srv/List", f"{bc}/list")
+
+    def on_state(self, msg: Any) -> None:
+        if len(msg.position) >= 2 and np.all(np.isfinite(msg.position[:2])):
+            self.agent = np.asarray(msg.position[:2], dtype=np.float64)
+
+    def on_command_seen(self, msg: Any) -> None:
+        data = np.asarray(msg.data, dtype=np.float64)
+        if int(msg.action_dim) == 2 and data.size >= 2 and np.all(np.isfinite(data)):
+            self.last_target = data[-2:].copy()
+
+    def move(self, direction: np.ndarray) -> bool:
+        """Send one operator action ``step_px`` along ``direction`` from the last target. False if
+        there is nothing to move from yet (no robot state seen)."""
+        base = self.last_target if self.last_target is not None else self.agent
+        if base is None:
+            self.node.bad_input.warning("keys", "key input before any robot state: ignored")
+            return False
+        target = np.clip(base + self.cfg.step_px * np.asarray(direction, dtype=np.float64), 0.0, 512.0)
+        self.last_target = target
+        self.action_pub.publish(action_chunk(target, self.node.now_ns(), SOURCE_HUMAN, self.cfg.operator_id))
+        return True
+
+    # -- commands (blocking service calls: call them off the node's spin thread) --------
+    def _call(self, client: Any, request_type: str, **fields: Any) -> Any:
+        if not client.wait_for_service(min(1.0, self.cfg.service_timeout_s)):
+            raise ServiceCallError(f"{client.service} is not available")
+        return client.call(new_message(request_type, **fields), timeout=self.cfg.service_timeout_s)
+
+    def command(self, name: str, args: dict | None = None) -> dict:
+        """Run one operator command; returns ``{"success", "message", ...}``. Raises ServiceCallError
+        when a service is missing or silent, ValueError for bad arguments."""
+        args = args or {}
+        if name in PHASE_COMMANDS:
+            r = self._call(self.set_phase, "hiwm_msgs/srv/SetPhase_Request", phase=PHASE_COMMANDS[name], reason=name)
+            return {"success": bool(r.success), "message": r.message}
+        if name == "reset":
+            r = self._call(self.reset, "hiwm_msgs/srv/Reset_Request", seed=int(args.get("seed", -1)))
+            self.last_target = None
+            return {"success": bool(r.success), "message": r.message}
+        if name == "tree":
+            return self.tree()
+        if name == "rollback":
+            steps = int(args.get("steps", 1))
+            if steps < 1:
+                raise ValueError(f"roll back at least 1 step, got {steps}")
+            r = self._call(self.bc_rollback, "hiwm_msgs/srv/Rollback_Request", steps=steps)
+            self.last_target = None
+            return {"success": bool(r.success), "message": r.message, "node_id": r.node_id, "tree": self.tree()}
+        if name == "fork":
+            r = self._call(self.bc_fork, "hiwm_msgs/srv/Fork_Request", node_id=str(args.get("node_id", "")))
+            return {"success": bool(r.success), "message": r.message, "branch_id": r.branch_id, "tree": self.tree()}
+        if name == "label":
+            labels = [str(x) for x in args.get("labels", [])]
+            branch = str(args.get("branch_id", ""))
+            r = self._call(self.bc_label, "hiwm_msgs/srv/Label_Request", branch_id=branch, labels=labels)
+            return {"success": bool(r.success), "message": r.message, "tree": self.tree()}
+        raise ValueError(f"unknown command {name!r}")
+
+    def tree(self) -> dict:
+        """The current session's branches from the branch cache, for a tree view."""
+        try:
+            r = self._call(self.bc_list, "hiwm_msgs/srv/List_Request", what="branches")
+        except ServiceCallError as exc:
+            return {"type": "tree", "available": False, "message": str(exc), "branches": []}
+        if not r.success:
+            return {"type": "tree", "available": False, "message": r.message, "branches": []}
+        branches = []
+        for branch_id, details in zip(r.ids, r.details_json, strict=False):
+            d = json.loads(details or "{}")
+            branches.append(
+                {
+                    "id": branch_id,
+                    "parent_branch": d.get("parent_branch") or "",
+                    "fork_step": int(d.get("fork_step") or 0),
+                    "steps": int(d.get("steps") or 0),
+                    "labels": list(d.get("labels") or []),
+                    "human": bool(d.get("human")),
+                }
+            )
+        return {"type": "tree", "available": True, "branches": branches}
