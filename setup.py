@@ -53,6 +53,7 @@ setup(
         "torch==2.13.0",  # models; this exact pin resolves to the CPU wheel (a range may pull CUDA packages)
         "safetensors>=0.4",  # checkpoints without pickle
         "matplotlib>=3.7",  # plots and images of results
+        "Pillow>=9",  # PNG frames of the branch cache (already a matplotlib dependency)
     ],
     extras_require={
         "test": ["pytest>=8", "colcon-common-extensions", "ruff", "mcap", "mcap-ros2-support"],
