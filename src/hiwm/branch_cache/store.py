@@ -498,6 +498,20 @@ class BranchStore:
         rows = self.db.execute(f"SELECT {self._NODE_COLS} FROM nodes WHERE session=? ORDER BY id", (session_id,))
         return [self._node(r) for r in rows]
 
+    def find_parent(self, session_id: str, snapshot_id: str) -> Node | None:
+        """The node holding ``snapshot_id`` in a session: the cursor if it does, else the newest; None if none."""
+        row = self.db.execute(
+            f"SELECT {', '.join('n.' + c.strip() for c in self._NODE_COLS.split(','))} FROM sessions s "
+            "JOIN nodes n ON n.id = s.cursor_node WHERE s.id=? AND n.snapshot=?",
+            (session_id, snapshot_id),
+        ).fetchone()
+        if row is None:
+            row = self.db.execute(
+                f"SELECT {self._NODE_COLS} FROM nodes WHERE session=? AND snapshot=? ORDER BY id DESC LIMIT 1",
+                (session_id, snapshot_id),
+            ).fetchone()
+        return None if row is None else self._node(row)
+
     # -- writing -------------------------------------------------------------
     def append(
         self,
