@@ -16,6 +16,7 @@ NODES = {
     "arbiter": "hiwm.nodes.arbiter:main",
     "teleop_web": "hiwm.nodes.teleop_web:main",
     "teleop_keyboard": "hiwm.nodes.teleop_keyboard:main",
+    "branch_cache": "hiwm.nodes.branch_cache:main",
 }
 
 
@@ -60,6 +61,7 @@ setup(
         "matplotlib>=3.7",  # plots and images of results
         "websockets>=13,<18",  # the browser playground (asyncio server API of 13+)
         "opencv-python-headless>=4.8",  # PNG/JPEG encoding and resizing (headless: no GUI libraries needed)
+        "Pillow>=9",  # PNG frames of the branch cache (already a matplotlib dependency)
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout", "selenium>=4.20", "colcon-common-extensions", "ruff", "mcap", "mcap-ros2-support"],

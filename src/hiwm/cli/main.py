@@ -11,6 +11,7 @@ COMMAND_MODULES = [
     "hiwm.cli.topic",
     "hiwm.cli.launch",
     "hiwm.cli.data",
+    "hiwm.cli.branches",
 ]
 
 

@@ -1,0 +1,157 @@
+"""Branches of the cache -> training episodes in a LeRobot v3 dataset (one episode per branch).
+
+An exported branch is its whole trajectory: from the session's first state through the fork point
+into the branch, up to its head. Frame ``t`` pairs the state of node ``t`` (its frame PNG, decoded,
+and its observation state) with the action that led to node ``t+1`` and who produced it, so a
+trajectory of ``n`` nodes gives ``n - 1`` frames. Per frame:
+
+- ``intervention`` (bool): the action came from a human (LeRobot's correction flag);
+- ``action.source`` (int8): 0 policy, 1 human, 2 scripted;
+- ``branch.lineage`` (int64): index into ``meta/branch_lineage.json``, which names the branch, its
+  session, its ancestry of branches, the fork node (the failure state it came from) and its labels;
+- ``branch.after_fork`` (bool): the frame belongs to the branch's own continuation (its action led
+  to a node the branch owns), not to the prefix it shares with its parent branch.
+
+Post-training weights frames by these (e.g. up-weight ``intervention`` and ``after_fork`` frames of
+branches labelled ``corrected``/``success``). The frames are the world model's node frames (the
+StateHandle ``thumbnail_png``, sent at the model's full resolution, 96x96 for Push-T).
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from hiwm.branch_cache.store import SOURCE_HUMAN, BranchStore, InvalidInputError, Node
+from hiwm.data.lerobot import LeRobotDatasetWriter, atomic_write_json, pusht_features
+
+LINEAGE_PATH = "meta/branch_lineage.json"
+DEFAULT_TASK = "Push the T-shaped block onto the T-shaped target."
+LINEAGE_FEATURES = {
+    "branch.lineage": {"dtype": "int64", "shape": [1], "names": None},
+    "branch.after_fork": {"dtype": "bool", "shape": [1], "names": None},
+}
+
+
+@dataclass
+class ExportResult:
+    root: Path
+    episodes: int
+    frames: int
+    episode_indices: list[int]
+
+
+def export_features(image_size: int) -> dict[str, dict]:
+    """Push-T features (no privileged extras) plus the lineage features."""
+    return {**pusht_features(image_size, extras=False), **LINEAGE_FEATURES}
+
+
+def decode_png(data: bytes, where: str) -> np.ndarray:
+    from PIL import Image  # Pillow comes with matplotlib
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("RGB"))
+    except Exception as exc:
+        raise InvalidInputError(f"{where}: frame is not a readable PNG ({exc})") from exc
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _episode(store: BranchStore, branch_id: str) -> list[Node]:
+    traj = store.trajectory(branch_id)
+    if len(traj) < 2:
+        raise InvalidInputError(f"branch {branch_id} has {len(traj)} state(s): an episode needs at least 2")
+    for node in traj:
+        if node.frame is None:
+            raise InvalidInputError(f"branch {branch_id}: node {node.id} has no frame (StateHandle.thumbnail_png)")
+        if len(node.state) != 2:
+            raise InvalidInputError(
+                f"branch {branch_id}: node {node.id} has observation state {node.state}, expected [x, y] "
+                "(StateSnapshot.observation_state)"
+            )
+    for node in traj[1:]:
+        if len(node.action) != 2:
+            raise InvalidInputError(f"branch {branch_id}: node {node.id} has action {node.action}, expected [x, y]")
+    return traj
+
+
+def _lineage_entry(store: BranchStore, branch_id: str, store_path: str) -> dict:
+    ancestry = store.lineage(branch_id)
+    branch = ancestry[0]
+    return {
+        "branch_id": branch.id,
+        "session_id": branch.session,
+        "parent_branch": branch.parent_branch,
+        "fork_node": branch.base_node,  # the state the branch was forked from (the failure state)
+        "ancestry": [b.id for b in ancestry],
+        "labels": branch.labels,
+        "store": store_path,
+    }
+
+
+def export_branches(
+    store: BranchStore,
+    branch_ids: Sequence[str],
+    output_dir: str | Path,
+    *,
+    fps: int = 10,
+    task: str = DEFAULT_TASK,
+    progress: bool = True,
+) -> ExportResult:
+    """Write one episode per branch (appending to an existing dataset); all or nothing per call."""
+    if not branch_ids:
+        raise InvalidInputError("export needs at least one branch id")
+    if len(set(branch_ids)) != len(branch_ids):
+        raise InvalidInputError(f"branch ids repeat: {list(branch_ids)}")
+    # validate everything before writing anything
+    episodes = {b: _episode(store, b) for b in branch_ids}
+    first = decode_png(store.blob(episodes[branch_ids[0]][0].frame), f"node {episodes[branch_ids[0]][0].id}")
+    size = first.shape[0]
+    if first.shape != (size, size, 3):
+        raise InvalidInputError(f"frames must be square RGB, got {first.shape}")
+    root = Path(output_dir)
+    lineage_path = root / LINEAGE_PATH
+    doc = json.loads(lineage_path.read_text()) if lineage_path.exists() else {"branches": [], "episodes": []}
+    indices = []
+    frames = 0
+    with LeRobotDatasetWriter(root, fps, export_features(size), flush_every=len(branch_ids)) as writer:
+        for branch_id in tqdm(branch_ids, desc="export", unit="branch", disable=not progress):
+            traj = episodes[branch_id]
+            lineage_index = len(doc["branches"])
+            doc["branches"].append(_lineage_entry(store, branch_id, str(store.path)))
+            for node, nxt in itertools.pairwise(traj):
+                image = decode_png(store.blob(node.frame, f"node {node.id} (frame)"), f"node {node.id}")
+                if image.shape != (size, size, 3):
+                    raise InvalidInputError(f"node {node.id}: frame {image.shape}, expected {(size, size, 3)}")
+                writer.add_frame(
+                    {
+                        "observation.image": image,
+                        "observation.state": np.asarray(node.state, dtype=np.float32),
+                        "action": np.asarray(nxt.action, dtype=np.float32),
+                        "intervention": np.asarray([nxt.source == SOURCE_HUMAN]),
+                        "action.source": np.asarray([nxt.source], dtype=np.int8),
+                        "branch.lineage": np.asarray([lineage_index], dtype=np.int64),
+                        "branch.after_fork": np.asarray([nxt.branch == branch_id]),
+                    }
+                )
+            index = writer.save_episode(task)
+            indices.append(index)
+            frames += len(traj) - 1
+            doc["episodes"].append({"episode_index": index, "lineage": lineage_index, "node_ids": [n.id for n in traj]})
+    # after the dataset commit: a crash in between leaves episodes whose lineage index has no entry yet
+    atomic_write_json(lineage_path, doc)
+    return ExportResult(root, len(indices), frames, indices)

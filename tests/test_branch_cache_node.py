@@ -1,0 +1,159 @@
+"""The branch cache node over DDS with a world-model peer process: record, roll back, fork, label, export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hiwm.branch_cache.store import BranchStore
+from hiwm.comm import create_node, new_message
+from hiwm.comm.qos import KEEP_ALL
+from hiwm.data.lerobot import LeRobotDataset
+
+SERVICES = ("List", "Rollback", "Fork", "Label", "Export")
+
+
+class Operator:
+    """The test's side: drives the world-model peer and calls the cache's services."""
+
+    def __init__(self, node) -> None:
+        self.node = node
+        self.command = node.create_publisher("hiwm_msgs/msg/ActionChunk", "/robot/command", KEEP_ALL)
+        self.reset_client = node.create_client("hiwm_msgs/srv/Reset", "/world_model/reset")
+        self.restores_client = node.create_client("std_srvs/srv/Trigger", "/world_model_peer/restores")
+        self.clients = {n: node.create_client(f"hiwm_msgs/srv/{n}", f"/branch_cache/{n.lower()}") for n in SERVICES}
+        self.bad_snapshot = node.create_publisher("hiwm_msgs/msg/StateSnapshot", "/world_model/snapshot", KEEP_ALL)
+        self.bad_state = node.create_publisher("hiwm_msgs/msg/StateHandle", "/world_model/state", KEEP_ALL)
+
+    def call(self, name: str, **fields):
+        return self.clients[name].call(new_message(f"hiwm_msgs/srv/{name}_Request", **fields), timeout=20.0)
+
+    def act(self, actions, source: int) -> None:
+        data = np.asarray(actions, np.float32)
+        self.command.publish(
+            new_message(
+                "hiwm_msgs/msg/ActionChunk", header=self.node.header(), source=source, source_id="test",
+                horizon=len(data), action_dim=2, dt=0.1, data=data.reshape(-1),
+            )
+        )  # fmt: skip
+
+    def nodes(self, what: str, **ids) -> list[dict]:
+        response = self.call("List", what=what, **ids)
+        assert response.success, response.message
+        return [json.loads(d) for d in response.details_json]
+
+    def wait_nodes(self, session: str, n: int) -> bool:
+        def count() -> int:
+            sessions = {s["id"]: s for s in self.nodes("sessions")}
+            return sessions.get(session, {}).get("nodes", 0)
+
+        return self.node.spin_until(lambda: count() >= n, 20.0) and count() == n
+
+    def restores(self) -> list[str]:
+        r = self.restores_client.call(new_message("std_srvs/srv/Trigger_Request"), timeout=10.0)
+        return json.loads(r.message)
+
+
+@pytest.fixture
+def system(procs, tmp_path):
+    db = tmp_path / "cache.db"
+    peer = procs.python("tests.peers.world_model_peer")
+    cache = procs.python("hiwm.nodes.branch_cache", "--ros-args", "-p", f"db:={db}")
+    node = create_node("branch_cache_test")
+    op = Operator(node)
+    for client in [op.reset_client, op.restores_client, *op.clients.values()]:
+        assert client.wait_for_service(30.0), procs.output(cache) + procs.output(peer)
+    node.spin_until(lambda: op.command.matched_count() > 0, 10.0)
+    yield op, db
+    node.destroy()
+    assert cache.poll() is None, "the branch cache died:\n" + procs.output(cache)
+    assert peer.poll() is None, "the peer died:\n" + procs.output(peer)
+
+
+def test_rollout_rollback_fork_label_export_through_services(system, tmp_path):
+    op, db = system
+    assert op.reset_client.call(new_message("hiwm_msgs/srv/Reset_Request", seed=7), timeout=10.0).success
+    op.act([[1.0, 0.5]] * 20, source=0)  # a 20-step policy rollout
+    assert op.wait_nodes("sess-7", 21)
+    (main,) = op.nodes("branches", session_id="sess-7")
+    traj = op.nodes("trajectory", branch_id=main["id"])
+    assert [n["step"] for n in traj] == list(range(21)) and {n["source_name"] for n in traj[1:]} == {"policy"}
+
+    # roll back ten steps: the cache restores the world model (the peer records the request)
+    back = op.call("Rollback", session_id="sess-7", steps=10)
+    assert back.success, back.message
+    assert back.node_id == traj[10]["id"] and back.snapshot_id == traj[10]["snapshot"]
+    assert op.restores() == [traj[10]["snapshot"]]
+
+    # three corrections forked from that state, each restoring it first
+    forks = []
+    for k in range(3):
+        fork = op.call("Fork", node_id=back.node_id, label="corrected")
+        assert fork.success, fork.message
+        op.act([[0.0, 1.0 + k]] * 4, source=1)
+        assert op.wait_nodes("sess-7", 21 + 4 * (k + 1))
+        owned = op.nodes("nodes", branch_id=fork.branch_id)
+        assert [n["step"] for n in owned] == [11, 12, 13, 14] and {n["source_name"] for n in owned} == {"human"}
+        assert owned[0]["parent"] == back.node_id
+        forks.append(fork.branch_id)
+    assert op.restores() == [traj[10]["snapshot"]] * 4
+    # the main branch is untouched by the forks
+    assert [n["id"] for n in op.nodes("trajectory", branch_id=main["id"])] == [n["id"] for n in traj]
+
+    assert op.call("Label", branch_id=main["id"], labels=["failure-prone", "failure"]).success
+    for b in forks:
+        assert op.call("Label", branch_id=b, labels=["success"]).success
+    (node,) = op.nodes("node", branch_id=back.node_id)
+    assert node["step"] == 10
+
+    out = tmp_path / "corrections"
+    exported = op.call("Export", branch_ids=forks, output_dir=str(out))
+    assert exported.success, exported.message
+    assert (exported.episodes, exported.frames) == (3, 3 * 14)
+    ds = LeRobotDataset(out)
+    ep = ds.episode(2, videos=False)
+    assert ep["intervention"].tolist() == [False] * 10 + [True] * 4
+    assert ep["action"][-1].tolist() == [0.0, 3.0]
+    lineage = json.loads((out / "meta" / "branch_lineage.json").read_text())
+    assert [b["fork_node"] for b in lineage["branches"]] == [back.node_id] * 3
+
+    # the store on disk (read while the node runs) holds the same tree
+    with BranchStore(db, readonly=True) as store:
+        assert store.stats()["nodes"] == 33 and len(store.branches("sess-7")) == 4
+        assert store.branch(forks[0]).labels == ["corrected", "success"]
+
+
+def test_bad_input_and_unknown_ids_are_refused_and_the_node_keeps_running(system):
+    op, _ = system
+    assert op.reset_client.call(new_message("hiwm_msgs/srv/Reset_Request", seed=3), timeout=10.0).success
+    op.act([[1.0, 1.0]] * 3, source=0)
+    assert op.wait_nodes("sess-3", 4)
+    # a snapshot whose id is not its hash, and a handle with a NaN action: refused, nothing recorded
+    op.bad_snapshot.publish(
+        new_message("hiwm_msgs/msg/StateSnapshot", session_id="sess-3", snapshot_id="f" * 64, data=np.ones(8, np.uint8))
+    )
+    op.bad_state.publish(
+        new_message(
+            "hiwm_msgs/msg/StateHandle", session_id="sess-3", snapshot_id="f" * 64, step=9,
+            action=np.array([np.nan, 0.0], np.float32),
+        )
+    )  # fmt: skip
+    for name, fields, expect in (
+        ("Rollback", {"node_id": "n999"}, "no node n999"),
+        ("Rollback", {"session_id": "sess-3", "steps": 50}, "cannot go back 50 steps"),
+        ("Rollback", {"session_id": "nope", "steps": 1}, "no session 'nope'"),
+        ("Fork", {"node_id": "x1"}, "malformed node id"),
+        ("Label", {"branch_id": "b77", "labels": ["success"]}, "no branch b77"),
+        ("Label", {"branch_id": "b1", "labels": ["Not OK"]}, "invalid label"),
+        ("List", {"what": "everything"}, "unknown list target"),
+        ("Export", {"branch_ids": ["b55"], "output_dir": "/tmp/never"}, "no branch b55"),
+    ):
+        response = op.call(name, **fields)
+        assert not response.success and expect in response.message, (name, response.message)
+    # still recording
+    op.act([[1.0, 1.0]] * 2, source=2)
+    assert op.wait_nodes("sess-3", 6)
+    (branch,) = op.nodes("branches", session_id="sess-3")
+    assert [n["source_name"] for n in op.nodes("nodes", branch_id=branch["id"])][-2:] == ["scripted", "scripted"]
