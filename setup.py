@@ -12,6 +12,7 @@ NODES = {
     "pattern_camera": "hiwm.nodes.pattern_camera:main",
     "image_monitor": "hiwm.nodes.image_monitor:main",
     "pusht_robot": "hiwm.nodes.pusht_robot:main",
+    "leader_arm": "hiwm.nodes.leader_arm:main",
 }
 
 
@@ -53,6 +54,8 @@ setup(
         "torch==2.13.0",  # models; this exact pin resolves to the CPU wheel (a range may pull CUDA packages)
         "safetensors>=0.4",  # checkpoints without pickle
         "matplotlib>=3.7",  # plots and images of results
+        "pyserial>=3.5",  # leader-arm servo buses
+        "transforms3d>=0.4",  # kinematic chains (leader-arm FK, ros2_control bridge IK)
     ],
     extras_require={
         "test": ["pytest>=8", "colcon-common-extensions", "ruff", "mcap", "mcap-ros2-support"],
