@@ -13,6 +13,7 @@ NODES = {
     "image_monitor": "hiwm.nodes.image_monitor:main",
     "pusht_robot": "hiwm.nodes.pusht_robot:main",
     "leader_arm": "hiwm.nodes.leader_arm:main",
+    "realsense_camera": "hiwm.nodes.realsense_camera:main",
 }
 
 
@@ -59,6 +60,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "colcon-common-extensions", "ruff", "mcap", "mcap-ros2-support"],
+        "realsense": ["pyrealsense2>=2.55"],  # the RealSense node (needs libusb-1.0 and a camera)
     },
     entry_points={
         "console_scripts": [
