@@ -14,6 +14,7 @@ NODES = {
     "pusht_robot": "hiwm.nodes.pusht_robot:main",
     "leader_arm": "hiwm.nodes.leader_arm:main",
     "realsense_camera": "hiwm.nodes.realsense_camera:main",
+    "ros2_control_bridge": "hiwm.nodes.ros2_control_bridge:main",
 }
 
 

@@ -85,8 +85,9 @@ class Chain:
         q0: np.ndarray,
         dims: tuple[int, ...] = (0, 1, 2),
         damping: float = 0.01,
-        iters: int = 100,
+        iters: int = 200,
         tol: float = 1e-5,
+        max_step: float = 0.2,
         lower: np.ndarray | None = None,
         upper: np.ndarray | None = None,
     ) -> tuple[np.ndarray, float]:
@@ -100,7 +101,8 @@ class Chain:
                 break
             jac = self.jacobian(q)[dims_idx]
             step = jac.T @ np.linalg.solve(jac @ jac.T + damping**2 * np.eye(len(dims_idx)), err)
-            q = q + step
+            norm = np.linalg.norm(step)
+            q = q + (step * (max_step / norm) if norm > max_step else step)  # small steps: no wild jumps
             if lower is not None or upper is not None:
                 q = np.clip(q, lower if lower is not None else -np.inf, upper if upper is not None else np.inf)
             err = target - self.position(q)[dims_idx]
