@@ -147,7 +147,9 @@ def test_reader_survives_checksum_errors_drops_and_a_vanished_bus(protocol, emul
     positions = [100, 2048, -30 if protocol == "dynamixel" else 4000]
     emu = emulator(protocol, positions)
     cal = parse_calibration(calibration_doc(protocol, str(emu.link)))
-    reader = LeaderArmReader(cal, timeout_s=0.05, retries=2, max_timeouts=3, backoff_s=(0.02, 0.2))
+    reader = LeaderArmReader(
+        cal, timeout_s=0.2, retries=2, max_timeouts=3, backoff_s=(0.02, 0.2)
+    )  # slack for a busy CI
     assert poll_until(reader) == dict(zip(IDS, positions, strict=True))
     assert reader.connected
 
@@ -223,6 +225,33 @@ def test_node_publishes_joint_states_and_operator_actions_over_dds(emulator, pro
         assert "disconnected" in log and "reconnected" in log
     finally:
         node.destroy()
+
+
+def test_calibrate_records_homing_and_ranges_from_the_bus(emulator, tmp_path):
+    emu = emulator("dynamixel", [2048, 1000, 3000])
+    out = tmp_path / "recorded.yaml"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hiwm.cli.main", "leader", "calibrate", "--protocol", "dynamixel", "--port",
+         str(emu.link), "--ids", "1,2,3", "--names", "pan,lift,elbow", "--directions", "1,-1,1", "--seconds", "2",
+         "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        lines = [proc.stdout.readline() for _ in range(2)]
+        assert lines[1].startswith("homing recorded"), lines
+        for line in ("pos 1 1500", "pos 1 2600", "pos 2 700", "pos 2 1100"):  # the operator sweeps two joints
+            emu.send(line)
+            time.sleep(0.1)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    cal = load_calibration(out)
+    assert cal.protocol == "dynamixel" and cal.names == ["pan", "lift", "elbow"]
+    assert [j.homing for j in cal.joints] == [2048, 1000, 3000]
+    assert [j.range for j in cal.joints] == [(1500, 2600), (700, 1100), (3000, 3001)]  # elbow never moved
+    assert [j.direction for j in cal.joints] == [1, -1, 1]
+    assert build_action_map(cal).dim == 2  # the default Push-T joint map is written too
 
 
 def test_node_without_calibration_exits_with_a_clear_error(procs, tmp_path):
