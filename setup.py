@@ -17,6 +17,9 @@ NODES = {
     "teleop_web": "hiwm.nodes.teleop_web:main",
     "teleop_keyboard": "hiwm.nodes.teleop_keyboard:main",
     "branch_cache": "hiwm.nodes.branch_cache:main",
+    "leader_arm": "hiwm.nodes.leader_arm:main",
+    "realsense_camera": "hiwm.nodes.realsense_camera:main",
+    "ros2_control_bridge": "hiwm.nodes.ros2_control_bridge:main",
 }
 
 
@@ -62,9 +65,20 @@ setup(
         "websockets>=13,<18",  # the browser playground (asyncio server API of 13+)
         "opencv-python-headless>=4.8",  # PNG/JPEG encoding and resizing (headless: no GUI libraries needed)
         "Pillow>=9",  # PNG frames of the branch cache (already a matplotlib dependency)
+        "pyserial>=3.5",  # leader-arm servo buses
+        "transforms3d>=0.4",  # kinematic chains (leader-arm FK, ros2_control bridge IK)
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout", "selenium>=4.20", "colcon-common-extensions", "ruff", "mcap", "mcap-ros2-support"],
+        "test": [
+            "pytest>=8",
+            "pytest-timeout",
+            "selenium>=4.20",
+            "colcon-common-extensions",
+            "ruff",
+            "mcap",
+            "mcap-ros2-support",
+        ],
+        "realsense": ["pyrealsense2>=2.55"],  # the RealSense node (needs libusb-1.0 and a camera)
     },
     entry_points={
         "console_scripts": [

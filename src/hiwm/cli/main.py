@@ -12,6 +12,7 @@ COMMAND_MODULES = [
     "hiwm.cli.launch",
     "hiwm.cli.data",
     "hiwm.cli.branches",
+    "hiwm.cli.leader",
 ]
 
 

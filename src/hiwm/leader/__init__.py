@@ -1,0 +1,1 @@
+"""Leader arms: servo bus protocols, calibration, action mapping and a servo emulator."""

@@ -1,0 +1,167 @@
+"""ros2_control bridge: hiwm action chunks to a joint_trajectory_controller or a forward command controller.
+
+Topics:
+  in  ``robot/command``   hiwm_msgs/ActionChunk: Cartesian (x, y[, z] in the action box) or joint positions
+  in  ``/joint_states``   sensor_msgs/JointState (``joint_states_topic``), best-effort so any publisher matches
+  out ``output_topic``    trajectory_msgs/JointTrajectory (``controller: joint_trajectory``, default
+                          ``/joint_trajectory_controller/joint_trajectory``) or std_msgs/Float64MultiArray
+                          (``controller: forward_command``, default ``/forward_position_controller/commands``,
+                          one row per due time, played back at ``rate_hz``)
+Joint, workspace and velocity limits are enforced with throttled warnings; refused chunks send nothing.
+When no command arrives for ``stale_after_s`` the bridge holds: it sends the measured joint positions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from hiwm.comm import KEEP_ALL, SENSOR_DATA, Node, new_message
+from hiwm.comm.runner import run_node
+from hiwm.robot.kinematics import Chain, chain_from_dicts, planar_chain
+from hiwm.robot.ros2_control import BadCommand, BridgeLimits, Ros2ControlBridge, forward_command, joint_trajectory
+
+CONTROLLERS = {
+    "joint_trajectory": ("trajectory_msgs/msg/JointTrajectory", "/joint_trajectory_controller/joint_trajectory"),
+    "forward_command": ("std_msgs/msg/Float64MultiArray", "/forward_position_controller/commands"),
+}
+
+
+@dataclass
+class Ros2ControlBridgeConfig:
+    joint_names: list[str] = field(default_factory=lambda: ["joint1", "joint2"])
+    controller: str = "joint_trajectory"  # or forward_command
+    output_topic: str = ""  # empty: the controller's default topic
+    command_topic: str = "robot/command"
+    joint_states_topic: str = "/joint_states"
+    action_space: str = "cartesian"  # or joint
+    chain_file: str = ""  # YAML {chain: [{name, origin_xyz, origin_rpy, axis, type}], tip_xyz}; empty: planar
+    link_lengths: list[float] = field(default_factory=lambda: [0.3, 0.25])  # the default planar chain
+    axes: list[str] = field(default_factory=lambda: ["x", "y"])
+    action_low: list[float] = field(default_factory=lambda: [0.0, 0.0])  # Push-T's action box
+    action_high: list[float] = field(default_factory=lambda: [512.0, 512.0])
+    workspace_low: list[float] = field(default_factory=lambda: [0.15, -0.25])  # metres, in the chain's base frame
+    workspace_high: list[float] = field(default_factory=lambda: [0.45, 0.25])
+    joint_lower: list[float] = field(default_factory=lambda: [-2.9, -2.9])
+    joint_upper: list[float] = field(default_factory=lambda: [2.9, 2.9])
+    max_velocity: list[float] = field(default_factory=lambda: [1.5, 1.5])  # rad/s (or m/s for prismatic)
+    stale_after_s: float = 1.0
+    hold_time_s: float = 0.1  # time_from_start of the hold point
+    rate_hz: float = 50.0  # watchdog and forward-command playback
+    frame_id: str = ""
+
+    def __post_init__(self) -> None:
+        if self.controller not in CONTROLLERS:
+            raise ValueError(f"controller must be one of {sorted(CONTROLLERS)}, got {self.controller!r}")
+        if not (self.stale_after_s > 0 and self.hold_time_s > 0 and self.rate_hz > 0):
+            raise ValueError("stale_after_s, hold_time_s and rate_hz must be > 0")
+
+    def chain(self) -> Chain:
+        if not self.chain_file:
+            return planar_chain([float(x) for x in self.link_lengths], list(self.joint_names))
+        try:
+            doc = yaml.safe_load(Path(self.chain_file).read_text())
+            return chain_from_dicts(doc["chain"], doc.get("tip_xyz", (0.0, 0.0, 0.0)))
+        except (OSError, KeyError, TypeError, yaml.YAMLError) as exc:
+            raise ValueError(f"chain_file {self.chain_file!r}: {type(exc).__name__}: {exc}") from exc
+
+    def bridge(self) -> Ros2ControlBridge:
+        def arr(values: list) -> np.ndarray:
+            return np.asarray([float(v) for v in values])
+
+        limits = BridgeLimits(
+            arr(self.joint_lower),
+            arr(self.joint_upper),
+            arr(self.max_velocity),
+            arr(self.workspace_low),
+            arr(self.workspace_high),
+        )
+        chain = self.chain() if self.action_space == "cartesian" else None
+        return Ros2ControlBridge(
+            list(self.joint_names),
+            limits,
+            self.action_space,
+            chain,
+            list(self.axes),
+            arr(self.action_low),
+            arr(self.action_high),
+            self.stale_after_s,
+        )
+
+
+class Ros2ControlBridgeNode:
+    def __init__(self, node: Node, cfg: Ros2ControlBridgeConfig) -> None:
+        self.node, self.cfg = node, cfg
+        self.bridge = cfg.bridge()
+        kind, default_topic = CONTROLLERS[cfg.controller]
+        self.out = node.create_publisher(kind, cfg.output_topic or default_topic)
+        self.queue: deque[tuple[float, np.ndarray]] = deque()  # forward_command playback
+        node.create_subscription("sensor_msgs/msg/JointState", cfg.joint_states_topic, self.on_joint_state, SENSOR_DATA)
+        node.create_subscription("hiwm_msgs/msg/ActionChunk", cfg.command_topic, self.on_command, KEEP_ALL)
+        node.create_timer(1.0 / cfg.rate_hz, self.tick)
+        node.logger.info(
+            f"{cfg.action_space} actions -> {cfg.controller} on {self.out.topic}; joints {self.bridge.joint_names}"
+        )
+
+    def on_joint_state(self, msg: object) -> None:
+        problem = self.bridge.on_joint_state(list(msg.name), msg.position)
+        if problem:
+            self.node.bad_input.warning("joint_states", f"{self.cfg.joint_states_topic}: {problem}")
+
+    def on_command(self, msg: object) -> None:
+        now = time.monotonic()
+        try:
+            plan = self.bridge.plan(int(msg.horizon), int(msg.action_dim), float(msg.dt), msg.data, now)
+        except BadCommand as exc:
+            self.node.bad_input.warning(f"command.{exc.kind}", f"refused command from {msg.source_id or '?'}: {exc}")
+            return
+        for warning in plan.warnings:
+            self.node.bad_input.warning("command." + warning.split(":")[0], warning)
+        if self.cfg.controller == "joint_trajectory":
+            self.out.publish(joint_trajectory(self.bridge.joint_names, plan.times, plan.positions, self.header()))
+        else:
+            # Row i is commanded when row i-1 is due, so each gets its (velocity-limited) duration to be reached.
+            starts = now + np.concatenate([[0.0], plan.times[:-1]])
+            self.queue = deque(zip(starts, plan.positions, strict=True))
+
+    def header(self) -> object:
+        # A zero stamp tells joint_trajectory_controller to start the trajectory on receipt.
+        return new_message("std_msgs/msg/Header", frame_id=self.cfg.frame_id)
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        due = None
+        while self.queue and self.queue[0][0] <= now:
+            due = self.queue.popleft()[1]
+        if due is not None:
+            self.out.publish(forward_command(due))
+        if self.bridge.stale(now):
+            self.queue.clear()
+            q = self.bridge.hold_positions()
+            self.node.logger.warning(
+                f"no command for {self.cfg.stale_after_s:g} s: holding position {np.round(q, 4).tolist()}"
+            )
+            if self.cfg.controller == "joint_trajectory":
+                hold = joint_trajectory(
+                    self.bridge.joint_names, np.array([self.cfg.hold_time_s]), q[None], self.header()
+                )
+                self.out.publish(hold)
+            else:
+                self.out.publish(forward_command(q))
+
+
+def wire(node: Node) -> Ros2ControlBridgeNode:
+    return Ros2ControlBridgeNode(node, node.load_config(Ros2ControlBridgeConfig))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_node("ros2_control_bridge", wire, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Real-robot adapters: kinematic chains and the ros2_control bridge core."""
