@@ -10,6 +10,8 @@ import sys
 COMMAND_MODULES = [
     "hiwm.cli.topic",
     "hiwm.cli.launch",
+    "hiwm.cli.train",
+    "hiwm.cli.eval",
 ]
 
 
