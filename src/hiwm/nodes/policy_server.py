@@ -56,7 +56,7 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
 
     from hiwm.policy.encoder import resize_images
 
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    x = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()  # a copy: message buffers are read-only
     return resize_images(x, size).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
 
 

@@ -62,7 +62,7 @@ class ModelPolicy:
 
     def observe(self, observation: dict[str, np.ndarray]) -> None:
         image, state = check_observation(observation)
-        img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+        img = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()  # a copy: message buffers are read-only
         img = resize_images(img, self.cfg.image_size).round().clamp(0, 255).to(torch.uint8)
         self.history.append((img, torch.tensor(state, dtype=torch.float32)))
 
