@@ -11,6 +11,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     cfg = EvalConfig(
         policy=args.policy,
+        policy_args=args.policy_args,
         seeds=args.seeds,
         episodes=args.episodes,
         workers=args.workers,
@@ -28,6 +29,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a policy on the Push-T robot (lockstep, parallel workers)")
     p.add_argument("--policy", required=True, help="checkpoint folder, or module:Class of an outside policy")
+    p.add_argument("--policy-args", default="", help="JSON keyword arguments for module:Class")
     p.add_argument("--episodes", type=int, default=None, help="number of episodes (the first N seeds)")
     p.add_argument("--seeds", default="0:", help="A:B (range; keep disjoint from training seeds) or a,b,c")
     p.add_argument("--workers", type=int, default=2)

@@ -23,6 +23,7 @@ from tqdm import tqdm
 @dataclass
 class EvalConfig:
     policy: str  # checkpoint folder or "module:Class"
+    policy_args: str = ""  # JSON keyword arguments for module:Class
     seeds: str = "0:50"  # A:B is range(A, B); or comma-separated seeds
     episodes: int | None = None  # the first N of the seeds
     workers: int = 2
@@ -104,7 +105,8 @@ def _init_worker(cfg: EvalConfig) -> None:
     from hiwm.pusht.env import PushTEnv
 
     torch.set_num_threads(cfg.threads)
-    kwargs = {"seed": cfg.policy_seed} if ":" not in cfg.policy or Path(cfg.policy).exists() else {}
+    outside = ":" in cfg.policy and not Path(cfg.policy).exists()
+    kwargs = (json.loads(cfg.policy_args) if cfg.policy_args else {}) if outside else {"seed": cfg.policy_seed}
     _WORKER.update(policy=load_policy(cfg.policy, **kwargs), env=PushTEnv(cfg.image_size), cfg=cfg)
 
 
