@@ -20,6 +20,7 @@ NODES = {
     "leader_arm": "hiwm.nodes.leader_arm:main",
     "realsense_camera": "hiwm.nodes.realsense_camera:main",
     "ros2_control_bridge": "hiwm.nodes.ros2_control_bridge:main",
+    "policy_server": "hiwm.nodes.policy_server:main",
 }
 
 

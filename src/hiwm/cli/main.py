@@ -13,6 +13,8 @@ COMMAND_MODULES = [
     "hiwm.cli.data",
     "hiwm.cli.branches",
     "hiwm.cli.leader",
+    "hiwm.cli.train",
+    "hiwm.cli.eval",
 ]
 
 

@@ -1,0 +1,40 @@
+"""``hiwm eval``: a policy's real success on the Push-T robot; the work is in :mod:`hiwm.policy.evaluate`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from hiwm.policy.evaluate import EvalConfig, evaluate
+
+    cfg = EvalConfig(
+        policy=args.policy,
+        policy_args=args.policy_args,
+        seeds=args.seeds,
+        episodes=args.episodes,
+        workers=args.workers,
+        max_steps=args.max_steps,
+        videos=args.videos,
+        out=args.out,
+        threads=args.threads,
+    )
+    summary = evaluate(cfg)
+    summary.pop("config")
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a policy on the Push-T robot (lockstep, parallel workers)")
+    p.add_argument("--policy", required=True, help="checkpoint folder, or module:Class of an outside policy")
+    p.add_argument("--policy-args", default="", help="JSON keyword arguments for module:Class")
+    p.add_argument("--episodes", type=int, default=None, help="number of episodes (the first N seeds)")
+    p.add_argument("--seeds", default="0:", help="A:B (range; keep disjoint from training seeds) or a,b,c")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--max-steps", type=int, default=300)
+    p.add_argument("--videos", type=int, default=4, help="episodes tiled into episodes.mp4")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    p.add_argument("--out", default=None, help="folder for episodes.csv/json, summary.json, video and plot")
+    p.set_defaults(func=cmd_eval)

@@ -1,0 +1,60 @@
+"""``hiwm train policy``: a thin dispatcher; the work is in :mod:`hiwm.policy.train`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    from hiwm.policy.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        backbone=args.backbone,
+        data=args.data,
+        out=args.out,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        val_fraction=args.val_fraction,
+        val_every=args.val_every,
+        intervention_weight=args.intervention_weight,
+        max_episodes=args.max_episodes,
+        max_minutes=args.max_minutes,
+        seed=args.seed,
+        threads=args.threads,
+        device=args.device,
+        model=json.loads(args.model) if args.model else {},
+        resume=not args.no_resume,
+    )
+    print(train(cfg))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("train", help="train models")
+    group = parser.add_subparsers(dest="train_command", required=True, metavar="WHAT")
+    p = group.add_parser("policy", help="train a Diffusion Policy or ACT policy on LeRobot datasets")
+    p.add_argument("--backbone", choices=["diffusion", "act"], default="diffusion")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="DATASET[:RATIO]",
+        help="dataset folders, each optionally with a mixing ratio (base:0.7 corrections:0.3)",
+    )
+    p.add_argument("--out", required=True, help="checkpoint folder (resumed when it holds a training state)")
+    p.add_argument("--steps", type=int, default=5000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--val-fraction", type=float, default=0.1, help="episodes held out for validation loss")
+    p.add_argument("--val-every", type=int, default=250)
+    p.add_argument("--intervention-weight", type=float, default=1.0, help="loss weight of human-corrected frames")
+    p.add_argument("--max-episodes", type=int, default=None, help="use the first N episodes of each dataset")
+    p.add_argument("--max-minutes", type=float, default=0.0, help="stop (and save) after this wall time")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--model", default="", help="JSON backbone config overrides, e.g. '{\"inference_steps\": 10}'")
+    p.add_argument("--no-resume", action="store_true", help="start over even if --out holds a training state")
+    p.set_defaults(func=cmd_policy)

@@ -1,0 +1,144 @@
+"""Checkpoints: a folder of safetensors + JSON, never pickle.
+
+  config.json              backbone, model config, training config, step
+  model.safetensors        inference weights (EMA where training keeps one), normalizer stats included
+  train_state.safetensors  raw weights, EMA and optimizer tensors (for resuming)
+  train_state.json         optimizer hyper-parameters, step, sampler state
+
+Every file is written under a temporary name and renamed, so a killed run leaves the last
+complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from hiwm.policy.act import ACTConfig, ACTPolicy
+from hiwm.policy.diffusion import DiffusionConfig, DiffusionPolicy
+
+BACKBONES: dict[str, tuple[type, type]] = {
+    "diffusion": (DiffusionConfig, DiffusionPolicy),
+    "act": (ACTConfig, ACTPolicy),
+}
+CONFIG, MODEL, TRAIN_STATE, TRAIN_JSON = (
+    "config.json",
+    "model.safetensors",
+    "train_state.safetensors",
+    "train_state.json",
+)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, corrupt or of an unknown backbone; the message names the file."""
+
+
+def build_model(backbone: str, overrides: dict[str, Any] | None = None) -> nn.Module:
+    if backbone not in BACKBONES:
+        raise CheckpointError(f"unknown backbone {backbone!r}; expected one of {sorted(BACKBONES)}")
+    config_cls, model_cls = BACKBONES[backbone]
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = set(overrides or {}) - names
+    if unknown:
+        raise CheckpointError(f"unknown {backbone} config keys {sorted(unknown)}")
+    return model_cls(config_cls(**(overrides or {})))
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".tmp-{path.name}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
+def save_checkpoint(
+    out: str | Path,
+    model: nn.Module,
+    train: dict[str, Any] | None = None,
+    raw: nn.Module | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` (inference weights) and, given ``raw``/``optimizer``, the state to resume from."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {
+        "format": "hiwm.policy/1",
+        "backbone": model.backbone_name,
+        "model": dataclasses.asdict(model.cfg),
+        "train": train or {},
+        **(extra or {}),
+    }
+    _atomic(out / MODEL, lambda p: save_file(_state(model), str(p)))
+    if raw is not None and optimizer is not None:
+        tensors = {f"model.{k}": v for k, v in _state(raw).items()}
+        opt = optimizer.state_dict()
+        for pid, slots in opt["state"].items():
+            for name, value in slots.items():
+                tensors[f"optim.{pid}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
+        _atomic(out / TRAIN_STATE, lambda p: save_file(tensors, str(p)))
+        doc = {"param_groups": opt["param_groups"], **(extra or {})}
+        _atomic(out / TRAIN_JSON, lambda p: p.write_text(json.dumps(doc, indent=1)))
+    _atomic(out / CONFIG, lambda p: p.write_text(json.dumps(config, indent=1)))
+    return out
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    file = path / CONFIG if path.is_dir() else path
+    try:
+        config = json.loads(file.read_text())
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{file}: no such checkpoint config") from exc
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{file}: unreadable checkpoint config ({exc})") from exc
+    if not isinstance(config, dict) or "backbone" not in config or "model" not in config:
+        raise CheckpointError(f"{file}: not a hiwm policy config (needs 'backbone' and 'model')")
+    return config
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """The inference model of a checkpoint folder (or its config.json), in eval mode."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    config = read_config(folder)
+    model = build_model(config["backbone"], config["model"])
+    try:
+        weights = load_file(str(folder / MODEL))
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{folder / MODEL}: missing") from exc
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise CheckpointError(f"{folder / MODEL}: unreadable safetensors ({exc})") from exc
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{folder / MODEL}: weights do not fit the config ({exc})") from exc
+    return model.to(device).eval()
+
+
+def load_train_state(path: str | Path, raw: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Restore raw weights and optimizer state in place; returns the JSON side (step, ...)."""
+    folder = Path(path)
+    try:
+        tensors = load_file(str(folder / TRAIN_STATE))
+        doc = json.loads((folder / TRAIN_JSON).read_text())
+    except Exception as exc:
+        raise CheckpointError(f"{folder}: cannot resume ({exc})") from exc
+    raw.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": doc["param_groups"]})
+    return doc

@@ -1,0 +1,194 @@
+"""Diffusion Policy (Chi et al. 2023), small: conv encoder + 1-D temporal conditional U-Net.
+
+Observations of ``n_obs_steps`` frames condition (FiLM) a U-Net that denoises a ``horizon``-step
+action sequence starting at the oldest observation; steps ``n_obs_steps - 1`` onwards are executed,
+``n_action_steps`` of them. Trained as DDPM (epsilon prediction, squared-cosine schedule), sampled
+with DDIM in ``inference_steps`` steps.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hiwm.policy.encoder import ConvBackbone, SpatialSoftmax, center_crop, random_crop
+from hiwm.policy.normalize import make_normalizer
+
+
+@dataclass
+class DiffusionConfig:
+    image_size: int = 48  # frames are resized to this square size before the encoder
+    crop: int = 44  # random crop in training, centre crop at inference
+    n_obs_steps: int = 2
+    horizon: int = 16
+    n_action_steps: int = 8
+    state_dim: int = 2
+    action_dim: int = 2
+    channels: tuple[int, ...] = (32, 64, 128)
+    keypoints: int = 32
+    feature_dim: int = 64
+    down_dims: tuple[int, ...] = (64, 128)
+    kernel_size: int = 5
+    step_embed_dim: int = 64
+    train_steps: int = 100
+    inference_steps: int = 10
+    noise_repeats: int = 4  # noise levels per observation in a batch: the U-Net is cheap next to the encoder
+    normalization: str = "min_max"
+
+    def __post_init__(self) -> None:
+        self.channels, self.down_dims = tuple(self.channels), tuple(self.down_dims)
+        if self.n_obs_steps < 1 or self.n_action_steps < 1:
+            raise ValueError("n_obs_steps and n_action_steps must be >= 1")
+        if self.n_obs_steps - 1 + self.n_action_steps > self.horizon:
+            raise ValueError(f"horizon {self.horizon} < n_obs_steps - 1 + n_action_steps")
+        if self.horizon % 2 ** (len(self.down_dims) - 1):
+            raise ValueError(f"horizon {self.horizon} must be divisible by 2^{len(self.down_dims) - 1}")
+        if not 0 < self.inference_steps <= self.train_steps:
+            raise ValueError("inference_steps must be in (0, train_steps]")
+
+    @property
+    def action_start(self) -> int:
+        """Index in the predicted sequence of the action for the current observation."""
+        return self.n_obs_steps - 1
+
+
+def squared_cos_alphas_cumprod(steps: int, max_beta: float = 0.999) -> torch.Tensor:
+    """alpha-bar of the squared-cosine schedule (Nichol and Dhariwal 2021), betas capped at ``max_beta``."""
+
+    def alpha_bar(t: float) -> float:
+        return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    betas = [min(1 - alpha_bar((i + 1) / steps) / alpha_bar(i / steps), max_beta) for i in range(steps)]
+    return torch.cumprod(1 - torch.tensor(betas, dtype=torch.float64), 0).float()
+
+
+class SinusoidalEmbedding(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.dim // 2
+        freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device) / (half - 1))
+        args = t.float()[:, None] * freqs[None]
+        return torch.cat([args.sin(), args.cos()], -1)
+
+
+def conv_block(cin: int, cout: int, k: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv1d(cin, cout, k, padding=k // 2), nn.GroupNorm(8, cout), nn.Mish())
+
+
+class FiLMResBlock(nn.Module):
+    """Two conv blocks; the condition scales and shifts the first one's output per channel."""
+
+    def __init__(self, cin: int, cout: int, cond_dim: int, k: int) -> None:
+        super().__init__()
+        self.block1, self.block2 = conv_block(cin, cout, k), conv_block(cout, cout, k)
+        self.film = nn.Sequential(nn.Mish(), nn.Linear(cond_dim, 2 * cout))
+        self.skip = nn.Conv1d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.film(cond).unsqueeze(-1).chunk(2, 1)
+        h = self.block1(x) * (1 + scale) + shift
+        return self.block2(h) + self.skip(x)
+
+
+class TemporalUNet(nn.Module):
+    """(B, T, action_dim) noisy actions, timestep, (B, cond_dim) -> predicted noise (B, T, action_dim)."""
+
+    def __init__(self, action_dim: int, cond_dim: int, down_dims: tuple[int, ...], k: int, step_dim: int) -> None:
+        super().__init__()
+        self.step_embed = nn.Sequential(
+            SinusoidalEmbedding(step_dim),
+            nn.Linear(step_dim, 4 * step_dim),
+            nn.Mish(),
+            nn.Linear(4 * step_dim, step_dim),
+        )
+        c = step_dim + cond_dim
+        dims = (action_dim, *down_dims)
+        pairs = list(itertools.pairwise(dims))
+        self.down = nn.ModuleList()
+        for i, (a, b) in enumerate(pairs):
+            last = i == len(pairs) - 1
+            down = nn.Identity() if last else nn.Conv1d(b, b, 3, 2, 1)
+            self.down.append(nn.ModuleList([FiLMResBlock(a, b, c, k), FiLMResBlock(b, b, c, k), down]))
+        mid = down_dims[-1]
+        self.mid = nn.ModuleList([FiLMResBlock(mid, mid, c, k), FiLMResBlock(mid, mid, c, k)])
+        self.up = nn.ModuleList()
+        for a, b in reversed(pairs[1:]):
+            up = nn.ConvTranspose1d(a, a, 4, 2, 1)
+            self.up.append(nn.ModuleList([FiLMResBlock(2 * b, a, c, k), FiLMResBlock(a, a, c, k), up]))
+        self.final = nn.Sequential(conv_block(down_dims[0], down_dims[0], k), nn.Conv1d(down_dims[0], action_dim, 1))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        cond = torch.cat([self.step_embed(t), cond], -1)
+        x = x.transpose(1, 2)
+        skips = []
+        for res1, res2, down in self.down:
+            x = res2(res1(x, cond), cond)
+            skips.append(x)
+            x = down(x)
+        for res in self.mid:
+            x = res(x, cond)
+        for res1, res2, up in self.up:
+            x = torch.cat([x, skips.pop()], 1)
+            x = up(res2(res1(x, cond), cond))
+        return self.final(x).transpose(1, 2)
+
+
+class DiffusionPolicy(nn.Module):
+    """The model: ``forward(batch)`` is the per-sample training loss, ``predict`` samples action sequences."""
+
+    backbone_name = "diffusion"
+
+    def __init__(self, cfg: DiffusionConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.state_norm = make_normalizer(cfg.normalization, cfg.state_dim)
+        self.action_norm = make_normalizer(cfg.normalization, cfg.action_dim)
+        self.backbone = ConvBackbone(cfg.channels)
+        self.pool = SpatialSoftmax(self.backbone.out_channels, cfg.keypoints)
+        self.feature = nn.Sequential(nn.Linear(2 * cfg.keypoints, cfg.feature_dim), nn.ReLU())
+        cond_dim = cfg.n_obs_steps * (cfg.feature_dim + cfg.state_dim)
+        self.unet = TemporalUNet(cfg.action_dim, cond_dim, cfg.down_dims, cfg.kernel_size, cfg.step_embed_dim)
+        self.register_buffer("alphas_cumprod", squared_cos_alphas_cumprod(cfg.train_steps), persistent=False)
+
+    def encode(self, images: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        """(B, n, 3, S, S) uint8 or [0, 1] float and (B, n, state_dim) raw states -> (B, cond_dim)."""
+        b, n = images.shape[:2]
+        x = images.float() / 255 if images.dtype == torch.uint8 else images
+        x = random_crop(x, self.cfg.crop) if self.training else center_crop(x, self.cfg.crop)
+        feats = self.feature(self.pool(self.backbone(x.flatten(0, 1)))).view(b, n, -1)
+        return torch.cat([feats, self.state_norm(states)], -1).flatten(1)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        cond = self.encode(batch["image"], batch["state"])
+        x0 = self.action_norm(batch["action"])
+        r = self.cfg.noise_repeats
+        cond, x0 = cond.repeat_interleave(r, 0), x0.repeat_interleave(r, 0)
+        t = torch.randint(0, self.cfg.train_steps, (x0.shape[0],), device=x0.device)
+        noise = torch.randn_like(x0)
+        ab = self.alphas_cumprod[t].view(-1, 1, 1)
+        xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+        loss = F.mse_loss(self.unet(xt, t, cond), noise, reduction="none").mean((1, 2))
+        return loss.view(-1, r).mean(1)
+
+    @torch.inference_mode()
+    def predict(self, images: torch.Tensor, states: torch.Tensor, generator: torch.Generator | None = None):
+        """DDIM (eta 0) from pure noise: (B, horizon, action_dim) actions in raw units."""
+        cfg = self.cfg
+        cond = self.encode(images, states)
+        x = torch.randn(cond.shape[0], cfg.horizon, cfg.action_dim, generator=generator, device=cond.device)
+        stride = cfg.train_steps // cfg.inference_steps
+        for t in range(cfg.train_steps - stride, -1, -stride):
+            ab = self.alphas_cumprod[t]
+            ab_prev = self.alphas_cumprod[t - stride] if t - stride >= 0 else torch.ones_like(ab)
+            eps = self.unet(x, torch.full((x.shape[0],), t, device=x.device), cond)
+            x0 = ((x - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1, 1)
+            x = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
+        return self.action_norm.inverse(x)

@@ -1,0 +1,199 @@
+"""Evaluate a policy on the Push-T robot in lockstep: success rate (95 % Wilson interval), coverage, videos.
+
+Episodes run in parallel worker processes, each with its own gym-pusht env and its own copy of
+the policy; an episode's result depends only on its seed (and the policy's sampling seed).
+Outputs under ``out``: ``episodes.csv`` and ``episodes.json`` (one row per episode),
+``summary.json``, ``episodes.mp4`` (the first ``videos`` episodes tiled) and ``coverage.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import multiprocessing as mp
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+
+@dataclass
+class EvalConfig:
+    policy: str  # checkpoint folder or "module:Class"
+    policy_args: str = ""  # JSON keyword arguments for module:Class
+    seeds: str = "0:50"  # A:B is range(A, B); or comma-separated seeds
+    episodes: int | None = None  # the first N of the seeds
+    workers: int = 2
+    max_steps: int = 300
+    image_size: int = 96
+    videos: int = 4
+    out: str | None = None
+    threads: int = 1  # torch threads per worker
+    policy_seed: int = 0
+
+
+def parse_seeds(text: str, episodes: int | None = None) -> list[int]:
+    """``"A:B"`` -> range(A, B); ``"1,5,9"`` -> those; cut to ``episodes`` (or extended from A when A:)."""
+    text = text.strip()
+    if ":" in text:
+        a, _, b = text.partition(":")
+        start = int(a or 0)
+        stop = int(b) if b else start + (episodes or 50)
+        seeds = list(range(start, stop))
+    else:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    if episodes is not None:
+        if episodes > len(seeds):
+            raise ValueError(f"{episodes} episodes asked for but the seed range {text!r} has {len(seeds)}")
+        seeds = seeds[:episodes]
+    if not seeds:
+        raise ValueError(f"no seeds in {text!r}")
+    return seeds
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a binomial proportion."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def run_episode(policy: Any, env: Any, seed: int, max_steps: int, record: bool = False) -> dict[str, Any]:
+    """One episode: query a chunk, execute it row by row (showing the policy every observation)."""
+    policy.reset()
+    obs = env.reset(seed=seed)
+    frames, coverage = [obs.image], [obs.coverage]
+    observe = getattr(policy, "observe", None)
+    queries = 0
+    while not obs.done and obs.step < max_steps:
+        chunk = np.asarray(policy.act({"image": obs.image, "state": obs.agent_pos}), dtype=np.float64).reshape(-1, 2)
+        queries += 1
+        for i, action in enumerate(chunk):
+            obs = env.step(action)
+            frames.append(obs.image)
+            coverage.append(obs.coverage)
+            if obs.done or obs.step >= max_steps:
+                break
+            if observe is not None and i < len(chunk) - 1:
+                observe({"image": obs.image, "state": obs.agent_pos})
+    return {
+        "seed": seed,
+        "success": bool(obs.success),
+        "max_coverage": float(obs.max_coverage),
+        "final_coverage": float(obs.coverage),
+        "steps": int(obs.step),
+        "queries": queries,
+        "coverage": coverage,
+        "frames": np.stack(frames) if record else None,
+    }
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(cfg: EvalConfig) -> None:
+    import torch
+
+    from hiwm.policy.runtime import load_policy
+    from hiwm.pusht.env import PushTEnv
+
+    torch.set_num_threads(cfg.threads)
+    outside = ":" in cfg.policy and not Path(cfg.policy).exists()
+    kwargs = (json.loads(cfg.policy_args) if cfg.policy_args else {}) if outside else {"seed": cfg.policy_seed}
+    _WORKER.update(policy=load_policy(cfg.policy, **kwargs), env=PushTEnv(cfg.image_size), cfg=cfg)
+
+
+def _work(job: tuple[int, bool]) -> dict[str, Any]:
+    seed, record = job
+    return run_episode(_WORKER["policy"], _WORKER["env"], seed, _WORKER["cfg"].max_steps, record)
+
+
+def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    """Run every seed; write the outputs when ``cfg.out`` is set; return the summary."""
+    seeds = parse_seeds(cfg.seeds, cfg.episodes)
+    jobs = [(s, i < cfg.videos) for i, s in enumerate(seeds)]
+    rows: list[dict[str, Any]] = []
+    if cfg.workers <= 1:
+        _init_worker(cfg)
+        rows = [_work(j) for j in tqdm(jobs, desc="eval")]
+    else:
+        with mp.get_context("spawn").Pool(min(cfg.workers, len(jobs)), _init_worker, (cfg,)) as pool:
+            rows = list(tqdm(pool.imap(_work, jobs), total=len(jobs), desc="eval"))
+    n, k = len(rows), sum(r["success"] for r in rows)
+    low, high = wilson(k, n)
+    summary = {
+        "policy": cfg.policy,
+        "episodes": n,
+        "successes": k,
+        "success_rate": k / n,
+        "success_ci95": [low, high],
+        "mean_max_coverage": float(np.mean([r["max_coverage"] for r in rows])),
+        "mean_steps": float(np.mean([r["steps"] for r in rows])),
+        "seeds": cfg.seeds,
+        "config": asdict(cfg),
+    }
+    if cfg.out:
+        write_outputs(Path(cfg.out), rows, summary)
+    return summary
+
+
+TABLE = ["seed", "success", "max_coverage", "final_coverage", "steps", "queries"]
+
+
+def write_outputs(out: Path, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "episodes.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, TABLE)
+        writer.writeheader()
+        writer.writerows({k: r[k] for k in TABLE} for r in rows)
+    (out / "episodes.json").write_text(json.dumps([{k: r[k] for k in TABLE} for r in rows], indent=1))
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    recorded = [r for r in rows if r["frames"] is not None]
+    if recorded:
+        write_video(out / "episodes.mp4", [r["frames"] for r in recorded])
+    plot_coverage(out / "coverage.png", rows, summary)
+
+
+def write_video(path: Path, episodes: list[np.ndarray], fps: int = 10) -> None:
+    """Episodes side by side in a grid (2 columns), each holding its last frame once it has ended."""
+    from hiwm.data.video import VideoEncoder
+
+    cols = min(2, len(episodes))
+    rows = math.ceil(len(episodes) / cols)
+    h, w = episodes[0].shape[1:3]
+    length = max(len(e) for e in episodes)
+    enc = VideoEncoder(path, fps, rows * h + rows * h % 2, cols * w + cols * w % 2, gop=10)
+    try:
+        for t in range(length):
+            canvas = np.zeros((enc.height, enc.width, 3), np.uint8)
+            for i, ep in enumerate(episodes):
+                r, c = divmod(i, cols)
+                canvas[r * h : (r + 1) * h, c * w : (c + 1) * w] = ep[min(t, len(ep) - 1)]
+            enc.add(canvas)
+    finally:
+        enc.close()
+
+
+def plot_coverage(path: Path, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for r in rows:
+        ax.plot(r["coverage"], color="tab:green" if r["success"] else "tab:red", alpha=0.4, lw=0.8)
+    ax.axhline(0.95, color="k", ls="--", lw=0.8)
+    low, high = summary["success_ci95"]
+    ax.set(xlabel="step", ylabel="coverage", ylim=(0, 1))
+    ax.set_title(f"success {summary['success_rate']:.0%} [{low:.0%}, {high:.0%}] of {summary['episodes']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,96 @@
+"""The policy server's core, without middleware: observations in, action chunks out, latency kept.
+
+It queries the policy when an observation arrives and the previous chunk is used up (one
+observation per executed row), shows the policy the observations in between (``observe``), and
+resets the policy when a new episode starts. It never knows whether the observations come from
+the robot or the world model.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hiwm.policy.runtime import Policy
+
+
+class BadPolicyOutput(ValueError):
+    """The policy answered something that is not a finite (k, 2) chunk."""
+
+
+@dataclass
+class ServerStats:
+    observations: int = 0
+    queries: int = 0
+    episodes: int = 0
+    refused: dict[str, int] = field(default_factory=dict)
+    resized: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+    def refuse(self, kind: str) -> None:
+        self.refused[kind] = self.refused.get(kind, 0) + 1
+
+    def summary(self) -> dict[str, Any]:
+        lat = np.asarray(self.latencies_ms[-1000:])
+        return {
+            "observations": self.observations,
+            "queries": self.queries,
+            "episodes": self.episodes,
+            "refused": dict(self.refused),
+            "resized": self.resized,
+            "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
+            "latency_ms_p99": float(np.percentile(lat, 99)) if lat.size else None,
+            "latency_ms_max": float(lat.max()) if lat.size else None,
+        }
+
+
+class PolicyServer:
+    """Decides when to query ``policy`` and checks what it answers."""
+
+    def __init__(self, policy: Policy, execute_steps: int = 0) -> None:
+        if execute_steps < 0:
+            raise ValueError(f"execute_steps must be >= 0, got {execute_steps}")
+        self.policy, self.execute_steps = policy, execute_steps
+        self.stats = ServerStats()
+        self.episode: str | None = None
+        self.remaining = 0  # observations still to come from the chunk in flight
+        self._observe = getattr(policy, "observe", None)
+
+    def new_episode(self, episode: str) -> None:
+        self.policy.reset()
+        self.episode, self.remaining = episode, 0
+        self.stats.episodes += 1
+
+    def on_observation(self, image: np.ndarray, state: np.ndarray, episode: str = "", done: bool = False):
+        """The chunk (k, 2) float32 to publish now, or None (chunk still running, or episode over)."""
+        self.stats.observations += 1
+        if episode != self.episode:
+            self.new_episode(episode)
+        obs = {"image": image, "state": state}
+        if self.remaining > 0:
+            self.remaining -= 1
+        if done:
+            return None
+        if self.remaining > 0:
+            if self._observe is not None:
+                self._observe(obs)
+            return None
+        start = time.perf_counter()
+        chunk = self.policy.act(obs)
+        self.stats.latencies_ms.append((time.perf_counter() - start) * 1e3)
+        del self.stats.latencies_ms[:-10000]
+        self.stats.queries += 1
+        chunk = np.asarray(chunk, dtype=np.float32)
+        if chunk.ndim == 1:
+            chunk = chunk[None]
+        if chunk.ndim != 2 or chunk.shape[1] != 2 or chunk.shape[0] < 1:
+            raise BadPolicyOutput(f"policy answered shape {chunk.shape}, expected (k >= 1, 2)")
+        if not np.all(np.isfinite(chunk)):
+            raise BadPolicyOutput(f"policy answered non-finite actions {chunk.tolist()}")
+        if self.execute_steps:
+            chunk = chunk[: self.execute_steps]
+        self.remaining = len(chunk)
+        return chunk

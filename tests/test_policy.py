@@ -1,0 +1,172 @@
+"""Policies end to end on real files and real physics: train from the CLI, resume, evaluate; the pieces."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hiwm.cli.main import main
+from hiwm.data.collect import CollectConfig, collect
+from hiwm.policy import CheckpointError, ModelPolicy, build_model, load_model, load_policy, save_checkpoint
+from hiwm.policy.data import FrameStore, MixedSampler, gather, parse_data_spec
+from hiwm.policy.evaluate import EvalConfig, evaluate, parse_seeds, wilson
+
+TINY_ACT = {
+    "image_size": 16,
+    "crop": 14,
+    "channels": [8, 16],
+    "dim": 32,
+    "heads": 2,
+    "ff_dim": 64,
+    "enc_layers": 1,
+    "dec_layers": 1,
+    "vae_layers": 1,
+    "latent_dim": 4,
+    "horizon": 6,
+}
+TINY_DIFFUSION = {
+    "image_size": 16,
+    "crop": 14,
+    "channels": [8, 16],
+    "keypoints": 4,
+    "feature_dim": 8,
+    "down_dims": [16, 32],
+    "step_embed_dim": 16,
+    "inference_steps": 2,
+    "horizon": 8,
+    "n_action_steps": 4,
+}
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demos")
+    collect(CollectConfig(episodes=3, seed=1000, max_steps=12), root / "a")
+    collect(CollectConfig(episodes=2, seed=2000, max_steps=12), root / "b")
+    return root / "a", root / "b"
+
+
+def records(out):
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def test_train_act_from_cli_mixed_then_resume_then_eval(datasets, tmp_path):
+    a, b = datasets
+    out = tmp_path / "act"
+    argv = ["train", "policy", "--backbone", "act", "--data", f"{a}:0.7", f"{b}:0.3", "--out", str(out),
+            "--batch-size", "4", "--val-every", "2", "--val-fraction", "0.34", "--threads", "1",
+            "--model", json.dumps(TINY_ACT)]  # fmt: skip
+    assert main([*argv, "--steps", "4"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["backbone"] == "act" and config["step"] == 4
+    assert [d["ratio"] for d in config["train"]["data"]] == [0.7, 0.3]
+    assert config["train"]["val_episodes"] == 2  # one held out of each dataset
+    assert [r["step"] for r in records(out)] == [2, 4]
+    assert all(math.isfinite(r["val_loss"]) for r in records(out))
+    assert (out / "model.safetensors").read_bytes()[8:9] == b"{"  # a safetensors header, not a pickle
+    assert main([*argv, "--steps", "6"]) == 0  # resumes at step 4
+    assert [r["step"] for r in records(out)] == [2, 4, 6]
+
+    summary = evaluate(
+        EvalConfig(policy=str(out), seeds="0:2", workers=1, max_steps=8, videos=1, out=str(tmp_path / "e"))
+    )
+    assert summary["episodes"] == 2 and 0 <= summary["success_rate"] <= 1
+    assert summary["success_ci95"][0] <= summary["success_rate"] <= summary["success_ci95"][1]
+    rows = list(csv.DictReader((tmp_path / "e" / "episodes.csv").open()))
+    assert [int(r["seed"]) for r in rows] == [0, 1] and all(int(r["steps"]) == 8 for r in rows)
+    assert all(int(r["queries"]) == 8 for r in rows)  # temporal ensembling queries every step
+    for name in ("summary.json", "episodes.json", "episodes.mp4", "coverage.png"):
+        assert (tmp_path / "e" / name).stat().st_size > 0
+
+
+def test_train_diffusion_weighted_and_serve_chunks(datasets, tmp_path):
+    a, _ = datasets
+    out = tmp_path / "diffusion"
+    assert main(["train", "policy", "--backbone", "diffusion", "--data", str(a), "--out", str(out), "--steps", "2",
+                 "--batch-size", "4", "--threads", "1", "--intervention-weight", "5", "--val-fraction", "0",
+                 "--model", json.dumps(TINY_DIFFUSION)]) == 0  # fmt: skip
+    policy = load_policy(out)
+    model = load_model(out)
+    assert model.action_norm.min.min() >= 0 and model.action_norm.max.max() <= 512  # fitted on the demos
+    obs = {"image": np.zeros((96, 96, 3), np.uint8), "state": np.array([200.0, 300.0])}
+    chunk = policy.act(obs)
+    assert chunk.shape == (4, 2) and np.all(np.isfinite(chunk))
+    policy.observe(obs)
+    assert len(policy.history) == 2
+    policy.reset()
+    assert len(policy.history) == 0
+    with pytest.raises(ValueError, match="finite"):
+        policy.act({"image": obs["image"], "state": np.array([np.nan, 1.0])})
+    with pytest.raises(ValueError, match="uint8"):
+        policy.act({"image": np.zeros((96, 96, 3), np.float32), "state": obs["state"]})
+
+
+def store(n_eps: int, length: int, weight: float = 1.0) -> FrameStore:
+    n = n_eps * length
+    starts = np.repeat(np.arange(n_eps) * length, length)
+    return FrameStore(
+        image=np.zeros((n, 3, 4, 4), np.uint8),
+        state=np.arange(n, dtype=np.float32)[:, None].repeat(2, 1),
+        action=np.arange(n, dtype=np.float32)[:, None].repeat(2, 1),
+        weight=np.full(n, weight, np.float32),
+        lo=starts,
+        hi=starts + length,
+        episodes=n_eps,
+    )
+
+
+def test_windows_pad_at_episode_edges_and_mixing_follows_ratios():
+    s = store(2, 5)
+    batch = gather(s, np.array([5, 9]), n_obs=2, horizon=4, action_start=1)
+    assert batch["state"][:, :, 0].tolist() == [[5, 5], [8, 9]]  # first observation repeated at the start
+    assert batch["action"][:, :, 0].tolist() == [[5, 5, 6, 7], [8, 9, 9, 9]]  # last action repeated at the end
+    assert batch["action_pad"].tolist() == [[False] * 4, [False, False, True, True]]
+    sampler = MixedSampler([store(1, 10, 1.0), store(1, 1000, 5.0)], [0.8, 0.2], seed=0)
+    weights = torch.cat([sampler.batch(100, 1, 2, 0)["weight"] for _ in range(20)])
+    assert abs(float((weights == 1.0).float().mean()) - 0.8) < 0.05  # the small set is drawn at its ratio
+    assert parse_data_spec("x/y:0.3") == ("x/y", 0.3) and parse_data_spec("x/y") == ("x/y", 1.0)
+    with pytest.raises(ValueError, match="> 0"):
+        parse_data_spec("x:0")
+
+
+def test_temporal_ensemble_weights_older_chunks_more():
+    policy = ModelPolicy(build_model("act", TINY_ACT))
+    m = policy.ensemble
+    first = policy._ensembled(np.zeros((6, 2)))
+    assert np.allclose(first, 0)
+    second = policy._ensembled(np.ones((6, 2)))  # step 1 was predicted by both chunks
+    assert np.allclose(second, math.exp(-m) / (1 + math.exp(-m)))
+    policy.reset()
+    assert np.allclose(policy._ensembled(np.full((6, 2), 7.0)), 7)
+
+
+def test_checkpoints_refuse_bad_files(tmp_path):
+    model = build_model("act", TINY_ACT)
+    path = save_checkpoint(tmp_path / "ok", model)
+    assert isinstance(load_model(path), type(model))
+    (path / "model.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(CheckpointError, match=r"model\.safetensors"):
+        load_model(path)
+    (path / "config.json").write_text(json.dumps({"backbone": "nope", "model": {}}))
+    with pytest.raises(CheckpointError, match="unknown backbone"):
+        load_model(path)
+    with pytest.raises(CheckpointError, match="no such"):
+        load_model(tmp_path / "missing")
+    with pytest.raises(ValueError, match="cannot import"):
+        load_policy("no.such.module:Policy")
+
+
+def test_seeds_and_wilson_interval():
+    assert parse_seeds("0:5") == [0, 1, 2, 3, 4]
+    assert parse_seeds("10:", episodes=3) == [10, 11, 12]
+    assert parse_seeds("3,1") == [3, 1]
+    with pytest.raises(ValueError, match="episodes"):
+        parse_seeds("0:2", episodes=5)
+    low, high = wilson(5, 10)
+    assert (round(low, 4), round(high, 4)) == (0.2366, 0.7634)
+    assert wilson(0, 10)[0] == 0 and round(wilson(0, 10)[1], 4) == 0.2775
