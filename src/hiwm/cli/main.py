@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "hiwm.cli.leader",
     "hiwm.cli.train",
     "hiwm.cli.eval",
+    "hiwm.cli.experiment",
 ]
 
 

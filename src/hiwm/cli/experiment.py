@@ -1,0 +1,32 @@
+"""``hiwm experiment``: the Hi-WM post-training loop end to end, with a report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from hiwm.experiment.pipeline import Experiment
+    from hiwm.experiment.profiles import PROFILES
+
+    profile = PROFILES[args.profile]
+    if args.backbones:
+        profile = profile.replace(backbones=args.backbones)
+    if args.workers:
+        profile = profile.replace(workers=args.workers)
+    result = Experiment(profile, args.out or f"runs/experiment-{profile.name}").run()
+    print(json.dumps({k: result[k] for k in ("pearson", "gains", "seconds")}))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from hiwm.experiment.profiles import PROFILES
+
+    p = sub.add_parser("experiment", help="the Hi-WM loop end to end: data, world model, policies, corrections, table")
+    p.add_argument("--profile", choices=sorted(PROFILES), default="quick",
+                   help="quick: ~20 min on 2 cores; full: the table; smoke: CI-sized")  # fmt: skip
+    p.add_argument("--out", help="run folder (default runs/experiment-<profile>); a rerun resumes")
+    p.add_argument("--backbones", nargs="+", choices=["diffusion", "act"])
+    p.add_argument("--workers", type=int)
+    p.set_defaults(func=cmd_experiment)

@@ -1,0 +1,233 @@
+"""``hiwm experiment``: the Hi-WM post-training loop end to end, and the Push-T results table.
+
+Stages, each skipped when its output already exists (a run resumes where it stopped):
+
+1. data: limited expert demos (the base policy's) and sloppy/failing expert episodes (the world
+   model's, with the demos);
+2. the world model and its state probe;
+3. per backbone, the base policy on the demos;
+4. per backbone, Hi-WM rounds: rollouts in the world model from real initial states, the simulated
+   operator's corrections into the branch cache, export of the successful corrections, post-training
+   of the policy on demos + corrections (intervention frames weighted);
+5. per backbone, the closed-loop baseline: the same rollouts with no operator, the successful ones
+   exported, the base policy fine-tuned on demos + those;
+6. evaluation of every checkpoint in the real env and in the world model from the same initial
+   states; the report (markdown, plots, Pearson r between the two worlds).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from hiwm.experiment.profiles import Profile
+
+log = logging.getLogger("hiwm.experiment")
+
+DEMO_SEED, WM_SEED, ROLLOUT_SEED = 0, 50_000, 20_000
+
+
+class Experiment:
+    def __init__(self, profile: Profile, out: str | Path, progress: bool = True) -> None:
+        self.p, self.out, self.progress = profile, Path(out), progress
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.timings: dict[str, float] = {}
+        self._load_timings()
+
+    # -- bookkeeping -----------------------------------------------------------
+    def _load_timings(self) -> None:
+        path = self.out / "timings.json"
+        if path.exists():
+            self.timings = json.loads(path.read_text())
+
+    def _timed(self, name: str, fn: Any, *args: Any) -> Any:
+        start = time.monotonic()
+        result = fn(*args)
+        self.timings[name] = round(self.timings.get(name, 0.0) + time.monotonic() - start, 1)
+        (self.out / "timings.json").write_text(json.dumps(self.timings, indent=1))
+        return result
+
+    def path(self, *parts: str) -> Path:
+        return self.out.joinpath(*parts)
+
+    # -- stages ----------------------------------------------------------------
+    def collect(self) -> None:
+        from hiwm.data.collect import CollectConfig, collect
+
+        p = self.p
+        if not self.path("data", "demos", "meta", "info.json").exists():
+            collect(
+                CollectConfig(episodes=p.demo_episodes, seed=DEMO_SEED, workers=p.workers), self.path("data", "demos")
+            )
+        if not self.path("data", "wm_noisy", "meta", "info.json").exists():
+            cfg = CollectConfig(episodes=p.wm_noisy_episodes, seed=WM_SEED, noise=p.wm_noise, workers=p.workers)
+            collect(cfg, self.path("data", "wm_noisy"))
+
+    def world_model(self) -> Path:
+        from hiwm.world_model.config import ModelConfig, ProbeConfig, TrainConfig
+        from hiwm.world_model.train import train
+
+        out = self.path("world_model")
+        if not (out / "config.json").exists() or not json.loads((out / "config.json").read_text()).get("done"):
+            cfg = TrainConfig(steps=1_000_000, max_minutes=self.p.wm_minutes, threads=self.p.threads)
+            data = [self.path("data", "demos"), self.path("data", "wm_noisy")]
+            train(data, out, ModelConfig(), cfg, ProbeConfig(), progress=self.progress)
+            doc = json.loads((out / "config.json").read_text())
+            doc["done"] = True
+            (out / "config.json").write_text(json.dumps(doc, indent=1))
+        return out
+
+    def train_policy(self, backbone: str, out: Path, data: list[str], minutes: float, init: Path | None) -> Path:
+        from hiwm.policy.train import TrainConfig, train
+
+        if (out / "done").exists():
+            return out
+        cfg = TrainConfig(
+            backbone=backbone,
+            data=data,
+            out=str(out),
+            steps=1_000_000,
+            max_minutes=minutes,
+            threads=self.p.threads,
+            intervention_weight=self.p.intervention_weight,
+            init=str(init) if init else "",
+        )
+        train(cfg)
+        (out / "done").write_text("")
+        return out
+
+    def rollouts(self, backbone: str, policy: Path, tag: str, operator: bool) -> dict[str, Any]:
+        """World-model rollouts of ``policy`` (with or without the operator) into a branch store."""
+        from hiwm.branch_cache.store import BranchStore
+        from hiwm.experiment.rollouts import run_session
+        from hiwm.experiment.world import ModelWorld
+        from hiwm.policy.runtime import load_policy
+
+        summary_path = self.path("rollouts", f"{backbone}_{tag}.json")
+        if summary_path.exists():
+            return json.loads(summary_path.read_text())
+        summary_path.parent.mkdir(parents=True, exist_ok=True)
+        db = self.path("rollouts", f"{backbone}_{tag}.db")
+        db.unlink(missing_ok=True)
+        world = ModelWorld(self.path("world_model"), max_steps=self.p.max_steps)
+        pol = load_policy(policy)
+        results = []
+        with BranchStore(db) as store:
+            seeds = range(ROLLOUT_SEED, ROLLOUT_SEED + self.p.rollouts)
+            for seed in tqdm(seeds, desc=f"rollouts {backbone} {tag}", unit="session", disable=not self.progress):
+                r = run_session(
+                    pol, world, store, f"{tag}-{seed}", seed, self.p.max_steps, self.p.operator if operator else None
+                )
+                results.append(r)
+        keep = [b.branch_id for r in results for b in (r.corrections if operator else [r.rollout]) if b.success]
+        summary = {
+            "store": str(db),
+            "sessions": len(results),
+            "rollout_success": sum(r.rollout.success for r in results) / max(1, len(results)),
+            "failure_states": sum(bool(r.failure_state) for r in results),
+            "corrections": sum(len(r.corrections) for r in results),
+            "successful_corrections": sum(b.success for r in results for b in r.corrections),
+            "corrections_per_failure_state": [len(r.corrections) for r in results if r.failure_state],
+            "successful_per_failure_state": [sum(b.success for b in r.corrections) for r in results if r.failure_state],
+            "kept_branches": keep,
+        }
+        summary_path.write_text(json.dumps(summary, indent=1))
+        return summary
+
+    def export(self, summary: dict[str, Any], out: Path) -> bool:
+        """The kept branches into a dataset (appended); False when there was nothing to keep."""
+        from hiwm.branch_cache.export import export_branches
+        from hiwm.branch_cache.store import BranchStore
+
+        marker = out / f".exported-{Path(summary['store']).stem}"
+        if marker.exists():
+            return True
+        if not summary["kept_branches"]:
+            return out.joinpath("meta", "info.json").exists()
+        with BranchStore(summary["store"], readonly=True) as store:
+            export_branches(store, summary["kept_branches"], out, progress=self.progress)
+        marker.write_text("")
+        return True
+
+    def post_train(self, backbone: str) -> dict[str, Path]:
+        """Base, Hi-WM rounds and the closed-loop baseline for one backbone: their checkpoints."""
+        p = self.p
+        demos = str(self.path("data", "demos"))
+        base = self.path("policies", backbone, "base")
+        self._timed(f"train base {backbone}", self.train_policy, backbone, base, [demos], p.policy_minutes, None)
+        ckpts = {"base": base}
+        current = base
+        corrections = self.path("data", f"{backbone}_corrections")
+        for k in range(1, p.rounds + 1):
+            summary = self._timed(
+                f"hi-wm rollouts {backbone} r{k}", self.rollouts, backbone, current, f"hiwm_r{k}", True
+            )
+            nxt = self.path("policies", backbone, f"hiwm_r{k}")
+            if self.export(summary, corrections):
+                share = p.corrections_share
+                data = [f"{demos}:{1 - share}", f"{corrections}:{share}"]
+                self._timed(
+                    f"post-train {backbone} r{k}", self.train_policy, backbone, nxt, data, p.finetune_minutes, current
+                )
+                current = nxt
+            ckpts[f"hiwm_r{k}"] = current
+        summary = self._timed(f"baseline rollouts {backbone}", self.rollouts, backbone, base, "baseline", False)
+        baseline_data = self.path("data", f"{backbone}_baseline")
+        ckpts["baseline"] = base
+        if self.export(summary, baseline_data):
+            nxt = self.path("policies", backbone, "baseline")
+            data = [f"{demos}:{1 - p.corrections_share}", f"{baseline_data}:{p.corrections_share}"]
+            self._timed(
+                f"baseline fine-tune {backbone}", self.train_policy, backbone, nxt, data, p.finetune_minutes, base
+            )
+            ckpts["baseline"] = nxt
+        return ckpts
+
+    def evaluate(self, backbone: str, method: str, ckpt: Path) -> dict[str, Any]:
+        """Success of one checkpoint in the real env and in the world model, same initial states."""
+        from hiwm.policy.evaluate import EvalConfig, evaluate
+
+        path = self.path("eval", f"{backbone}_{method}.json")
+        if path.exists():
+            return json.loads(path.read_text())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        p = self.p
+        seeds = f"{p.eval_first_seed}:{p.eval_first_seed + p.eval_episodes}"
+        common = {"policy": str(ckpt), "seeds": seeds, "workers": p.workers, "max_steps": p.max_steps, "videos": 2}
+        real = evaluate(EvalConfig(**common, out=str(self.path("eval", f"{backbone}_{method}_real"))))
+        model = evaluate(
+            EvalConfig(
+                **common, world=str(self.path("world_model")), out=str(self.path("eval", f"{backbone}_{method}_model"))
+            )
+        )
+        row = {
+            "backbone": backbone,
+            "method": method,
+            "checkpoint": str(ckpt),
+            "real": {k: real[k] for k in ("success_rate", "success_ci95", "mean_max_coverage", "episodes")},
+            "model": {k: model[k] for k in ("success_rate", "success_ci95", "mean_max_coverage", "episodes")},
+        }
+        path.write_text(json.dumps(row, indent=1))
+        return row
+
+    def run(self) -> dict[str, Any]:
+        start = time.monotonic()
+        (self.out / "profile.json").write_text(json.dumps(asdict(self.p), indent=1))
+        self._timed("collect", self.collect)
+        self._timed("world model", self.world_model)
+        rows = []
+        for backbone in self.p.backbones:
+            ckpts = self.post_train(backbone)
+            for method, ckpt in ckpts.items():
+                rows.append(self._timed(f"eval {backbone} {method}", self.evaluate, backbone, method, ckpt))
+        from hiwm.experiment.report import write_report
+
+        summaries = {f.stem: json.loads(f.read_text()) for f in sorted(self.path("rollouts").glob("*.json"))}
+        result = write_report(self.out, self.p, rows, summaries, self.timings, time.monotonic() - start)
+        return result

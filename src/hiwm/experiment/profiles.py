@@ -1,0 +1,73 @@
+"""Experiment profiles: how much data, training and evaluation each run of the Hi-WM loop gets."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from hiwm.experiment.rollouts import OperatorConfig
+
+
+@dataclass
+class Profile:
+    name: str
+    backbones: list[str] = field(default_factory=lambda: ["diffusion", "act"])
+    # data (expert seeds from 0; world-model extra data and rollout/eval seeds are disjoint ranges)
+    demo_episodes: int = 60  # the base policy's limited demonstrations
+    wm_noisy_episodes: int = 150  # sloppy and failing expert episodes: the states a weak policy reaches
+    wm_noise: float = 1.5
+    # training budgets (minutes of wall clock on this machine)
+    wm_minutes: float = 30.0
+    policy_minutes: float = 12.0
+    finetune_minutes: float = 6.0
+    # the Hi-WM loop
+    rounds: int = 1
+    rollouts: int = 60
+    max_steps: int = 300
+    operator: OperatorConfig = field(default_factory=OperatorConfig)
+    corrections_share: float = 0.5  # share of post-training batches drawn from corrections
+    intervention_weight: float = 2.0
+    # evaluation
+    eval_episodes: int = 100
+    eval_first_seed: int = 100_000
+    workers: int = 2
+    threads: int = 2
+
+    def replace(self, **changes: object) -> Profile:
+        return dataclasses.replace(self, **changes)
+
+
+PROFILES = {
+    # the whole loop end to end on a 2-core CPU in about 20 minutes: small, one backbone
+    "quick": Profile(
+        name="quick",
+        backbones=["act"],
+        demo_episodes=30,
+        wm_noisy_episodes=40,
+        wm_minutes=5.0,
+        policy_minutes=3.0,
+        finetune_minutes=1.5,
+        rollouts=12,
+        max_steps=200,
+        operator=OperatorConfig(forks=2, correction_steps=20),
+        eval_episodes=20,
+    ),
+    # the table: both backbones, 100 held-out episodes per checkpoint, two rounds
+    "full": Profile(name="full", rounds=2),
+    # CI's smoke of the same path: minutes, results meaningless
+    "smoke": Profile(
+        name="smoke",
+        backbones=["act"],
+        demo_episodes=3,
+        wm_noisy_episodes=2,
+        wm_minutes=0.3,
+        policy_minutes=0.3,
+        finetune_minutes=0.2,
+        rollouts=2,
+        max_steps=40,
+        operator=OperatorConfig(stall_steps=5, min_step=5, rollback_steps=3, forks=2, correction_steps=5),
+        eval_episodes=2,
+        workers=1,
+        threads=1,
+    ),
+}

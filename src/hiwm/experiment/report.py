@@ -1,0 +1,143 @@
+"""The experiment's report: the table (markdown + JSON) and the plots people would rather see."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from hiwm.experiment.profiles import Profile
+from hiwm.experiment.stats import pearson
+
+METHOD_ORDER = ("base", "baseline")
+
+
+def _order(method: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(method), "") if method in METHOD_ORDER else (len(METHOD_ORDER), method)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def plot_success(rows: list[dict], path: Path) -> None:
+    backbones = sorted({r["backbone"] for r in rows})
+    fig, axes = plt.subplots(1, len(backbones), figsize=(5.5 * len(backbones), 4), squeeze=False)
+    for ax, backbone in zip(axes[0], backbones, strict=True):
+        mine = sorted((r for r in rows if r["backbone"] == backbone), key=lambda r: _order(r["method"]))
+        x = np.arange(len(mine))
+        for offset, world, color in ((-0.2, "real", "#3b6fb6"), (0.2, "model", "#e39b2d")):
+            rate = np.array([r[world]["success_rate"] for r in mine])
+            ci = np.array([r[world]["success_ci95"] for r in mine])
+            err = np.abs(ci.T - rate)
+            ax.bar(x + offset, 100 * rate, 0.38, yerr=100 * err, capsize=3, color=color, label=f"{world} world")
+        ax.set_xticks(x, [r["method"] for r in mine])
+        ax.set_ylim(0, 105)
+        ax.set_ylabel("success %")
+        ax.set_title(backbone)
+        ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_correlation(rows: list[dict], corr: dict, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    for backbone, marker in zip(sorted({r["backbone"] for r in rows}), "os^D", strict=False):
+        mine = [r for r in rows if r["backbone"] == backbone]
+        ax.scatter([100 * r["model"]["success_rate"] for r in mine], [100 * r["real"]["success_rate"] for r in mine],
+                   marker=marker, s=50, label=backbone)  # fmt: skip
+        for r in mine:
+            ax.annotate(r["method"], (100 * r["model"]["success_rate"], 100 * r["real"]["success_rate"]), fontsize=7)
+    ax.plot([0, 100], [0, 100], color="#999", lw=0.8, ls="--")
+    r = corr["r"]
+    ax.set_title(f"world model vs real: r = {r:.3f}" if r is not None else "world model vs real: r undefined")
+    ax.set_xlabel("success in the world model %")
+    ax.set_ylabel("success in the real env %")
+    ax.set_xlim(-3, 103)
+    ax.set_ylim(-3, 103)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_corrections(summaries: dict[str, dict], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    labels, made, good = [], [], []
+    for name, s in summaries.items():
+        if s.get("corrections_per_failure_state"):
+            labels.append(name)
+            made.append(np.mean(s["corrections_per_failure_state"]))
+            good.append(np.mean(s["successful_per_failure_state"]))
+    x = np.arange(len(labels))
+    ax.bar(x - 0.2, made, 0.38, label="corrections", color="#888")
+    ax.bar(x + 0.2, good, 0.38, label="successful", color="#3c9a4e")
+    ax.set_xticks(x, labels, rotation=20, fontsize=8)
+    ax.set_ylabel("per failure state")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(
+    out: Path, profile: Profile, rows: list[dict], summaries: dict[str, dict], timings: dict, seconds: float
+) -> dict[str, Any]:
+    """report.md, results.json and three plots in ``out``; returns the results."""
+    real = np.array([r["real"]["success_rate"] for r in rows])
+    model = np.array([r["model"]["success_rate"] for r in rows])
+    corr = pearson(model, real) if len(rows) >= 2 else {"n": len(rows), "r": None, "ci_low": None, "ci_high": None}
+    gains = {}
+    for backbone in sorted({r["backbone"] for r in rows}):
+        by = {r["method"]: r["real"]["success_rate"] for r in rows if r["backbone"] == backbone}
+        hiwm = max((v for k, v in by.items() if k.startswith("hiwm")), default=None)
+        if hiwm is not None:
+            gains[backbone] = {"vs_base": hiwm - by["base"], "vs_baseline": hiwm - by.get("baseline", by["base"])}
+    plot_success(rows, out / "success.png")
+    plot_correlation(rows, corr, out / "correlation.png")
+    plot_corrections(summaries, out / "corrections.png")
+    lines = [
+        f"# Hi-WM on Push-T: profile `{profile.name}`",
+        "",
+        f"Wall time {seconds / 60:.1f} min on this machine. Real success: gym-pusht physics, "
+        f"{profile.eval_episodes} held-out seeds from {profile.eval_first_seed}; world-model success: the same "
+        "initial states, judged by the state probe on generated frames. 95 % Wilson intervals.",
+        "",
+        "| backbone | method | real success % | 95 % CI | world-model success % | 95 % CI | real mean max coverage |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in sorted(rows, key=lambda r: (r["backbone"], _order(r["method"]))):
+        rc, mc = r["real"]["success_ci95"], r["model"]["success_ci95"]
+        real_cov = r["real"]["mean_max_coverage"]
+        lines.append(
+            f"| {r['backbone']} | {r['method']} | {_pct(r['real']['success_rate'])} | {_pct(rc[0])}-{_pct(rc[1])} "
+            f"| {_pct(r['model']['success_rate'])} | {_pct(mc[0])}-{_pct(mc[1])} | {real_cov:.3f} |"
+        )
+    lines += ["", "Gains of Hi-WM in real success (points):", ""]
+    for backbone, g in gains.items():
+        lines.append(f"- {backbone}: {100 * g['vs_base']:+.1f} over the base policy, "
+                     f"{100 * g['vs_baseline']:+.1f} over the closed-loop baseline")  # fmt: skip
+    r = corr["r"]
+    ci = f" (95 % CI {corr['ci_low']:.3f} to {corr['ci_high']:.3f})" if corr.get("ci_low") is not None else ""
+    lines += ["", f"Pearson r between world-model and real success over {corr['n']} checkpoints: "
+              + (f"{r:.3f}{ci}" if r is not None else "undefined (no variation)"), ""]  # fmt: skip
+    lines += ["| rollouts | sessions | policy success in WM | failure states | corrections | successful |",
+              "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for name, s in summaries.items():
+        lines.append(f"| {name} | {s['sessions']} | {_pct(s['rollout_success'])} % | {s['failure_states']} "
+                     f"| {s['corrections']} | {s['successful_corrections']} |")  # fmt: skip
+    lines += ["", "![success](success.png) ![correlation](correlation.png) ![corrections](corrections.png)", ""]
+    lines += ["Time per stage (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()), ""]
+    lines += ["Settings:", "", "```json", json.dumps(asdict(profile), indent=1), "```", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    result = {"rows": rows, "pearson": corr, "gains": gains, "seconds": round(seconds, 1), "timings": timings}
+    (out / "results.json").write_text(json.dumps(result, indent=1))
+    return result

@@ -1,0 +1,157 @@
+"""Hi-WM rollout sessions in the world model: the policy runs closed loop, a (simulated) operator
+steps in at failure-prone moments, rolls back, forks several corrections, hands back. Every state
+lands in the branch cache, which is what exports the corrections as training episodes.
+
+The simulated operator sees only generated frames, through the state probe (as a human sees only
+the screen), and plans each correction with the scripted expert; its noise makes the forks of one
+failure state differ. A failure-prone moment is a stall: the probe's coverage has not improved by
+``min_progress`` over ``stall_steps`` steps.
+
+The closed-loop baseline is the same rollout with no operator (``operator=None``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hiwm.branch_cache.export import encode_png
+from hiwm.branch_cache.store import SOURCE_HUMAN, SOURCE_POLICY, BranchStore
+from hiwm.pusht.env import Observation
+from hiwm.pusht.expert import ExpertConfig, ScriptedExpert
+
+log = logging.getLogger("hiwm.experiment")
+
+
+@dataclass
+class OperatorConfig:
+    stall_steps: int = 25  # failure-prone: no coverage progress over this many steps
+    min_progress: float = 0.02
+    min_step: int = 30  # no interventions before this step (the policy is still approaching)
+    rollback_steps: int = 10  # the operator goes back this far from the failure-prone state
+    forks: int = 3  # corrections per failure state
+    correction_steps: int = 25  # length of each correction
+    noise: float = 0.3  # expert noise level of the corrections (diversity between forks)
+
+
+@dataclass
+class BranchResult:
+    branch_id: str
+    kind: str  # "policy" (the rollout itself) or "correction"
+    success: bool
+    max_coverage: float
+    steps: int
+
+
+@dataclass
+class SessionResult:
+    session_id: str
+    seed: int
+    branches: list[BranchResult] = field(default_factory=list)
+    failure_state: str = ""  # node id where the operator stepped in ("" when it did not)
+
+    @property
+    def rollout(self) -> BranchResult:
+        return self.branches[0]
+
+    @property
+    def corrections(self) -> list[BranchResult]:
+        return [b for b in self.branches if b.kind == "correction"]
+
+
+class Recorder:
+    """Appends each state of the world to the branch store, following the session cursor."""
+
+    def __init__(self, store: BranchStore, world: Any, session_id: str) -> None:
+        self.store, self.world, self.session_id = store, world, session_id
+        self.cursor: str | None = None
+        self.coverage: dict[str, float] = {}  # node -> best coverage up to it (for restores)
+
+    def add(self, obs: Observation, action: np.ndarray | None, source: int) -> str:
+        node = self.store.append(
+            self.session_id,
+            self.world.snapshot(),
+            parent=self.cursor,
+            step=obs.step,
+            action=None if action is None else np.asarray(action, dtype=np.float64).tolist(),
+            source=source,
+            frame=encode_png(obs.image),
+            state=obs.agent_pos.tolist(),
+        )
+        self.cursor = node.id
+        self.coverage[node.id] = obs.max_coverage
+        return node.id
+
+
+def run_policy(
+    policy: Any, world: Any, rec: Recorder, obs: Observation, max_steps: int, stall: OperatorConfig | None
+) -> tuple[Observation, bool]:
+    """The policy drives until success, ``max_steps``, or (with ``stall``) a failure-prone stall.
+
+    Returns the last observation and whether it stopped for a stall.
+    """
+    policy.reset()
+    observe = getattr(policy, "observe", None)
+    history = [obs.max_coverage]
+    while not obs.success and obs.step < max_steps:
+        chunk = np.asarray(policy.act({"image": obs.image, "state": obs.agent_pos}), dtype=np.float64).reshape(-1, 2)
+        for i, action in enumerate(chunk):
+            obs = world.step(action)
+            rec.add(obs, action, SOURCE_POLICY)
+            history.append(obs.max_coverage)
+            if obs.success or obs.step >= max_steps:
+                return obs, False
+            if stall is not None and stalled(history, obs.step, stall):
+                return obs, True
+            if observe is not None and i < len(chunk) - 1:
+                observe({"image": obs.image, "state": obs.agent_pos})
+    return obs, False
+
+
+def stalled(history: list[float], step: int, cfg: OperatorConfig) -> bool:
+    if step < cfg.min_step or len(history) <= cfg.stall_steps:
+        return False
+    return history[-1] - history[-1 - cfg.stall_steps] < cfg.min_progress
+
+
+def run_session(
+    policy: Any,
+    world: Any,
+    store: BranchStore,
+    session_id: str,
+    seed: int,
+    max_steps: int,
+    operator: OperatorConfig | None,
+) -> SessionResult:
+    """One rollout from the real env's initial state for ``seed``; with an operator, its corrections."""
+    obs = world.reset(seed=seed)
+    rec = Recorder(store, world, session_id)
+    rec.add(obs, None, SOURCE_POLICY)
+    root = store.session(session_id).root_branch
+    obs, stall = run_policy(policy, world, rec, obs, max_steps, operator)
+    result = SessionResult(session_id, seed)
+    result.branches.append(BranchResult(root, "policy", bool(obs.success), obs.max_coverage, obs.step))
+    store.label(root, ["success" if obs.success else "failure"])
+    if not stall or operator is None:
+        return result
+    result.failure_state = rec.cursor or ""
+    store.label(root, ["failure-prone"])
+    base, snapshot = store.rollback(session_id=session_id, steps=operator.rollback_steps)
+    for k in range(operator.forks):
+        branch = store.fork(base.id, label="corrected")
+        obs = world.restore(snapshot, rec.coverage.get(base.id, 0.0))
+        rec.cursor = base.id
+        expert = ScriptedExpert(ExpertConfig.noisy(operator.noise), seed=1000 * seed + k)
+        for _ in range(operator.correction_steps):
+            if obs.success or obs.step >= max_steps:
+                break
+            action = expert.act(obs.state)  # the probe's reading of the generated frame
+            obs = world.step(action)
+            rec.add(obs, action, SOURCE_HUMAN)
+        obs, _ = run_policy(policy, world, rec, obs, max_steps, None)  # handed back
+        store.label(branch.id, ["success" if obs.success else "failure"])
+        result.branches.append(BranchResult(branch.id, "correction", bool(obs.success), obs.max_coverage, obs.step))
+    return result
