@@ -19,6 +19,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         videos=args.videos,
         out=args.out,
         threads=args.threads,
+        world=args.world_model or "",
     )
     summary = evaluate(cfg)
     summary.pop("config")
@@ -36,5 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, default=300)
     p.add_argument("--videos", type=int, default=4, help="episodes tiled into episodes.mp4")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    p.add_argument(
+        "--world-model", help="evaluate inside this world-model checkpoint (same initial states, probe success)"
+    )
     p.add_argument("--out", default=None, help="folder for episodes.csv/json, summary.json, video and plot")
     p.set_defaults(func=cmd_eval)

@@ -26,6 +26,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
         device=args.device,
         model=json.loads(args.model) if args.model else {},
         resume=not args.no_resume,
+        init=args.init or "",
     )
     print(train(cfg))
     return 0
@@ -57,4 +58,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--model", default="", help="JSON backbone config overrides, e.g. '{\"inference_steps\": 10}'")
     p.add_argument("--no-resume", action="store_true", help="start over even if --out holds a training state")
+    p.add_argument("--init", help="post-train: start from this checkpoint (weights and normalisation)")
     p.set_defaults(func=cmd_policy)

@@ -33,6 +33,7 @@ class EvalConfig:
     out: str | None = None
     threads: int = 1  # torch threads per worker
     policy_seed: int = 0
+    world: str = ""  # a world-model checkpoint: evaluate in the model (same initial states) instead
 
 
 def parse_seeds(text: str, episodes: int | None = None) -> list[int]:
@@ -107,7 +108,13 @@ def _init_worker(cfg: EvalConfig) -> None:
     torch.set_num_threads(cfg.threads)
     outside = ":" in cfg.policy and not Path(cfg.policy).exists()
     kwargs = (json.loads(cfg.policy_args) if cfg.policy_args else {}) if outside else {"seed": cfg.policy_seed}
-    _WORKER.update(policy=load_policy(cfg.policy, **kwargs), env=PushTEnv(cfg.image_size), cfg=cfg)
+    if cfg.world:  # the same seeds' initial states, stepped by the world model, judged by its probe
+        from hiwm.experiment.world import ModelWorld
+
+        env = ModelWorld(cfg.world, max_steps=cfg.max_steps)
+    else:
+        env = PushTEnv(cfg.image_size)
+    _WORKER.update(policy=load_policy(cfg.policy, **kwargs), env=env, cfg=cfg)
 
 
 def _work(job: tuple[int, bool]) -> dict[str, Any]:

@@ -48,6 +48,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 = torch's default
     device: str = "auto"
     model: dict[str, Any] = field(default_factory=dict)  # backbone config overrides
+    init: str = ""  # start from this checkpoint's weights and normalisation (post-training)
     resume: bool = True
 
 
@@ -58,10 +59,13 @@ def _distributed() -> tuple[int, int, int]:
     return (dist.get_rank() if world > 1 else 0), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def _lr_factor(step: int, cfg: TrainConfig) -> float:
+def _lr_factor(step: int, cfg: TrainConfig, minutes: float = 0.0) -> float:
+    """Warmup, then cosine decay over the steps or the time budget, whichever runs out first."""
     if step < cfg.warmup:
         return (step + 1) / cfg.warmup
     progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    if cfg.max_minutes > 0:
+        progress = max(progress, minutes / cfg.max_minutes)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
@@ -97,7 +101,14 @@ def train(cfg: TrainConfig) -> Path:
     torch.manual_seed(cfg.seed + rank)
     out = Path(cfg.out)
 
-    model = build_model(cfg.backbone, cfg.model).to(device)
+    if cfg.init:  # post-training: the base policy's weights and normalisation, its architecture
+        from hiwm.policy.checkpoint import load_model, read_config
+
+        if read_config(cfg.init)["backbone"] != cfg.backbone:
+            raise ValueError(f"--init {cfg.init} is not a {cfg.backbone} checkpoint")
+        model = load_model(cfg.init, device).train()
+    else:
+        model = build_model(cfg.backbone, cfg.model).to(device)
     mc = model.cfg
     specs = [parse_data_spec(s) for s in cfg.data]
     trains, vals = [], []
@@ -108,8 +119,9 @@ def train(cfg: TrainConfig) -> Path:
         trains.append(tr)
         if va is not None:
             vals.append(va)
-    model.state_norm.fit(np.concatenate([s.state for s in trains]))
-    model.action_norm.fit(np.concatenate([s.action for s in trains]))
+    if not cfg.init:
+        model.state_norm.fit(np.concatenate([s.state for s in trains]))
+        model.action_norm.fit(np.concatenate([s.action for s in trains]))
     val = _merge(vals) if vals else None
     sampler = MixedSampler(trains, [r for _, r in specs], seed=cfg.seed + 1000 * rank)
 
@@ -141,7 +153,7 @@ def train(cfg: TrainConfig) -> Path:
     net.train()
     while step < cfg.steps:
         for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * _lr_factor(step, cfg)
+            group["lr"] = cfg.lr * _lr_factor(step, cfg, (time.monotonic() - start_time) / 60)
         batch = {
             k: v.to(device, non_blocking=True)
             for k, v in sampler.batch(cfg.batch_size, mc.n_obs_steps, mc.horizon, mc.action_start).items()
