@@ -83,6 +83,25 @@ class IfArg:
     def holds(self, args: dict[str, str]) -> bool:
         return args[self.arg] == self.value_text
 
+    @property
+    def terms(self) -> tuple[IfArg, ...]:
+        return (self,)
+
+
+@dataclass(frozen=True)
+class AllOf:
+    """Run a node only when every one of these argument conditions holds."""
+
+    terms: tuple[IfArg, ...]
+
+    def __init__(self, *terms: IfArg) -> None:
+        if not terms:
+            raise GraphError("AllOf needs at least one condition")
+        object.__setattr__(self, "terms", tuple(terms))
+
+    def holds(self, args: dict[str, str]) -> bool:
+        return all(t.holds(args) for t in self.terms)
+
 
 @dataclass(frozen=True)
 class NodeSpec:
@@ -94,7 +113,7 @@ class NodeSpec:
     parameters: dict[str, Scalar | list | ArgRef] = field(default_factory=dict)
     param_files: list[str] = field(default_factory=list)  # relative to the hiwm share folder
     remappings: dict[str, str] = field(default_factory=dict)
-    condition: IfArg | None = None
+    condition: IfArg | AllOf | None = None
     respawn: bool = False
     respawn_delay: float = 1.0
     required: bool = False  # its exit shuts the whole graph down
@@ -105,7 +124,7 @@ class NodeSpec:
         if isinstance(self.namespace, ArgRef):
             refs.append(self.namespace.name)
         if self.condition is not None:
-            refs.append(self.condition.arg)
+            refs += [t.arg for t in self.condition.terms]
         return refs
 
 
@@ -148,12 +167,12 @@ class Graph:
             for ref in node.arg_refs():
                 if ref not in seen_args:
                     raise GraphError(f"{label}: uses launch argument {ref!r}, which is not declared")
-            if node.condition is not None:
-                choices = self.arg(node.condition.arg).choices
-                if choices is not None and node.condition.value_text not in choices:
+            for term in node.condition.terms if node.condition is not None else ():
+                choices = self.arg(term.arg).choices
+                if choices is not None and term.value_text not in choices:
                     raise GraphError(
-                        f"{label}: condition {node.condition.arg}=={node.condition.value_text!r} "
-                        f"can never hold; choices are {list(choices)}"
+                        f"{label}: condition {term.arg}=={term.value_text!r} can never hold; "
+                        f"choices are {list(choices)}"
                     )
             if node.respawn and node.required:
                 raise GraphError(f"{label}: a node cannot be both required and respawned")
@@ -182,9 +201,9 @@ class Graph:
         return [n for n in self.nodes if n.condition is None or n.condition.holds(args)]
 
 
-def _exclusive(conditions: list[IfArg | None]) -> bool:
+def _exclusive(conditions: list[IfArg | AllOf | None]) -> bool:
     """True when at most one of these conditions can hold at a time (same arg, different values)."""
-    if any(c is None for c in conditions):
+    if any(not isinstance(c, IfArg) for c in conditions):
         return False
     return len({c.arg for c in conditions}) == 1 and len({c.value_text for c in conditions}) == len(conditions)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hiwm.launch.graph import ArgRef, Graph, IfArg, NodeSpec
+from hiwm.launch.graph import AllOf, ArgRef, Graph, IfArg, NodeSpec
 
 PACKAGE = "hiwm"
 
@@ -71,9 +71,12 @@ def _value(graph: Graph, value: Any) -> Any:
     return ParameterValue(LaunchConfiguration(value.name), value_type=graph.arg(value.name).value_type or str)
 
 
-def _condition(cond: IfArg) -> Any:
+def _condition(cond: IfArg | AllOf) -> Any:
     from launch.conditions import IfCondition
     from launch.substitutions import LaunchConfiguration, PythonExpression
 
     # PythonExpression rather than LaunchConfigurationEquals, which Jazzy deprecates.
-    return IfCondition(PythonExpression(["'", LaunchConfiguration(cond.arg), "' == ", repr(cond.value_text)]))
+    parts: list[Any] = []
+    for i, term in enumerate(cond.terms):
+        parts += [" and " if i else "", "'", LaunchConfiguration(term.arg), "' == ", repr(term.value_text)]
+    return IfCondition(PythonExpression(parts))
