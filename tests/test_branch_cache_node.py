@@ -87,6 +87,18 @@ def test_rollout_rollback_fork_label_export_through_services(system, tmp_path):
     assert back.node_id == traj[10]["id"] and back.snapshot_id == traj[10]["snapshot"]
     assert op.restores() == [traj[10]["snapshot"]]
 
+    # replaying the same actions from there reproduces the first pass: the same nodes, nothing new
+    op.act([[1.0, 0.5]] * 10, source=0)
+
+    def cursor() -> str:
+        return {s["id"]: s for s in op.nodes("sessions")}["sess-7"]["cursor_node"]
+
+    assert op.node.spin_until(lambda: cursor() == traj[20]["id"], 20.0), cursor()
+    assert [n["id"] for n in op.nodes("trajectory", branch_id=main["id"])] == [n["id"] for n in traj]
+    assert len(op.nodes("branches", session_id="sess-7")) == 1 and op.wait_nodes("sess-7", 21)
+    back = op.call("Rollback", session_id="sess-7", steps=10)
+    assert back.success and back.node_id == traj[10]["id"], back.message
+
     # three corrections forked from that state, each restoring it first
     forks = []
     for k in range(3):
@@ -98,7 +110,7 @@ def test_rollout_rollback_fork_label_export_through_services(system, tmp_path):
         assert [n["step"] for n in owned] == [11, 12, 13, 14] and {n["source_name"] for n in owned} == {"human"}
         assert owned[0]["parent"] == back.node_id
         forks.append(fork.branch_id)
-    assert op.restores() == [traj[10]["snapshot"]] * 4
+    assert op.restores() == [traj[10]["snapshot"]] * 5
     # the main branch is untouched by the forks
     assert [n["id"] for n in op.nodes("trajectory", branch_id=main["id"])] == [n["id"] for n in traj]
 

@@ -19,6 +19,7 @@ Bad messages and requests are refused with a throttled warning or ``success=Fals
 
 from __future__ import annotations
 
+import atexit
 from dataclasses import dataclass
 
 from hiwm.branch_cache.core import BadInput, BranchCacheCore, as_handle, details
@@ -71,6 +72,7 @@ class BranchCacheNode:
         ):
             node.create_service(f"hiwm_msgs/srv/{name}", f"branch_cache/{name.lower()}", self.guard(name, handler))
         node.create_timer(1.0, self.core.expire)
+        atexit.register(self.store.close)  # a last checkpoint; committed states are safe without it
         s = self.store.stats()
         node.logger.info(f"store {cfg.db}: {s['sessions']} sessions, {s['branches']} branches, {s['nodes']} nodes")
 
