@@ -166,6 +166,16 @@ def main() -> None:
         f = Filler(full, args.snapshot_bytes, args.frame_bytes)
         out["append_ms_synchronous_full"] = f.measure(min(args.samples, 200))["append_ms"]
         full.close()
+        out["page_size"] = BranchStore(path, readonly=True, check=None).db.execute("PRAGMA page_size").fetchone()[0]
+        # the machine's own jitter: a 0.05 ms CPU loop timed like an append (shared, loaded machines preempt it)
+        control = []
+        for _ in range(3000):
+            t = time.perf_counter()
+            sum(range(3000))
+            control.append(time.perf_counter() - t)
+        out["control_cpu_loop_ms"] = pct(control)
+        out["load_average"] = os.getloadavg()
+        out["cpus"] = os.cpu_count()
         worst = max(
             max(v[k]["p50"] for k in ("append_ms", "rollback_10_steps_ms", "fork_ms")) for v in out["at"].values()
         )
