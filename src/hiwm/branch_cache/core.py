@@ -62,7 +62,8 @@ class BranchCacheCore:
         store: BranchStore,
         restore: Restore,
         *,
-        max_pending: int = 4096,
+        max_pending: int = 1024,
+        max_pending_snapshots: int = 256,  # <= 64 KiB each: bounded memory while handles lag
         pending_timeout: float = 30.0,
         fork_restores: bool = True,
         export_fps: int = 10,
@@ -71,6 +72,7 @@ class BranchCacheCore:
     ) -> None:
         self.store, self.restore = store, restore
         self.max_pending, self.pending_timeout = max_pending, pending_timeout
+        self.max_pending_snapshots = max_pending_snapshots
         self.fork_restores, self.export_fps, self.task = fork_restores, export_fps, task
         self.log = log or (lambda key, message: None)
         self.snapshots: OrderedDict[str, tuple[bytes, list[float]]] = OrderedDict()
@@ -86,9 +88,11 @@ class BranchCacheCore:
             raise BadInput(f"snapshot {snapshot_id[:16]}: observation_state {state} is not finite")
         self.snapshots[snapshot_id] = (bytes(data), state)
         self.snapshots.move_to_end(snapshot_id)
-        while len(self.snapshots) > self.max_pending:
+        while len(self.snapshots) > self.max_pending_snapshots:
             dropped, _ = self.snapshots.popitem(last=False)
-            self.log("pending", f"dropped unpaired snapshot {dropped[:16]} (more than {self.max_pending} waiting)")
+            self.log(
+                "pending", f"dropped unpaired snapshot {dropped[:16]} (more than {self.max_pending_snapshots} waiting)"
+            )
         self.drain()
 
     def on_state(self, handle: Handle) -> list[Node]:
