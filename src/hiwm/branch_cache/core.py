@@ -30,7 +30,6 @@ from hiwm.branch_cache.store import (
     BranchStore,
     InvalidInputError,
     Node,
-    blob_id,
     parse_id,
 )
 
@@ -81,8 +80,11 @@ class BranchCacheCore:
 
     # -- recording -----------------------------------------------------------
     def on_snapshot(self, session_id: str, snapshot_id: str, data: bytes, observation_state: Sequence[float]) -> None:
-        if not snapshot_id or blob_id(data) != snapshot_id:
-            raise BadInput(f"snapshot {snapshot_id[:16]!r} of session {session_id!r}: id is not the sha256 of its data")
+        if not snapshot_id or self.store.blob_id(data) != snapshot_id:
+            raise BadInput(
+                f"snapshot {snapshot_id[:16]!r} of session {session_id!r}: "
+                f"id is not the {self.store.hash_name} of its data"
+            )
         state = [float(v) for v in observation_state]
         if not all(math.isfinite(v) for v in state):
             raise BadInput(f"snapshot {snapshot_id[:16]}: observation_state {state} is not finite")
