@@ -157,14 +157,25 @@ def main() -> None:
         out["payload_bytes_per_state"] = args.snapshot_bytes + args.frame_bytes
         out["store_overhead_bytes_per_state"] = out["bytes_per_state"] - out["payload_bytes_per_state"]
         out["totals"] = stats | {"file_bytes": file_bytes(path)}
-        t = time.perf_counter()
-        BranchStore(path, readonly=True).close()
-        out["open_with_quick_check_s"] = round(time.perf_counter() - t, 3)
+        for level in ("refs", "quick"):
+            t = time.perf_counter()
+            BranchStore(path, readonly=True, check=level).close()
+            out[f"open_with_{level}_check_s"] = round(time.perf_counter() - t, 3)
         # synchronous=FULL (survives power loss): the price is an fsync per append
         full = BranchStore(work / "full.db", synchronous="FULL")
         f = Filler(full, args.snapshot_bytes, args.frame_bytes)
         out["append_ms_synchronous_full"] = f.measure(min(args.samples, 200))["append_ms"]
         full.close()
+        out["page_size"] = BranchStore(path, readonly=True, check=None).db.execute("PRAGMA page_size").fetchone()[0]
+        # the machine's own jitter: a 0.05 ms CPU loop timed like an append (shared, loaded machines preempt it)
+        control = []
+        for _ in range(3000):
+            t = time.perf_counter()
+            sum(range(3000))
+            control.append(time.perf_counter() - t)
+        out["control_cpu_loop_ms"] = pct(control)
+        out["load_average"] = os.getloadavg()
+        out["cpus"] = os.cpu_count()
         worst = max(
             max(v[k]["p50"] for k in ("append_ms", "rollback_10_steps_ms", "fork_ms")) for v in out["at"].values()
         )

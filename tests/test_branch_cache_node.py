@@ -87,6 +87,18 @@ def test_rollout_rollback_fork_label_export_through_services(system, tmp_path):
     assert back.node_id == traj[10]["id"] and back.snapshot_id == traj[10]["snapshot"]
     assert op.restores() == [traj[10]["snapshot"]]
 
+    # replaying the same actions from there reproduces the first pass: the same nodes, nothing new
+    op.act([[1.0, 0.5]] * 10, source=0)
+
+    def cursor() -> str:
+        return {s["id"]: s for s in op.nodes("sessions")}["sess-7"]["cursor_node"]
+
+    assert op.node.spin_until(lambda: cursor() == traj[20]["id"], 20.0), cursor()
+    assert [n["id"] for n in op.nodes("trajectory", branch_id=main["id"])] == [n["id"] for n in traj]
+    assert len(op.nodes("branches", session_id="sess-7")) == 1 and op.wait_nodes("sess-7", 21)
+    back = op.call("Rollback", session_id="sess-7", steps=10)
+    assert back.success and back.node_id == traj[10]["id"], back.message
+
     # three corrections forked from that state, each restoring it first
     forks = []
     for k in range(3):
@@ -98,7 +110,7 @@ def test_rollout_rollback_fork_label_export_through_services(system, tmp_path):
         assert [n["step"] for n in owned] == [11, 12, 13, 14] and {n["source_name"] for n in owned} == {"human"}
         assert owned[0]["parent"] == back.node_id
         forks.append(fork.branch_id)
-    assert op.restores() == [traj[10]["snapshot"]] * 4
+    assert op.restores() == [traj[10]["snapshot"]] * 5
     # the main branch is untouched by the forks
     assert [n["id"] for n in op.nodes("trajectory", branch_id=main["id"])] == [n["id"] for n in traj]
 
@@ -157,3 +169,46 @@ def test_bad_input_and_unknown_ids_are_refused_and_the_node_keeps_running(system
     assert op.wait_nodes("sess-3", 6)
     (branch,) = op.nodes("branches", session_id="sess-3")
     assert [n["source_name"] for n in op.nodes("nodes", branch_id=branch["id"])][-2:] == ["scripted", "scripted"]
+
+
+def test_kill9_of_the_node_while_recording_loses_no_state_it_reported(procs, tmp_path):
+    import random
+    import signal
+    import time
+
+    db = tmp_path / "cache.db"
+    procs.python("tests.peers.world_model_peer")
+    node = create_node("branch_cache_kill_test")
+    op = Operator(node)
+    assert op.reset_client.wait_for_service(30.0)
+    rng = random.Random(5)
+    reported: set[str] = set()
+    try:
+        for trial in range(4):
+            cache = procs.python("hiwm.nodes.branch_cache", "--ros-args", "-p", f"db:={db}")
+            assert node.spin_until(lambda c=cache: "running on the" in procs.output(c), 30.0), procs.output(cache)
+            assert node.spin_until(lambda: op.clients["List"].service_is_ready(), 10.0)
+            node.spin_until(lambda: op.command.matched_count() > 0, 10.0)
+            session = f"sess-{100 + trial}"
+            assert op.reset_client.call(
+                new_message("hiwm_msgs/srv/Reset_Request", seed=100 + trial), timeout=10
+            ).success
+            for _ in range(30):
+                op.act([[0.1, 0.2]] * 10, source=trial % 3)
+            # what the node reports as recorded (answered from its store), then a kill mid-stream
+            assert op.node.spin_until(lambda s=session: s in _sessions(op), 20.0)
+            (branch,) = op.nodes("branches", session_id=session)
+            reported.update(n["id"] for n in op.nodes("trajectory", branch_id=branch["id"]))
+            time.sleep(rng.uniform(0.0, 0.3))
+            cache.send_signal(signal.SIGKILL)
+            cache.wait()
+            with BranchStore(db, readonly=True, check="full") as store:
+                present = {n.id for s in store.sessions() for n in store.all_nodes(s.id)}
+            assert reported <= present, f"trial {trial}: lost {sorted(reported - present)[:10]}"
+    finally:
+        node.destroy()
+    assert len(reported) > 40
+
+
+def _sessions(op: Operator) -> dict:
+    return {s["id"]: s for s in op.nodes("sessions")}

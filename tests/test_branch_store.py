@@ -258,3 +258,20 @@ def test_kill9_at_random_moments_loses_no_committed_node(tmp_path):
             for node_id, snapshot in new.items():
                 assert blob_id(store.snapshot(node_id)) == snapshot
     assert len(committed) > 500, "the writer should have committed many nodes across the trials"
+
+
+def test_content_hash_is_fixed_per_store(tmp_path):
+    import hashlib
+
+    path = tmp_path / "cache.db"
+    with BranchStore(path, hash_name="blake2b") as store:
+        node = store.append("s", b"snap", snapshot_id=hashlib.blake2b(b"snap").hexdigest())
+        assert node.snapshot == hashlib.blake2b(b"snap").hexdigest() and store.snapshot(node.id) == b"snap"
+        with pytest.raises(InvalidInputError, match="not the blake2b"):
+            store.append("s", b"next", parent=node.id, step=1, snapshot_id=blob_id(b"next"))
+    with pytest.raises(InvalidInputError, match="addresses blobs by blake2b, not sha256"):
+        BranchStore(path)
+    with BranchStore(path, readonly=True) as store:
+        assert store.hash_name == "blake2b" and store.check(full=True).ok
+    with pytest.raises(InvalidInputError, match="unknown content hash"):
+        BranchStore(tmp_path / "other.db", hash_name="crc32")

@@ -30,7 +30,6 @@ from hiwm.branch_cache.store import (
     BranchStore,
     InvalidInputError,
     Node,
-    blob_id,
     parse_id,
 )
 
@@ -62,7 +61,8 @@ class BranchCacheCore:
         store: BranchStore,
         restore: Restore,
         *,
-        max_pending: int = 4096,
+        max_pending: int = 1024,
+        max_pending_snapshots: int = 256,  # <= 64 KiB each: bounded memory while handles lag
         pending_timeout: float = 30.0,
         fork_restores: bool = True,
         export_fps: int = 10,
@@ -71,6 +71,7 @@ class BranchCacheCore:
     ) -> None:
         self.store, self.restore = store, restore
         self.max_pending, self.pending_timeout = max_pending, pending_timeout
+        self.max_pending_snapshots = max_pending_snapshots
         self.fork_restores, self.export_fps, self.task = fork_restores, export_fps, task
         self.log = log or (lambda key, message: None)
         self.snapshots: OrderedDict[str, tuple[bytes, list[float]]] = OrderedDict()
@@ -79,16 +80,21 @@ class BranchCacheCore:
 
     # -- recording -----------------------------------------------------------
     def on_snapshot(self, session_id: str, snapshot_id: str, data: bytes, observation_state: Sequence[float]) -> None:
-        if not snapshot_id or blob_id(data) != snapshot_id:
-            raise BadInput(f"snapshot {snapshot_id[:16]!r} of session {session_id!r}: id is not the sha256 of its data")
+        if not snapshot_id or self.store.blob_id(data) != snapshot_id:
+            raise BadInput(
+                f"snapshot {snapshot_id[:16]!r} of session {session_id!r}: "
+                f"id is not the {self.store.hash_name} of its data"
+            )
         state = [float(v) for v in observation_state]
         if not all(math.isfinite(v) for v in state):
             raise BadInput(f"snapshot {snapshot_id[:16]}: observation_state {state} is not finite")
         self.snapshots[snapshot_id] = (bytes(data), state)
         self.snapshots.move_to_end(snapshot_id)
-        while len(self.snapshots) > self.max_pending:
+        while len(self.snapshots) > self.max_pending_snapshots:
             dropped, _ = self.snapshots.popitem(last=False)
-            self.log("pending", f"dropped unpaired snapshot {dropped[:16]} (more than {self.max_pending} waiting)")
+            self.log(
+                "pending", f"dropped unpaired snapshot {dropped[:16]} (more than {self.max_pending_snapshots} waiting)"
+            )
         self.drain()
 
     def on_state(self, handle: Handle) -> list[Node]:

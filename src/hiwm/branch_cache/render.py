@@ -66,6 +66,7 @@ def render_tree(store: BranchStore, session_id: str, path: str | Path, max_nodes
     max_step = max((n.step for n in nodes), default=1)
     fig, ax = plt.subplots(figsize=(min(18, max(9, 5 + 0.12 * max_step)), 2.4 + 0.5 * len(ordered)), dpi=110)
     labels_of = {b.id: b.labels for b in ordered}
+    dot = max(6.0, min(28.0, 2400.0 / max(max_step, 1)))  # dense rollouts: smaller dots, still distinct
     rings = {n.id for n in nodes if "failure-prone" in n.labels}
     for b in ordered:
         y = lane[b.id]
@@ -77,15 +78,15 @@ def render_tree(store: BranchStore, session_id: str, path: str | Path, max_nodes
             xs, ys = [base.step, *xs], [lane[base.branch], *ys]
             if "failure-prone" in labels_of.get(base.branch, []):  # corrections forked from a failure state
                 rings.add(base.id)
-        ax.plot(xs, ys, color=color, lw=2.5, zorder=1)
+        ax.plot(xs, ys, color=color, lw=2.5 if dot >= 20 else 1.5, zorder=1)
         ax.scatter(
             [n.step for n in own],
             [y] * len(own),
             c=[FIRST_COLOR if n.parent is None else SOURCE_COLORS.get(n.source, FIRST_COLOR) for n in own],
-            s=28,
+            s=dot,
             zorder=2,
             edgecolors="white",
-            linewidths=0.5,
+            linewidths=0.5 if dot >= 20 else 0.0,
         )
         end = max(xs) if xs else 0
         ax.annotate(
@@ -103,7 +104,7 @@ def render_tree(store: BranchStore, session_id: str, path: str | Path, max_nodes
     )  # fmt: skip
     ax.set_yticks(range(len(ordered)), [b.id for b in ordered])
     ax.set_ylim(len(ordered) - 0.5, -0.5)
-    ax.set_xlim(-0.5, max_step * 1.3 + 3)
+    ax.set_xlim(-0.5, max_step * 1.15 + 4)
     ax.set_xlabel("step")
     ax.set_title(f"session {session_id}: {len(nodes)} states, {len(ordered)} branches")
     ax.grid(axis="x", alpha=0.25)

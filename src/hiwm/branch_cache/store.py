@@ -20,7 +20,8 @@ and leaves a database that opens clean; only an OS crash or power loss can undo 
 (never corrupt the file). ``synchronous=FULL`` closes that gap too at one fsync per append (about
 4 ms on this machine's disk, versus 0.1 ms): pick it with ``synchronous="FULL"``.
 
-Blobs live in the same file (table ``blobs``, id = sha256 of the bytes), so a node and its snapshot
+Blobs live in the same file (table ``blobs``, id = hex hash of the bytes: sha256 unless the store
+was created with another ``hash_name``, kept in ``meta``), so a node and its snapshot
 commit atomically and there are no orphan files to sweep; reads check the hash. Readers open the
 file read-only and run concurrently with the one writer (WAL). Opening checks integrity
 (``PRAGMA quick_check`` plus missing blobs, dangling parents and heads) and raises
@@ -43,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
+DEFAULT_HASH = "sha256"
+PAGE_SIZE = 2048
 SOURCE_POLICY, SOURCE_HUMAN, SOURCE_SCRIPTED = 0, 1, 2
 SOURCES = {SOURCE_POLICY: "policy", SOURCE_HUMAN: "human", SOURCE_SCRIPTED: "scripted"}
 #: Labels with a meaning elsewhere (colours, export weights); any other ``[a-z0-9_.:-]`` label is allowed too.
@@ -95,9 +98,15 @@ class InvalidInputError(BranchCacheError, ValueError):
     """An argument the store refuses (bad action, label, source, step, blob)."""
 
 
-def blob_id(data: bytes) -> str:
-    """Content address of snapshot/frame bytes: sha256 hex (the world model's ``snapshot_id``)."""
-    return hashlib.sha256(data).hexdigest()
+def blob_id(data: bytes, hash_name: str = DEFAULT_HASH) -> str:
+    """Content address of snapshot/frame bytes: hex digest (the world model's ``snapshot_id``)."""
+    return hashlib.new(hash_name, data).hexdigest()
+
+
+def check_hash_name(hash_name: str) -> str:
+    if hash_name not in hashlib.algorithms_guaranteed or hash_name.startswith("shake"):
+        raise InvalidInputError(f"unknown content hash {hash_name!r}; use e.g. sha256, blake2b, sha1")
+    return hash_name
 
 
 def node_key(node_id: int) -> str:
@@ -212,6 +221,9 @@ def _floats(values: Sequence[float] | None, what: str) -> list[float]:
 class BranchStore:
     """One store file. ``readonly=True`` for readers (CLI, export from another process).
 
+    ``check`` on open: ``"quick"`` (SQLite quick_check + references), ``"refs"`` (references only,
+    fast at any size), ``"full"`` (integrity_check + references + every blob rehashed) or None.
+
     Not thread-safe: one store object per thread. One writing process at a time (SQLite
     serialises writers anyway; a second one waits up to ``busy_timeout`` seconds).
     """
@@ -225,8 +237,10 @@ class BranchStore:
         synchronous: str = "NORMAL",
         busy_timeout: float = 5.0,
         background_checkpoint: bool = True,
+        hash_name: str = DEFAULT_HASH,
     ) -> None:
         self.path = Path(path)
+        check_hash_name(hash_name)
         self.readonly = readonly
         if synchronous.upper() not in ("NORMAL", "FULL"):
             raise InvalidInputError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
@@ -239,19 +253,31 @@ class BranchStore:
             self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=busy_timeout)
             self.db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             if not readonly:
+                # 2 KiB pages: blobs of a few KiB waste ~16 % in overflow pages instead of ~40 % with 4 KiB
+                # (measured by bench/branch_cache.py); only settable before the first table exists
+                self.db.execute(f"PRAGMA page_size={PAGE_SIZE}")
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute(f"PRAGMA synchronous={synchronous.upper()}")
                 self.db.executescript(_SCHEMA)
                 self.db.execute(
                     "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
                 )
+                self.db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('hash', ?)", (hash_name,))
             version = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            stored_hash = self.db.execute("SELECT value FROM meta WHERE key='hash'").fetchone()
         except sqlite3.DatabaseError as exc:
             raise CorruptStoreError(f"{self.path}: not a readable branch cache store ({exc})") from exc
         if version is None or int(version[0]) != SCHEMA_VERSION:
             raise CorruptStoreError(f"{self.path}: schema version {version and version[0]}, expected {SCHEMA_VERSION}")
+        # the file's content hash wins: ids already stored were made with it
+        self.hash_name = check_hash_name(stored_hash[0]) if stored_hash else DEFAULT_HASH
+        if not readonly and self.hash_name != hash_name:
+            self.db.close()
+            raise InvalidInputError(f"{self.path}: store addresses blobs by {self.hash_name}, not {hash_name}")
+        if check not in (None, "refs", "quick", "full"):
+            raise InvalidInputError(f"check must be None, 'refs', 'quick' or 'full', got {check!r}")
         if check:
-            report = self.check(full=check == "full")
+            report = self.check(full=check == "full", sqlite_check=check != "refs")
             if not report.ok:
                 self.db.close()
                 raise CorruptStoreError(f"{self.path}: integrity check failed", report.problems)
@@ -280,18 +306,20 @@ class BranchStore:
         return _Txn(self.db, self._checkpointer)
 
     # -- integrity -----------------------------------------------------------
-    def check(self, full: bool = False) -> IntegrityReport:
-        """SQLite's own check plus referential checks; ``full`` also rehashes every blob."""
+    def check(self, full: bool = False, sqlite_check: bool = True) -> IntegrityReport:
+        """SQLite's own check (every page: seconds at 100,000 states) plus referential checks
+        (indexed: milliseconds); ``full`` runs ``integrity_check`` and rehashes every blob."""
         report = IntegrityReport(str(self.path))
-        try:
+        if sqlite_check:
             pragma = "integrity_check" if full else "quick_check"
-            rows = [r[0] for r in self.db.execute(f"PRAGMA {pragma}(20)")]
-        except sqlite3.DatabaseError as exc:
-            report.problems.append(f"sqlite {pragma} could not run: {exc}")
-            return report
-        if rows != ["ok"]:
-            report.problems += [f"sqlite: {r}" for r in rows]
-            return report
+            try:
+                rows = [r[0] for r in self.db.execute(f"PRAGMA {pragma}(20)")]
+            except sqlite3.DatabaseError as exc:
+                report.problems.append(f"sqlite {pragma} could not run: {exc}")
+                return report
+            if rows != ["ok"]:
+                report.problems += [f"sqlite: {r}" for r in rows]
+                return report
         q = self.db.execute
         report.nodes = q("SELECT count(*) FROM nodes").fetchone()[0]
         report.branches = q("SELECT count(*) FROM branches").fetchone()[0]
@@ -323,20 +351,26 @@ class BranchStore:
                 report.problems.append(text.format(*row))
         if full:
             for bid, data in q("SELECT id, data FROM blobs"):
-                if blob_id(bytes(data)) != bid:
+                if self.blob_id(bytes(data)) != bid:
                     report.problems.append(f"blob {bid}: content does not match its hash (corrupt)")
         return report
 
     # -- blobs ---------------------------------------------------------------
+    def blob_id(self, data: bytes) -> str:
+        """The content address of ``data`` in this store (its hash, ``meta.hash``)."""
+        return blob_id(data, self.hash_name)
+
     def _put_blob(self, data: bytes, expect_id: str | None = None) -> str:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise InvalidInputError(f"blob must be bytes, got {type(data).__name__}")
         data = bytes(data)
         if len(data) > MAX_BLOB:
             raise InvalidInputError(f"blob of {len(data)} bytes exceeds {MAX_BLOB}")
-        bid = blob_id(data)
+        bid = self.blob_id(data)
         if expect_id is not None and expect_id != bid:
-            raise InvalidInputError(f"snapshot id {expect_id!r} is not the sha256 of its {len(data)} bytes ({bid})")
+            raise InvalidInputError(
+                f"snapshot id {expect_id!r} is not the {self.hash_name} of its {len(data)} bytes ({bid})"
+            )
         self.db.execute("INSERT OR IGNORE INTO blobs(id, size, data) VALUES (?, ?, ?)", (bid, len(data), data))
         return bid
 
@@ -354,7 +388,7 @@ class BranchStore:
         if row is None:
             raise BlobMissingError(f"{self.path}: blob {bid}{' of ' + owner if owner else ''} is missing")
         data = bytes(row[0])
-        if blob_id(data) != bid:
+        if self.blob_id(data) != bid:
             raise CorruptStoreError(f"{self.path}: blob {bid}{' of ' + owner if owner else ''} is corrupt (hash)")
         return data
 

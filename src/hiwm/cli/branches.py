@@ -15,7 +15,8 @@ from hiwm.branch_cache.store import BranchCacheError, BranchStore
 DEFAULT_DB = "branch_cache.db"
 
 
-def _open(args: argparse.Namespace, check: str | None = "quick") -> BranchStore:
+def _open(args: argparse.Namespace, check: str | None = "refs") -> BranchStore:
+    # references only: SQLite's page scan takes seconds on a big store (`check` runs it)
     return BranchStore(args.db, readonly=True, check=check)
 
 

@@ -19,6 +19,7 @@ Bad messages and requests are refused with a throttled warning or ``success=Fals
 
 from __future__ import annotations
 
+import atexit
 from dataclasses import dataclass
 
 from hiwm.branch_cache.core import BadInput, BranchCacheCore, as_handle, details
@@ -33,6 +34,7 @@ from hiwm.comm.runner import run_node
 class BranchCacheConfig:
     db: str = "branch_cache.db"
     synchronous: str = "NORMAL"  # FULL: survive power loss too, at one fsync per state
+    snapshot_hash: str = "sha256"  # how the world model computes snapshot_id (hashlib name), fixed per store
     restore_timeout: float = 5.0
     fork_restores: bool = True  # a fork puts the world model at the fork point, so the next steps go there
     pending_timeout: float = 30.0  # seconds a StateHandle waits for its snapshot or parent
@@ -52,7 +54,7 @@ class BranchCacheNode:
     def __init__(self, node: Node, cfg: BranchCacheConfig) -> None:
         self.node, self.cfg = node, cfg
         try:
-            self.store = BranchStore(cfg.db, synchronous=cfg.synchronous)
+            self.store = BranchStore(cfg.db, synchronous=cfg.synchronous, hash_name=cfg.snapshot_hash)
         except BranchCacheError as exc:
             raise ValueError(str(exc)) from exc  # a configuration error: exit 2 with the report
         self.restore_client = node.create_client("hiwm_msgs/srv/Restore", "world_model/restore")
@@ -71,6 +73,7 @@ class BranchCacheNode:
         ):
             node.create_service(f"hiwm_msgs/srv/{name}", f"branch_cache/{name.lower()}", self.guard(name, handler))
         node.create_timer(1.0, self.core.expire)
+        atexit.register(self.store.close)  # a last checkpoint; committed states are safe without it
         s = self.store.stats()
         node.logger.info(f"store {cfg.db}: {s['sessions']} sessions, {s['branches']} branches, {s['nodes']} nodes")
 
