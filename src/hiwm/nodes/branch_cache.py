@@ -22,6 +22,8 @@ from __future__ import annotations
 import atexit
 from dataclasses import dataclass
 
+import numpy as np
+
 from hiwm.branch_cache.core import BadInput, BranchCacheCore, as_handle, details
 from hiwm.branch_cache.export import DEFAULT_TASK
 from hiwm.branch_cache.store import BranchCacheError, BranchStore
@@ -78,7 +80,9 @@ class BranchCacheNode:
         node.logger.info(f"store {cfg.db}: {s['sessions']} sessions, {s['branches']} branches, {s['nodes']} nodes")
 
     def restore(self, snapshot_id: str) -> tuple[bool, str]:
-        request = new_message("hiwm_msgs/srv/Restore_Request", snapshot_id=snapshot_id)
+        # the bytes travel with the request: a restarted world model can restore any state the cache holds
+        data = np.frombuffer(self.store.blob(snapshot_id, f"snapshot {snapshot_id[:12]}"), np.uint8)
+        request = new_message("hiwm_msgs/srv/Restore_Request", snapshot_id=snapshot_id, data=data)
         try:
             response = self.restore_client.call(request, timeout=self.cfg.restore_timeout)
         except ServiceCallError as exc:
