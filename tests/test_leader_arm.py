@@ -86,6 +86,13 @@ def test_wire_formats_match_the_specs():
     )
     broken = packet[:-1] + bytes([packet[-1] ^ 1])
     assert not dxl.cut(broken)[0].ok
+    junk = b"\xff\xff\xfd\x00\x01\xff\xff"  # a header with an absurd length: skipped, the stream resyncs
+    buf = bytearray(junk + packet)
+    frame, used = dxl.cut(buf)
+    while frame is None and used:
+        del buf[:used]
+        frame, used = dxl.cut(buf)
+    assert frame is not None and frame.ok and frame.id == 7
     sts = Feetech()
     for value in (0, 4095, -300):
         assert sts.decode_position(sts.encode_position(value)) == value
@@ -164,6 +171,11 @@ def test_reader_survives_checksum_errors_drops_and_a_vanished_bus(protocol, emul
     assert reader.stats.checksum_errors == 4
     assert reader.poll()[2] == 3000
 
+    emu.send("error 2 32")  # an overloaded servo still reports its position, flagged in its status
+    assert reader.poll()[2] == 3000 and reader.bus.servo_errors == {2: 32}
+    emu.send("error 2 0")
+    assert reader.poll() is not None and reader.bus.servo_errors == {}
+
     emu.send("drop 3")  # one read's replies lost: a counted timeout, still connected
     assert reader.poll() is None and reader.stats.timeouts == 1 and reader.connected
     assert reader.poll() is not None
@@ -207,6 +219,7 @@ def test_node_publishes_joint_states_and_operator_actions_over_dds(emulator, pro
     node.create_subscription("hiwm_msgs/msg/ActionChunk", "/op/operator/action", actions.append)
     try:
         assert node.spin_until(lambda: len(states) >= 5 and len(actions) >= 5, 20.0), procs.output(proc)
+        assert len(states) > len(actions)  # joint states at rate_hz (60), actions at action_rate_hz (10)
         msg = states[-1]
         assert list(msg.name) == ["pan", "lift", "elbow"]
         np.testing.assert_allclose(msg.position, [math.pi / 8, math.pi / 8, 0.0], atol=1e-9)

@@ -5,6 +5,7 @@ reader at ``/tmp/leader_bus`` (a symlink to the pty's slave, like ``/dev/serial/
 re-pointed when the bus comes back after a disconnect). Commands on stdin, one per line:
 
   ``pos ID VALUE``   set a servo's Present Position (raw ticks)
+  ``error ID CODE``  set the error byte a servo sends in its status (0 clears it)
   ``corrupt N``      corrupt the checksum of the next N replies
   ``drop N``         drop the next N replies
   ``disconnect``     close the pty (readers see an I/O error, the link disappears)
@@ -37,6 +38,7 @@ class ServoEmulator:
         self.corrupt = 0
         self.drop = 0
         self.replies = 0
+        self.errors: dict[int, int] = {}  # status error byte per servo (e.g. 0x20 overload on STS)
 
     def set_position(self, servo_id: int, value: int) -> None:
         p = self.protocol
@@ -53,7 +55,11 @@ class ServoEmulator:
         p, wide = self.protocol, isinstance(self.protocol, Dynamixel2)
         if frame.code == SYNC_READ and frame.id == 0xFE:
             address, size, ids = self._addr(frame.params, wide)
-            return [p.status(i, 0, bytes(self.tables[i][address : address + size])) for i in ids if i in self.tables]
+            return [
+                p.status(i, self.errors.get(i, 0), bytes(self.tables[i][address : address + size]))
+                for i in ids
+                if i in self.tables
+            ]
         if frame.id not in self.tables:
             return []
         table = self.tables[frame.id]
@@ -129,6 +135,8 @@ def command(bus: PtyBus, line: str) -> bool:
     op, args = words[0], [int(w) for w in words[1:]]
     if op == "pos":
         bus.emu.set_position(args[0], args[1])
+    elif op == "error":
+        bus.emu.errors[args[0]] = args[1]
     elif op == "corrupt":
         bus.emu.corrupt = args[0]
     elif op == "drop":
