@@ -59,8 +59,8 @@ class LeaderArmNode:
         self.action_pub = node.create_publisher("hiwm_msgs/msg/ActionChunk", "operator/action")
         self.last: tuple[float, np.ndarray] | None = None
         self.last_stats = time.monotonic()
-        self.last_action = -1e9
-        self.action_dt = 1.0 / (cfg.action_rate_hz or cfg.rate_hz)
+        self.next_action = 0.0
+        self.action_dt = 1.0 / cfg.action_rate_hz if cfg.action_rate_hz > 0 else 0.0  # 0: every read
         node.create_timer(1.0 / cfg.rate_hz, self.tick)
 
     def tick(self) -> None:
@@ -86,8 +86,11 @@ class LeaderArmNode:
                 effort=np.zeros(0),
             )
         )
-        if self.cfg.publish_actions and (self.cfg.action_rate_hz == 0 or now - self.last_action >= self.action_dt):
-            self.last_action = max(self.last_action + self.action_dt, now - self.action_dt)  # steady, no drift
+        if self.cfg.publish_actions and now >= self.next_action:
+            # A steady action rate without drift; after a gap (bus down), restart the schedule from now.
+            self.next_action += self.action_dt
+            if self.next_action <= now:
+                self.next_action = now + self.action_dt
             action = self.action_map(q).astype(np.float32)
             self.action_pub.publish(
                 new_message(
@@ -97,7 +100,7 @@ class LeaderArmNode:
                     source_id=self.cfg.source_id,
                     horizon=1,
                     action_dim=action.shape[0],
-                    dt=self.action_dt,
+                    dt=self.action_dt or 1.0 / self.cfg.rate_hz,
                     data=action,
                 )
             )
