@@ -139,6 +139,36 @@ def test_calibration_yaml_and_action_maps(tmp_path):
         load_calibration(tmp_path / "missing.yaml")
 
 
+@pytest.mark.parametrize("protocol", ["dynamixel", "feetech"])
+def test_vendor_sdks_read_and_write_the_emulator(protocol, emulator):
+    """Robotis' and Feetech's own SDKs against the emulator: its wire format is the servos' wire format."""
+    sdk = pytest.importorskip("dynamixel_sdk" if protocol == "dynamixel" else "scservo_sdk")
+    emu = emulator(protocol, [100, 2048, 3000])
+    port = sdk.PortHandler(str(emu.link))
+    assert port.openPort() and port.setBaudRate(1_000_000)
+    try:
+        if protocol == "dynamixel":
+            packets, address, size = sdk.PacketHandler(2.0), 132, 4
+            read, write = packets.read4ByteTxRx, packets.write4ByteTxRx
+        else:
+            packets, address, size = sdk.PacketHandler(0), 56, 2  # 0: STS (little-endian)
+            read, write = packets.read2ByteTxRx, packets.write2ByteTxRx
+        assert packets.ping(port, 1)[1] == sdk.COMM_SUCCESS
+        group = sdk.GroupSyncRead(port, packets, address, size)
+        for i in IDS:
+            group.addParam(i)
+        assert group.txRxPacket() == sdk.COMM_SUCCESS
+        assert [group.getData(i, address, size) for i in IDS] == [100, 2048, 3000]
+        assert write(port, 2, address, 1234)[0] == sdk.COMM_SUCCESS
+        assert read(port, 2, address)[:2] == (1234, sdk.COMM_SUCCESS)
+    finally:
+        port.closePort()
+    # Our reader sees what the vendor SDK wrote.
+    reader = LeaderArmReader(parse_calibration(calibration_doc(protocol, str(emu.link))), timeout_s=0.2)
+    assert poll_until(reader) == {1: 100, 2: 1234, 3: 3000}
+    reader.close()
+
+
 def poll_until(reader: LeaderArmReader, timeout: float = 10.0) -> dict[int, int] | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
