@@ -194,6 +194,8 @@ def test_joint_trajectories_as_the_controller_expects_and_a_hold_when_commands_s
         peer.send(rows)
         assert peer.wait(1), procs.output(proc)
         traj = ROS.deserialize_cdr(peer.raw[0], "trajectory_msgs/msg/JointTrajectory")
+        jazzy = get_typestore(Stores.ROS2_JAZZY).deserialize_cdr(peer.raw[0], "trajectory_msgs/msg/JointTrajectory")
+        assert jazzy.joint_names == traj.joint_names and len(jazzy.points) == len(traj.points)  # same on Jazzy
         assert traj.joint_names == JOINTS
         assert (traj.header.stamp.sec, traj.header.stamp.nanosec) == (0, 0)  # zero: start on receipt
         assert len(traj.points) == 3
@@ -204,6 +206,7 @@ def test_joint_trajectories_as_the_controller_expects_and_a_hold_when_commands_s
         for point, action in zip(traj.points, rows, strict=True):
             assert len(point.positions) == len(JOINTS) and np.all(np.isfinite(point.positions))
             assert len(point.velocities) in (0, len(JOINTS)) and len(point.accelerations) in (0, len(JOINTS))
+            assert len(point.effort) in (0, len(JOINTS))
             reached = bridge.chain.position(point.positions)[:2]
             np.testing.assert_allclose(reached, bridge.workspace_point(np.array(action)), atol=1e-3)
         # Commands stop: after stale_after_s the bridge holds the measured position.
