@@ -80,6 +80,7 @@ setup(
             "mcap-ros2-support",
         ],
         "realsense": ["pyrealsense2>=2.55"],  # the RealSense node (needs libusb-1.0 and a camera)
+        "leader-sdk": ["dynamixel-sdk>=3.7", "feetech-servo-sdk>=1.0"],  # vendor SDKs: cross-check the emulator
     },
     entry_points={
         "console_scripts": [

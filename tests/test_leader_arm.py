@@ -86,6 +86,13 @@ def test_wire_formats_match_the_specs():
     )
     broken = packet[:-1] + bytes([packet[-1] ^ 1])
     assert not dxl.cut(broken)[0].ok
+    junk = b"\xff\xff\xfd\x00\x01\xff\xff"  # a header with an absurd length: skipped, the stream resyncs
+    buf = bytearray(junk + packet)
+    frame, used = dxl.cut(buf)
+    while frame is None and used:
+        del buf[:used]
+        frame, used = dxl.cut(buf)
+    assert frame is not None and frame.ok and frame.id == 7
     sts = Feetech()
     for value in (0, 4095, -300):
         assert sts.decode_position(sts.encode_position(value)) == value
@@ -132,6 +139,36 @@ def test_calibration_yaml_and_action_maps(tmp_path):
         load_calibration(tmp_path / "missing.yaml")
 
 
+@pytest.mark.parametrize("protocol", ["dynamixel", "feetech"])
+def test_vendor_sdks_read_and_write_the_emulator(protocol, emulator):
+    """Robotis' and Feetech's own SDKs against the emulator: its wire format is the servos' wire format."""
+    sdk = pytest.importorskip("dynamixel_sdk" if protocol == "dynamixel" else "scservo_sdk")
+    emu = emulator(protocol, [100, 2048, 3000])
+    port = sdk.PortHandler(str(emu.link))
+    assert port.openPort() and port.setBaudRate(1_000_000)
+    try:
+        if protocol == "dynamixel":
+            packets, address, size = sdk.PacketHandler(2.0), 132, 4
+            read, write = packets.read4ByteTxRx, packets.write4ByteTxRx
+        else:
+            packets, address, size = sdk.PacketHandler(0), 56, 2  # 0: STS (little-endian)
+            read, write = packets.read2ByteTxRx, packets.write2ByteTxRx
+        assert packets.ping(port, 1)[1] == sdk.COMM_SUCCESS
+        group = sdk.GroupSyncRead(port, packets, address, size)
+        for i in IDS:
+            group.addParam(i)
+        assert group.txRxPacket() == sdk.COMM_SUCCESS
+        assert [group.getData(i, address, size) for i in IDS] == [100, 2048, 3000]
+        assert write(port, 2, address, 1234)[0] == sdk.COMM_SUCCESS
+        assert read(port, 2, address)[:2] == (1234, sdk.COMM_SUCCESS)
+    finally:
+        port.closePort()
+    # Our reader sees what the vendor SDK wrote.
+    reader = LeaderArmReader(parse_calibration(calibration_doc(protocol, str(emu.link))), timeout_s=0.2)
+    assert poll_until(reader) == {1: 100, 2: 1234, 3: 3000}
+    reader.close()
+
+
 def poll_until(reader: LeaderArmReader, timeout: float = 10.0) -> dict[int, int] | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -163,6 +200,11 @@ def test_reader_survives_checksum_errors_drops_and_a_vanished_bus(protocol, emul
     assert reader.poll() is None and reader.connected
     assert reader.stats.checksum_errors == 4
     assert reader.poll()[2] == 3000
+
+    emu.send("error 2 32")  # an overloaded servo still reports its position, flagged in its status
+    assert reader.poll()[2] == 3000 and reader.bus.servo_errors == {2: 32}
+    emu.send("error 2 0")
+    assert reader.poll() is not None and reader.bus.servo_errors == {}
 
     emu.send("drop 3")  # one read's replies lost: a counted timeout, still connected
     assert reader.poll() is None and reader.stats.timeouts == 1 and reader.connected
@@ -207,6 +249,7 @@ def test_node_publishes_joint_states_and_operator_actions_over_dds(emulator, pro
     node.create_subscription("hiwm_msgs/msg/ActionChunk", "/op/operator/action", actions.append)
     try:
         assert node.spin_until(lambda: len(states) >= 5 and len(actions) >= 5, 20.0), procs.output(proc)
+        assert len(states) > len(actions)  # joint states at rate_hz (60), actions at action_rate_hz (10)
         msg = states[-1]
         assert list(msg.name) == ["pan", "lift", "elbow"]
         np.testing.assert_allclose(msg.position, [math.pi / 8, math.pi / 8, 0.0], atol=1e-9)

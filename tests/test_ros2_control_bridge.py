@@ -9,9 +9,11 @@ import math
 
 import numpy as np
 import pytest
+from conftest import ROOT
 from rosbags.typesys import Stores, get_typestore
 
 from hiwm.comm import KEEP_ALL, create_node, new_message
+from hiwm.comm.params import build_dataclass, dataclass_parameters, load_parameter_file
 from hiwm.nodes.ros2_control_bridge import Ros2ControlBridgeConfig
 from hiwm.robot.kinematics import chain_from_dicts
 from hiwm.robot.ros2_control import BadCommand, Ros2ControlBridge
@@ -112,6 +114,33 @@ def test_bad_commands_are_refused_and_stale_commands_hold_once():
         Ros2ControlBridgeConfig(controller="effort")
 
 
+def test_shipped_3d_arm_config_holds_the_tool_height(monkeypatch):
+    monkeypatch.chdir(ROOT)  # the parameter file names its chain_file relative to the repository
+    given = load_parameter_file(ROOT / "config/ros2_control/bridge_arm3.yaml", "/ros2_control_bridge")
+    values = dataclass_parameters(Ros2ControlBridgeConfig) | {k: v.value for k, v in given.items()}
+    cfg = build_dataclass(Ros2ControlBridgeConfig, values)
+    bridge = cfg.bridge()
+    assert bridge.chain.names == ["base_yaw", "shoulder_pitch", "elbow_pitch"]
+    bridge.on_joint_state(cfg.joint_names, [0.0, -0.3, 0.9])
+    rng = np.random.default_rng(2)
+    actions = rng.uniform(0, 512, (8, 2))
+    plan = bridge.plan(8, 2, 0.1, actions.reshape(-1), now=0.0)
+    assert not any(w.startswith("workspace") for w in plan.warnings)
+    for q, action in zip(plan.positions, actions, strict=True):
+        tip = bridge.chain.position(q)
+        np.testing.assert_allclose(tip[:2], bridge.workspace_point(action)[:2], atol=1e-4)
+        assert tip[2] == pytest.approx(0.05, abs=1e-4)  # fixed_axes z held at fixed_values
+        assert np.all(q >= bridge.limits.lower) and np.all(q <= bridge.limits.upper)
+    with pytest.raises(ValueError, match="fixed"):
+        Ros2ControlBridgeConfig(fixed_axes=["x"], fixed_values=[0.1]).bridge()
+
+
+def test_bad_configuration_exits_with_code_2(procs):
+    proc = procs.python("hiwm.nodes.ros2_control_bridge", "--ros-args", "-p", "controller:=effort")
+    assert proc.wait(30) == 2
+    assert "controller must be one of" in procs.output(proc)
+
+
 class Peer:
     """The lab side in the test process: a joint_state_broadcaster stand-in publishing /joint_states,
     a policy sending chunks, and the controller's subscription (kept as raw CDR for rosbags)."""
@@ -165,6 +194,8 @@ def test_joint_trajectories_as_the_controller_expects_and_a_hold_when_commands_s
         peer.send(rows)
         assert peer.wait(1), procs.output(proc)
         traj = ROS.deserialize_cdr(peer.raw[0], "trajectory_msgs/msg/JointTrajectory")
+        jazzy = get_typestore(Stores.ROS2_JAZZY).deserialize_cdr(peer.raw[0], "trajectory_msgs/msg/JointTrajectory")
+        assert jazzy.joint_names == traj.joint_names and len(jazzy.points) == len(traj.points)  # same on Jazzy
         assert traj.joint_names == JOINTS
         assert (traj.header.stamp.sec, traj.header.stamp.nanosec) == (0, 0)  # zero: start on receipt
         assert len(traj.points) == 3
@@ -175,6 +206,7 @@ def test_joint_trajectories_as_the_controller_expects_and_a_hold_when_commands_s
         for point, action in zip(traj.points, rows, strict=True):
             assert len(point.positions) == len(JOINTS) and np.all(np.isfinite(point.positions))
             assert len(point.velocities) in (0, len(JOINTS)) and len(point.accelerations) in (0, len(JOINTS))
+            assert len(point.effort) in (0, len(JOINTS))
             reached = bridge.chain.position(point.positions)[:2]
             np.testing.assert_allclose(reached, bridge.workspace_point(np.array(action)), atol=1e-3)
         # Commands stop: after stale_after_s the bridge holds the measured position.

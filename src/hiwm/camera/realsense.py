@@ -9,6 +9,7 @@ the graph.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -149,33 +150,60 @@ def import_pyrealsense2() -> Any:
 
 
 class RealSense:
-    """One camera through pyrealsense2: color (rgb8) and, optionally, depth aligned to color."""
+    """One camera through pyrealsense2: color (rgb8) and, optionally, depth aligned to color.
 
-    def __init__(self, serial: str = "", width: int = 640, height: int = 480, fps: int = 30, depth: bool = True):
+    With ``playback`` (a recording by librealsense: RealSense Viewer or ``rs.recorder``) the same pipeline
+    plays the file in real time instead of opening a device: lab sessions can be replayed into the graph.
+    """
+
+    def __init__(
+        self,
+        serial: str = "",
+        width: int = 640,
+        height: int = 480,
+        fps: int = 30,
+        depth: bool = True,
+        playback: str = "",
+        repeat: bool = True,
+    ) -> None:
         rs = import_pyrealsense2()
-        devices = rs.context().query_devices()
-        serials = [d.get_info(rs.camera_info.serial_number) for d in devices]
-        if not serials:
-            raise CameraUnavailable(
-                "no RealSense camera attached (librealsense found no device): check the USB 3 cable"
-            )
-        if serial and serial not in serials:
-            raise CameraUnavailable(f"no RealSense camera with serial {serial!r}; attached: {serials}")
-        self.rs, self.depth_enabled = rs, depth
         config = rs.config()
-        if serial:
-            config.enable_device(serial)
-        config.enable_stream(rs.stream.color, width, height, rs.format.rgb8, fps)
-        if depth:
-            config.enable_stream(rs.stream.depth, width, height, rs.format.z16, fps)
+        if playback:
+            if not Path(playback).is_file():
+                raise CameraUnavailable(f"playback file {playback!r} does not exist")
+            config.enable_device_from_file(playback, repeat_playback=repeat)  # the file's streams, as recorded
+        else:
+            devices = rs.context().query_devices()
+            serials = [d.get_info(rs.camera_info.serial_number) for d in devices]
+            if not serials:
+                raise CameraUnavailable(
+                    "no RealSense camera attached (librealsense found no device): check the USB 3 cable"
+                )
+            if serial and serial not in serials:
+                raise CameraUnavailable(f"no RealSense camera with serial {serial!r}; attached: {serials}")
+            if serial:
+                config.enable_device(serial)
+            config.enable_stream(rs.stream.color, width, height, rs.format.rgb8, fps)
+            if depth:
+                config.enable_stream(rs.stream.depth, width, height, rs.format.z16, fps)
         self.pipeline = rs.pipeline()
+        source = f"recording {playback!r}" if playback else "the RealSense camera"
         try:
             profile = self.pipeline.start(config)
         except RuntimeError as exc:
-            raise CameraUnavailable(f"the RealSense camera refused {width}x{height} at {fps} fps: {exc}") from exc
-        stream = profile.get_stream(rs.stream.color).as_video_stream_profile()
-        self.intrinsics = Intrinsics.from_rs(stream.get_intrinsics())
-        self.align = rs.align(rs.stream.color) if depth else None
+            raise CameraUnavailable(f"{source} refused {width}x{height} at {fps} fps: {exc}") from exc
+        streams = {s.stream_type(): s for s in profile.get_streams()}
+        if rs.stream.color not in streams:
+            self.pipeline.stop()
+            raise CameraUnavailable(f"{source} has no color stream")
+        color = streams[rs.stream.color].as_video_stream_profile()
+        if color.format() not in (rs.format.rgb8, rs.format.bgr8):
+            self.pipeline.stop()
+            raise CameraUnavailable(f"{source}: color format {color.format()} is not rgb8 or bgr8")
+        self.color_format = "rgb8" if color.format() == rs.format.rgb8 else "bgr8"
+        self.intrinsics = Intrinsics.from_rs(color.get_intrinsics())
+        self.depth_enabled = depth and rs.stream.depth in streams
+        self.align = rs.align(rs.stream.color) if self.depth_enabled else None
 
     def poll(self) -> tuple[np.ndarray, np.ndarray | None] | None:
         """The newest frame set (color, aligned depth) or None if none arrived since the last call."""

@@ -41,6 +41,7 @@ class ServoBus:
         self.port, self.protocol, self.baudrate, self.timeout_s = port, protocol, baudrate, timeout_s
         self._serial: serial.Serial | None = None
         self._buf = bytearray()
+        self.servo_errors: dict[int, int] = {}  # last non-zero error byte per servo (overload, voltage, ...)
 
     @property
     def is_open(self) -> bool:
@@ -85,6 +86,10 @@ class ServoBus:
                     bad.append(frame.id)
                 elif frame.id in wanted and len(frame.params) >= size:
                     got[frame.id] = frame.params[:size]
+                    if frame.code:
+                        self.servo_errors[frame.id] = frame.code
+                    else:
+                        self.servo_errors.pop(frame.id, None)
                 continue
             del self._buf[:used]
             left = deadline - time.monotonic()
@@ -142,6 +147,7 @@ class LeaderArmReader:
         self._next_try = 0.0
         self._silent = 0
         self._ever_connected = False
+        self._reported: dict[int, int] = {}
 
     def _down(self, message: str) -> None:
         if self.connected or not self.last_error:
@@ -196,6 +202,11 @@ class LeaderArmReader:
             self._delay = self.backoff_s[0]
         self._silent = 0
         self.stats.reads += 1
+        if self.bus.servo_errors != self._reported:
+            self._reported = dict(self.bus.servo_errors)
+            if self._reported:
+                flags = ", ".join(f"servo {i}: 0x{code:02x}" for i, code in sorted(self._reported.items()))
+                self.log.warning(f"servos report errors in their status ({flags}); positions are still read")
         return positions
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hiwm.leader.bus import BusError, ServoBus
-from hiwm.leader.calibration import Calibration, JointCalibration
+from hiwm.leader.calibration import Calibration, JointCalibration, save_calibration
 from hiwm.leader.mapping import default_section
 from hiwm.leader.protocol import make_protocol
 
@@ -76,8 +76,6 @@ def build(
 
 
 def run(args) -> int:
-    from hiwm.leader.calibration import save_calibration
-
     ids = [int(x) for x in args.ids.split(",")]
     names = args.names.split(",") if args.names else [f"joint{i}" for i in ids]
     directions = [int(x) for x in args.directions.split(",")] if args.directions else [1] * len(ids)

@@ -5,6 +5,7 @@ reader at ``/tmp/leader_bus`` (a symlink to the pty's slave, like ``/dev/serial/
 re-pointed when the bus comes back after a disconnect). Commands on stdin, one per line:
 
   ``pos ID VALUE``   set a servo's Present Position (raw ticks)
+  ``error ID CODE``  set the error byte a servo sends in its status (0 clears it)
   ``corrupt N``      corrupt the checksum of the next N replies
   ``drop N``         drop the next N replies
   ``disconnect``     close the pty (readers see an I/O error, the link disappears)
@@ -37,6 +38,7 @@ class ServoEmulator:
         self.corrupt = 0
         self.drop = 0
         self.replies = 0
+        self.errors: dict[int, int] = {}  # status error byte per servo (e.g. 0x20 overload on STS)
 
     def set_position(self, servo_id: int, value: int) -> None:
         p = self.protocol
@@ -53,7 +55,11 @@ class ServoEmulator:
         p, wide = self.protocol, isinstance(self.protocol, Dynamixel2)
         if frame.code == SYNC_READ and frame.id == 0xFE:
             address, size, ids = self._addr(frame.params, wide)
-            return [p.status(i, 0, bytes(self.tables[i][address : address + size])) for i in ids if i in self.tables]
+            return [
+                p.status(i, self.errors.get(i, 0), bytes(self.tables[i][address : address + size]))
+                for i in ids
+                if i in self.tables
+            ]
         if frame.id not in self.tables:
             return []
         table = self.tables[frame.id]
@@ -86,8 +92,10 @@ class ServoEmulator:
 class PtyBus:
     """The emulator behind a pty whose slave is reachable through a stable symlink."""
 
-    def __init__(self, emulator: ServoEmulator, link: Path) -> None:
+    def __init__(self, emulator: ServoEmulator, link: Path, baud: int = 0, return_delay_us: float = 0.0) -> None:
         self.emu, self.link = emulator, link
+        self.byte_s = 10.0 / baud if baud > 0 else 0.0  # 8N1: 10 bits a byte on the wire; 0: instant
+        self.return_delay_s = return_delay_us * 1e-6
         self.master = self.slave = -1
         self.buf = bytearray()
 
@@ -113,13 +121,20 @@ class PtyBus:
         except OSError:
             return
         self.buf += data
+        self._wire(len(data))
         while True:
             frame, used = self.emu.protocol.cut(self.buf)
             del self.buf[:used]
             if frame is None:
                 return
             for reply in self.emu.faults(self.emu.handle(frame)):
+                time.sleep(self.return_delay_s)  # each servo waits its Return Delay Time before answering
+                self._wire(len(reply))
                 os.write(self.master, reply)
+
+    def _wire(self, n: int) -> None:
+        if self.byte_s:
+            time.sleep(n * self.byte_s)  # the time these bytes would take at the bus's baud rate
 
 
 def command(bus: PtyBus, line: str) -> bool:
@@ -129,6 +144,8 @@ def command(bus: PtyBus, line: str) -> bool:
     op, args = words[0], [int(w) for w in words[1:]]
     if op == "pos":
         bus.emu.set_position(args[0], args[1])
+    elif op == "error":
+        bus.emu.errors[args[0]] = args[1]
     elif op == "corrupt":
         bus.emu.corrupt = args[0]
     elif op == "drop":
@@ -151,13 +168,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--positions", default="", help="initial raw positions, comma-separated (default 2048)")
     ap.add_argument("--link", required=True, help="symlink to create for the pty slave")
     ap.add_argument("--sweep", action="store_true", help="move every servo along a slow sine")
+    ap.add_argument("--baud", type=int, default=0, help="emulate the wire time at this baud rate (0: instant)")
+    ap.add_argument("--return-delay-us", type=float, default=0.0, help="each servo's Return Delay Time")
     args = ap.parse_args(argv)
     ids = [int(x) for x in args.ids.split(",")]
     positions = [int(x) for x in args.positions.split(",")] if args.positions else [2048] * len(ids)
     emu = ServoEmulator(make_protocol(args.protocol), ids)
     for i, v in zip(ids, positions, strict=True):
         emu.set_position(i, v)
-    bus = PtyBus(emu, Path(args.link))
+    bus = PtyBus(emu, Path(args.link), args.baud, args.return_delay_us)
     bus.connect()
     print(f"ready {args.link}", flush=True)
     stdin_open, t0 = True, time.monotonic()

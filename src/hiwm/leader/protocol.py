@@ -107,6 +107,7 @@ class Dynamixel2(Protocol):
     position_size = 4
     HEADER = b"\xff\xff\xfd\x00"
     STATUS = 0x55
+    MAX_LENGTH = 1024  # far above any reply a leader arm asks for
 
     def _packet(self, servo_id: int, body: bytes) -> bytes:
         body = stuff(body)
@@ -128,8 +129,10 @@ class Dynamixel2(Protocol):
             return None, start
         length = int.from_bytes(buf[start + 5 : start + 7], "little")
         end = start + 7 + length
-        if length < 3 or len(buf) < end:
-            return (None, start + 4) if length < 3 else (None, start)
+        if not 3 <= length <= self.MAX_LENGTH:
+            return None, start + 4  # a corrupt length: skip this header, look for the next one
+        if len(buf) < end:
+            return None, start
         packet = bytes(buf[start:end])
         ok = crc16(packet[:-2]) == int.from_bytes(packet[-2:], "little")
         body = unstuff(packet[7:-2])

@@ -3,7 +3,7 @@
 Topics (relative, so namespaces and remaps apply):
   out ``leader/joint_states``  sensor_msgs/JointState: calibrated joint angles (rad) and velocities (rad/s)
   out ``operator/action``      hiwm_msgs/ActionChunk, source HUMAN, horizon 1: the calibration's action map
-                               (Push-T's [0, 512]^2 by default)
+                               (Push-T's [0, 512]^2 by default), at ``action_rate_hz``
 The calibration YAML (``calibration`` parameter; see ``config/leader/``) names the protocol, port,
 servos and action map. Checksum errors are retried and counted; a silent or vanished bus is reported
 once and reopened with backoff, the node keeps running and resumes publishing when the servos answer.
@@ -35,6 +35,7 @@ class LeaderArmConfig:
     frame_id: str = "leader"
     source_id: str = "leader_arm"
     publish_actions: bool = True
+    action_rate_hz: float = 10.0  # operator actions at the task's control rate (Push-T: 10 Hz); 0: every read
     stats_period_s: float = 10.0  # log read statistics this often (0: never)
 
     def __post_init__(self) -> None:
@@ -42,6 +43,8 @@ class LeaderArmConfig:
             raise ValueError("set the 'calibration' parameter to a leader-arm YAML file (see config/leader/)")
         if not self.rate_hz > 0:
             raise ValueError(f"rate_hz must be > 0, got {self.rate_hz}")
+        if self.action_rate_hz < 0:
+            raise ValueError(f"action_rate_hz must be >= 0, got {self.action_rate_hz}")
 
 
 class LeaderArmNode:
@@ -56,6 +59,8 @@ class LeaderArmNode:
         self.action_pub = node.create_publisher("hiwm_msgs/msg/ActionChunk", "operator/action")
         self.last: tuple[float, np.ndarray] | None = None
         self.last_stats = time.monotonic()
+        self.next_action = 0.0
+        self.action_dt = 1.0 / cfg.action_rate_hz if cfg.action_rate_hz > 0 else 0.0  # 0: every read
         node.create_timer(1.0 / cfg.rate_hz, self.tick)
 
     def tick(self) -> None:
@@ -81,7 +86,11 @@ class LeaderArmNode:
                 effort=np.zeros(0),
             )
         )
-        if self.cfg.publish_actions:
+        if self.cfg.publish_actions and now >= self.next_action:
+            # A steady action rate without drift; after a gap (bus down), restart the schedule from now.
+            self.next_action += self.action_dt
+            if self.next_action <= now:
+                self.next_action = now + self.action_dt
             action = self.action_map(q).astype(np.float32)
             self.action_pub.publish(
                 new_message(
@@ -91,7 +100,7 @@ class LeaderArmNode:
                     source_id=self.cfg.source_id,
                     horizon=1,
                     action_dim=action.shape[0],
-                    dt=1.0 / self.cfg.rate_hz,
+                    dt=self.action_dt or 1.0 / self.cfg.rate_hz,
                     data=action,
                 )
             )

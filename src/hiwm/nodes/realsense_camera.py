@@ -5,7 +5,8 @@ Topics (relative, so ``__ns`` and remaps apply; under ``/`` they are realsense-r
   out ``camera/camera/color/camera_info``                  sensor_msgs/CameraInfo
   out ``camera/camera/aligned_depth_to_color/image_raw``   sensor_msgs/Image 16UC1 (mm), if ``depth``
   out ``camera/camera/aligned_depth_to_color/camera_info`` sensor_msgs/CameraInfo, if ``depth``
-Without pyrealsense2 or without a camera it logs why and exits with code 2.
+Without pyrealsense2 or without a camera it logs why and exits with code 2. ``playback_file`` replays a
+librealsense recording through the same pipeline instead of a live camera.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class RealSenseConfig:
     height: int = 480
     fps: int = 30
     depth: bool = True  # aligned depth (16UC1)
+    playback_file: str = ""  # play a librealsense recording (.db3/.bag) instead of opening a camera
+    repeat: bool = True  # loop the recording
     frame_id: str = "camera_color_optical_frame"  # realsense-ros's optical frame name
     qos: str = "sensor_data"
 
@@ -36,13 +39,18 @@ class RealSenseConfig:
 class RealSenseNode:
     def __init__(self, node: Node, cfg: RealSenseConfig) -> None:
         self.node, self.cfg = node, cfg
-        self.camera = RealSense(cfg.serial_no, cfg.width, cfg.height, cfg.fps, cfg.depth)
-        node.logger.info(f"RealSense streaming {cfg.width}x{cfg.height} at {cfg.fps} fps, depth={cfg.depth}")
+        self.camera = cam = RealSense(
+            cfg.serial_no, cfg.width, cfg.height, cfg.fps, cfg.depth, cfg.playback_file, cfg.repeat
+        )
+        source = f"playing {cfg.playback_file}" if cfg.playback_file else "streaming"
+        node.logger.info(
+            f"RealSense {source}: {cam.intrinsics.width}x{cam.intrinsics.height}, depth={cam.depth_enabled}"
+        )
         qos = profile(cfg.qos)
         self.pubs = {
             topic: node.create_publisher(kind, topic, qos)
             for topic, kind in TOPICS.items()
-            if cfg.depth or topic not in (DEPTH_TOPIC, DEPTH_INFO_TOPIC)
+            if cam.depth_enabled or topic not in (DEPTH_TOPIC, DEPTH_INFO_TOPIC)
         }
         node.create_timer(0.5 / cfg.fps, self.tick)  # poll twice per frame period
 
@@ -51,7 +59,8 @@ class RealSenseNode:
         if frames is None:
             return
         color, depth = frames
-        msgs = frame_messages(color, self.camera.intrinsics, self.node.header(self.cfg.frame_id), depth)
+        header = self.node.header(self.cfg.frame_id)
+        msgs = frame_messages(color, self.camera.intrinsics, header, depth, self.camera.color_format)
         for topic, msg in msgs.items():
             self.pubs[topic].publish(msg)
 

@@ -43,6 +43,8 @@ class Ros2ControlBridgeConfig:
     chain_file: str = ""  # YAML {chain: [{name, origin_xyz, origin_rpy, axis, type}], tip_xyz}; empty: planar
     link_lengths: list[float] = field(default_factory=lambda: [0.3, 0.25])  # the default planar chain
     axes: list[str] = field(default_factory=lambda: ["x", "y"])
+    fixed_axes: list[str] = field(default_factory=list)  # coordinates IK holds constant, e.g. ["z"]
+    fixed_values: list[float] = field(default_factory=list)  # metres, one per fixed axis
     action_low: list[float] = field(default_factory=lambda: [0.0, 0.0])  # Push-T's action box
     action_high: list[float] = field(default_factory=lambda: [512.0, 512.0])
     workspace_low: list[float] = field(default_factory=lambda: [0.15, -0.25])  # metres, in the chain's base frame
@@ -58,6 +60,8 @@ class Ros2ControlBridgeConfig:
     def __post_init__(self) -> None:
         if self.controller not in CONTROLLERS:
             raise ValueError(f"controller must be one of {sorted(CONTROLLERS)}, got {self.controller!r}")
+        if len(self.fixed_axes) != len(self.fixed_values):
+            raise ValueError(f"fixed_axes {self.fixed_axes} and fixed_values {self.fixed_values} differ in length")
         if not (self.stale_after_s > 0 and self.hold_time_s > 0 and self.rate_hz > 0):
             raise ValueError("stale_after_s, hold_time_s and rate_hz must be > 0")
 
@@ -87,10 +91,11 @@ class Ros2ControlBridgeConfig:
             limits,
             self.action_space,
             chain,
-            list(self.axes),
-            arr(self.action_low),
-            arr(self.action_high),
-            self.stale_after_s,
+            axes=list(self.axes),
+            fixed=dict(zip(self.fixed_axes, (float(v) for v in self.fixed_values), strict=True)),
+            action_low=arr(self.action_low),
+            action_high=arr(self.action_high),
+            stale_after_s=self.stale_after_s,
         )
 
 

@@ -7,6 +7,7 @@ motion about (revolute) or along (prismatic) ``axis``. A ``tip`` offset places t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -29,14 +30,20 @@ class ChainJoint:
         if not np.linalg.norm(self.axis) > 0:
             raise ValueError(f"joint {self.name!r}: axis must be non-zero")
 
+    @cached_property
+    def unit_axis(self) -> np.ndarray:
+        return np.asarray(self.axis, float) / np.linalg.norm(self.axis)
+
     def origin(self) -> np.ndarray:
         return compose(np.asarray(self.origin_xyz, float), euler2mat(*self.origin_rpy, axes="sxyz"), np.ones(3))
 
     def motion(self, q: float) -> np.ndarray:
-        axis = np.asarray(self.axis, float) / np.linalg.norm(self.axis)
+        out = np.eye(4)
         if self.type == "revolute":
-            return compose(np.zeros(3), axangle2mat(axis, q), np.ones(3))
-        return compose(axis * q, np.eye(3), np.ones(3))
+            out[:3, :3] = axangle2mat(self.unit_axis, q, is_normalized=True)
+        else:
+            out[:3, 3] = self.unit_axis * q
+        return out
 
 
 @dataclass
@@ -54,29 +61,36 @@ class Chain:
     def names(self) -> list[str]:
         return [j.name for j in self.joints]
 
-    def fk(self, q: np.ndarray) -> np.ndarray:
-        """The 4x4 pose of the tip for joint positions ``q``."""
+    def _frames(self, q: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """Each joint's frame (after its origin, before its motion) and the tip pose."""
         q = np.asarray(q, float)
         if q.shape != (len(self.joints),):
             raise ValueError(f"expected {len(self.joints)} joint positions, got shape {q.shape}")
-        pose = np.eye(4)
+        pose, frames = np.eye(4), []
         for origin, joint, qi in zip(self._origins, self.joints, q, strict=True):
-            pose = pose @ origin @ joint.motion(qi)
+            pose = pose @ origin
+            frames.append(pose)
+            pose = pose @ joint.motion(qi)
         tip = np.eye(4)
         tip[:3, 3] = self.tip_xyz
-        return pose @ tip
+        return frames, pose @ tip
+
+    def fk(self, q: np.ndarray) -> np.ndarray:
+        """The 4x4 pose of the tip for joint positions ``q``."""
+        return self._frames(q)[1]
 
     def position(self, q: np.ndarray) -> np.ndarray:
         return self.fk(q)[:3, 3]
 
-    def jacobian(self, q: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-        """Position Jacobian (3 x n) by central differences: exact enough for small chains, any joint type."""
-        q = np.asarray(q, float)
+    def jacobian(self, q: np.ndarray) -> np.ndarray:
+        """Position Jacobian (3 x n): axis x (tip - joint) for revolute joints, the axis for prismatic ones."""
+        return self._jacobian(*self._frames(q))
+
+    def _jacobian(self, frames: list[np.ndarray], tip: np.ndarray) -> np.ndarray:
         cols = []
-        for i in range(len(q)):
-            dq = np.zeros_like(q)
-            dq[i] = eps
-            cols.append((self.position(q + dq) - self.position(q - dq)) / (2 * eps))
+        for frame, joint in zip(frames, self.joints, strict=True):
+            axis = frame[:3, :3] @ joint.unit_axis
+            cols.append(np.cross(axis, tip[:3, 3] - frame[:3, 3]) if joint.type == "revolute" else axis)
         return np.stack(cols, axis=1)
 
     def ik(
@@ -95,17 +109,17 @@ class Chain:
         q = np.asarray(q0, float).copy()
         target = np.asarray(target, float)
         dims_idx = list(dims)
-        err = target - self.position(q)[dims_idx]
-        for _ in range(iters):
-            if np.linalg.norm(err) < tol:
+        lower = np.full(len(q), -np.inf) if lower is None else lower
+        upper = np.full(len(q), np.inf) if upper is None else upper
+        for i in range(iters + 1):
+            frames, tip = self._frames(q)  # one forward pass gives both the error and the Jacobian
+            err = target - tip[dims_idx, 3]
+            if np.linalg.norm(err) < tol or i == iters:
                 break
-            jac = self.jacobian(q)[dims_idx]
+            jac = self._jacobian(frames, tip)[dims_idx]
             step = jac.T @ np.linalg.solve(jac @ jac.T + damping**2 * np.eye(len(dims_idx)), err)
             norm = np.linalg.norm(step)
-            q = q + (step * (max_step / norm) if norm > max_step else step)  # small steps: no wild jumps
-            if lower is not None or upper is not None:
-                q = np.clip(q, lower if lower is not None else -np.inf, upper if upper is not None else np.inf)
-            err = target - self.position(q)[dims_idx]
+            q = np.clip(q + (step * (max_step / norm) if norm > max_step else step), lower, upper)  # small steps
         return q, float(np.linalg.norm(err))
 
 

@@ -54,6 +54,7 @@ class Ros2ControlBridge:
         action_space: str = "cartesian",
         chain: Chain | None = None,
         axes: list[str] | None = None,
+        fixed: dict[str, float] | None = None,
         action_low: np.ndarray | None = None,
         action_high: np.ndarray | None = None,
         stale_after_s: float = 1.0,
@@ -80,8 +81,13 @@ class Ros2ControlBridge:
             unknown = [a for a in axes if a not in COORDS]
             if unknown or len(set(axes)) != len(axes):
                 raise ValueError(f"axes must be distinct names from x, y, z; got {axes}")
-            self.dims = tuple(COORDS[a] for a in axes)
-            d = len(self.dims)
+            d = len(axes)
+            fixed = fixed or {}
+            if set(fixed) - set(COORDS) or set(fixed) & set(axes):
+                raise ValueError(f"fixed coordinates {sorted(fixed)} must be among x, y, z and not in axes {axes}")
+            # Coordinates the action does not set but the IK holds (e.g. the table height for x, y actions).
+            self.dims = tuple(COORDS[a] for a in axes) + tuple(COORDS[a] for a in fixed)
+            self.fixed = np.asarray(list(fixed.values()), dtype=np.float64)
             self.action_low = np.zeros(d) if action_low is None else np.asarray(action_low, float)
             self.action_high = np.full(d, 512.0) if action_high is None else np.asarray(action_high, float)
             for key in ("action_low", "action_high"):
@@ -133,7 +139,8 @@ class Ros2ControlBridge:
     # -- planning ------------------------------------------------------------------------------
     def workspace_point(self, action: np.ndarray) -> np.ndarray:
         frac = (action - self.action_low) / (self.action_high - self.action_low)
-        return self.limits.workspace_low + frac * (self.limits.workspace_high - self.limits.workspace_low)
+        point = self.limits.workspace_low + frac * (self.limits.workspace_high - self.limits.workspace_low)
+        return np.concatenate([point, self.fixed])
 
     def solve(self, point: np.ndarray, seed: np.ndarray) -> tuple[np.ndarray, float]:
         """IK from ``seed`` (the continuous choice); if that gets stuck on a joint limit, from fixed restarts."""
