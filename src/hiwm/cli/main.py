@@ -10,6 +10,7 @@ import sys
 COMMAND_MODULES = [
     "hiwm.cli.topic",
     "hiwm.cli.launch",
+    "hiwm.cli.train",
 ]
 
 
