@@ -12,6 +12,7 @@ NODES = {
     "pattern_camera": "hiwm.nodes.pattern_camera:main",
     "image_monitor": "hiwm.nodes.image_monitor:main",
     "pusht_robot": "hiwm.nodes.pusht_robot:main",
+    "world_model": "hiwm.nodes.world_model:main",
 }
 
 
