@@ -20,6 +20,7 @@ class Episode:
     actions: np.ndarray  # (T, 2) float32: the action taken at frame t (leads to frame t + 1)
     states: np.ndarray  # (T, 5) float64: agent x, y, block x, y, angle at frame t
     source: str  # dataset root and episode index
+    success: bool = False  # the real episode reached success (any ``next.success``)
 
 
 def load_episodes(roots: list[str | Path], progress: bool = True) -> list[Episode]:
@@ -36,6 +37,7 @@ def load_episodes(roots: list[str | Path], progress: bool = True) -> list[Episod
                     actions=np.asarray(ep["action"], dtype=np.float32),
                     states=np.asarray(ep["observation.environment_state"], dtype=np.float64),
                     source=f"{root}#{i}",
+                    success=bool(np.any(ep["next.success"])) if "next.success" in ep else False,
                 )
             )
     if not out:

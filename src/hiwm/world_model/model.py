@@ -65,12 +65,15 @@ class Decoder(nn.Module):
         self.up1 = nn.Conv2d(c1, 4 * c2, 3, padding=1)
         self.up2 = nn.Conv2d(c2, 4 * c3, 3, padding=1)
         self.up3 = nn.Conv2d(c3, 4 * 3, 3, padding=1)
+        # Push-T's table and goal never move: a learned background image carries them, so the
+        # convs only have to draw the agent and the block (training starts it at the mean frame)
+        self.background = nn.Parameter(torch.full((1, 3, cfg.image_size, cfg.image_size), 0.5))
 
     def forward(self, z: Tensor) -> Tensor:
         h = self.block(F.gelu(self.inp(z)))
         h = F.gelu(F.pixel_shuffle(self.up1(F.gelu(h)), 2))
         h = F.gelu(F.pixel_shuffle(self.up2(h), 2))
-        return F.pixel_shuffle(self.up3(h), 2) + 0.5
+        return F.pixel_shuffle(self.up3(h), 2) + self.background
 
 
 class Dynamics(nn.Module):

@@ -211,6 +211,12 @@ def train(
         ckpt_io.load_weights(model, out / ckpt_io.MODEL)
         ckpt_io.load_optimizer_state(out, opt)
         start = saved.step
+    else:
+        with torch.no_grad():  # the decoder's background starts as the mean training frame
+            frames, _ = sampler.sample(64)
+            model.decoder.background.copy_(
+                WorldModel.to_input(frames.to(device)).flatten(0, 1).median(0, keepdim=True).values
+            )
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
