@@ -281,6 +281,7 @@ def train(
             break
     if world > 1:
         torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     final_step = step + 1 if cfg.steps > start else start
     if main:
         if val_eps:
@@ -319,5 +320,6 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
     probe_cfg = None if args.no_probe else ProbeConfig(image_size=model_cfg.image_size)
     metrics = train(args.data, args.out, model_cfg, cfg, probe_cfg, resume=args.resume)
-    print(json.dumps(metrics))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(metrics))
     return 0
