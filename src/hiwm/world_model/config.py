@@ -54,6 +54,7 @@ class TrainConfig:
     warmup: int = 100
     grad_clip: float = 1.0
     latent_weight: float = 0.1  # predicted latent vs. encoded next frame
+    fg_weight: float = 20.0  # extra weight of agent/block pixels (away from the background or moving)
     val_fraction: float = 0.15  # share of episodes held out (by episode, never by frame)
     val_every: int = 500
     val_windows: int = 24  # open-loop windows per validation

@@ -50,11 +50,16 @@ def window_loss(model: WorldModel, frames: torch.Tensor, actions: torch.Tensor, 
     zs = model.rollout(z[:, :k], actions[:, k - 1 : length - 1], prev)
     pred = model.decode(zs.flatten(0, 1)).unflatten(0, (b, length - k))
     target = x[:, k:]
-    # pixels that change are few (agent, block) but are all that matters: weigh them up
-    moving = ((target - x[:, k - 1 : length - 1]).abs().amax(dim=2, keepdim=True) > 0.1).float()
-    weight = 1.0 + 10.0 * moving
-    pixel = (weight * (pred.float() - target) ** 2).mean()
-    ae = F.mse_loss(recon.float(), x[:, k - 1])
+    # the agent and the block are a few percent of the pixels but all that matters: pixels away
+    # from the (learned, fixed) background and pixels that move are weighed up, or the model
+    # settles on drawing the empty table
+    bg = model.decoder.background.detach()
+    fg_pred = ((target - bg).abs().amax(dim=2, keepdim=True) > 0.15) | (
+        (target - x[:, k - 1 : length - 1]).abs().amax(dim=2, keepdim=True) > 0.1
+    )
+    fg_recon = (x[:, k - 1] - bg).abs().amax(dim=1, keepdim=True) > 0.15
+    pixel = ((1.0 + cfg.fg_weight * fg_pred.float()) * (pred.float() - target) ** 2).mean()
+    ae = ((1.0 + cfg.fg_weight * fg_recon.float()) * (recon.float() - x[:, k - 1]) ** 2).mean()
     latent = F.mse_loss(zs.float(), z[:, k:].detach().float())
     loss = pixel + ae + cfg.latent_weight * latent
     return {"loss": loss, "pixel": pixel.detach(), "ae": ae.detach(), "latent": latent.detach()}
