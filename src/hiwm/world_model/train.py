@@ -324,7 +324,12 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--model: {exc}") from None
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
     probe_cfg = None if args.no_probe else ProbeConfig(image_size=model_cfg.image_size)
-    metrics = train(args.data, args.out, model_cfg, cfg, probe_cfg, resume=args.resume)
+    from hiwm.data import DatasetError
+
+    try:
+        metrics = train(args.data, args.out, model_cfg, cfg, probe_cfg, resume=args.resume)
+    except (DatasetError, ckpt_io.CheckpointError, ValueError) as exc:
+        raise SystemExit(f"hiwm train world-model: error: {exc}") from None
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(metrics))
     return 0
