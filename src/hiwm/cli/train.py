@@ -1,4 +1,4 @@
-"""``hiwm train policy``: a thin dispatcher; the work is in :mod:`hiwm.policy.train`."""
+"""``hiwm train policy|world-model``: thin dispatchers; the work is in each model's package."""
 
 from __future__ import annotations
 
@@ -32,6 +32,12 @@ def cmd_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_world_model(args: argparse.Namespace) -> int:
+    from hiwm.world_model.train import run
+
+    return run(args)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("train", help="train models")
     group = parser.add_subparsers(dest="train_command", required=True, metavar="WHAT")
@@ -60,3 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-resume", action="store_true", help="start over even if --out holds a training state")
     p.add_argument("--init", help="post-train: start from this checkpoint (weights and normalisation)")
     p.set_defaults(func=cmd_policy)
+
+    from hiwm.world_model.train import add_arguments
+
+    wm = group.add_parser("world-model", help="the action-conditioned world model and its state probe")
+    add_arguments(wm)
+    wm.set_defaults(func=cmd_world_model)

@@ -1,0 +1,159 @@
+"""The world-model node: a learned Push-T behind the robot's topics, with restorable state handles.
+
+The same contract as :mod:`hiwm.nodes.pusht_robot` (``camera/image``, ``robot/state``,
+``task/state`` and ``task/status`` from the state probe, world "model"; actions on
+``robot/command``; ``robot/reset``), so a policy cannot tell the two apart. In addition:
+
+  out ``world_model/state``    hiwm_msgs/StateHandle, one per reset, step and restore: snapshot_id is
+                               the content hash of the snapshot bytes, parent the previous step's
+  srv ``world_model/restore``  hiwm_msgs/Restore: go back to a handle this node still holds
+                               (the newest ``capacity`` handles are kept) and publish that state
+
+``robot/reset`` takes a seed (a real random start, rendered), ``use_state`` + state[5] (a real
+state, rendered by gym-pusht), or ``dataset`` + ``frame_index`` (a recorded frame and the ones
+before it). Clocks and QoS as the robot node: lockstep answers each command row with a step at
+once; realtime steps at ``rate_hz``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hiwm.comm import Node, new_message
+from hiwm.comm.qos import KEEP_ALL, QoSProfile, profile
+from hiwm.comm.runner import run_node
+from hiwm.pusht.messages import OUTPUT_TOPICS, TOPICS, header, observation_messages
+from hiwm.pusht.robot import CLOCKS, BadCommand
+from hiwm.world_model.checkpoint import CheckpointError
+from hiwm.world_model.session import SnapshotError
+from hiwm.world_model.sim import Step, WorldModelSim, pick_device
+
+
+@dataclass
+class WorldModelConfig:
+    checkpoint: str = ""  # directory written by `hiwm train world-model`
+    rate_hz: float = 10.0
+    clock: str = "realtime"  # or "lockstep"
+    seed: int = -1  # initial episode's seed; < 0: random
+    device: str = "cpu"  # "cpu", "cuda" or "auto"
+    threads: int = 1  # torch CPU threads (one is fastest at batch 1 on a busy machine)
+    capacity: int = 2048  # snapshots kept for restore (about 21 KiB each)
+    frame_id: str = "camera"
+    qos: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not self.checkpoint:
+            raise ValueError("checkpoint must name a world-model checkpoint directory")
+        if self.clock not in CLOCKS:
+            raise ValueError(f"clock must be one of {CLOCKS}, got {self.clock!r}")
+        if not self.rate_hz > 0:
+            raise ValueError(f"rate_hz must be > 0, got {self.rate_hz}")
+
+    def output_qos(self) -> QoSProfile:
+        if self.qos == "auto":
+            return KEEP_ALL if self.clock == "lockstep" else profile("default")
+        return profile(self.qos)
+
+
+class WorldModelNode:
+    def __init__(self, node: Node, cfg: WorldModelConfig) -> None:
+        self.node, self.cfg = node, cfg
+        torch.set_num_threads(max(1, cfg.threads))
+        try:
+            self.sim = WorldModelSim(cfg.checkpoint, cfg.clock, pick_device(cfg.device), max(cfg.seed, 0), cfg.capacity)
+        except CheckpointError as exc:
+            raise ValueError(str(exc)) from exc
+        qos = cfg.output_qos()
+        self.pubs = {topic: node.create_publisher(TOPICS[topic], topic, qos) for topic in OUTPUT_TOPICS}
+        self.handles = node.create_publisher("hiwm_msgs/msg/StateHandle", "world_model/state", qos)
+        node.create_subscription("hiwm_msgs/msg/ActionChunk", "robot/command", self.on_command, KEEP_ALL)
+        node.create_service("hiwm_msgs/srv/Reset", "robot/reset", self.on_reset)
+        node.create_service("hiwm_msgs/srv/Restore", "world_model/restore", self.on_restore)
+        self.sim.reset(seed=cfg.seed if cfg.seed >= 0 else None)  # like the robot: ready, published on reset
+        if cfg.clock == "realtime":
+            node.create_timer(1.0 / cfg.rate_hz, self.on_tick)
+
+    def publish(self, step: Step) -> None:
+        obs, handle = step.obs, step.handle
+        stamp = self.node.now_ns()
+        msgs = observation_messages(obs, handle.episode_id, stamp, "model", self.cfg.frame_id)
+        self.handles.publish(
+            new_message(
+                "hiwm_msgs/msg/StateHandle",
+                header=header(stamp, self.cfg.frame_id),
+                session_id=handle.episode_id,
+                snapshot_id=handle.snapshot_id,
+                parent_snapshot_id=handle.parent_id,
+                step=int(obs.step),
+                action_source=int(handle.source),
+                action=np.zeros(0, np.float32) if handle.action is None else handle.action,
+                thumbnail_png=np.zeros(0, np.uint8),
+            )
+        )
+        for topic, msg in msgs.items():
+            self.pubs[topic].publish(msg)
+
+    def on_command(self, msg: object) -> None:
+        try:
+            result = self.sim.command(int(msg.horizon), int(msg.action_dim), msg.data, int(msg.source))
+        except BadCommand as exc:
+            self.node.bad_input.warning(f"command.{exc.kind}", f"refused command from {msg.source_id or '?'}: {exc}")
+            return
+        for warning in result.warnings:
+            self.node.bad_input.warning("command.clamped", f"command from {msg.source_id or '?'}: {warning}")
+        for step in result.steps:
+            self.publish(step)
+
+    def on_tick(self) -> None:
+        step = self.sim.tick()
+        if step is not None:
+            self.publish(step)
+
+    def on_reset(self, request: object) -> object:
+        def answer(success: bool, message: str) -> object:
+            episode = self.sim.episode_id if success else ""
+            return new_message("hiwm_msgs/srv/Reset_Response", success=success, message=message, episode_id=episode)
+
+        try:
+            if request.dataset:
+                step = self.sim.reset_from_dataset(request.dataset, int(request.frame_index))
+            elif request.use_state:
+                step = self.sim.reset(state=np.asarray(request.state, dtype=np.float64))
+            else:
+                step = self.sim.reset(seed=int(request.seed) if request.seed >= 0 else None)
+        except ValueError as exc:
+            self.node.bad_input.warning("reset", f"refused reset: {exc}")
+            return answer(False, str(exc))
+        self.publish(step)
+        return answer(True, f"episode {self.sim.episode_id} started")
+
+    def on_restore(self, request: object) -> object:
+        def answer(success: bool, message: str) -> object:
+            step = self.sim.session.step_count if success else 0
+            return new_message("hiwm_msgs/srv/Restore_Response", success=success, message=message, step=step)
+
+        try:
+            step = self.sim.restore(request.snapshot_id)
+        except KeyError:
+            self.node.bad_input.warning("restore", f"restore of unknown snapshot {request.snapshot_id!r}")
+            return answer(False, f"unknown snapshot {request.snapshot_id!r} (never published or evicted)")
+        except SnapshotError as exc:
+            self.node.bad_input.warning("restore", f"restore failed: {exc}")
+            return answer(False, str(exc))
+        self.publish(step)
+        return answer(True, f"restored step {step.obs.step} of episode {step.handle.episode_id}")
+
+
+def wire(node: Node) -> WorldModelNode:
+    return WorldModelNode(node, node.load_config(WorldModelConfig))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_node("world_model", wire, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,176 @@
+"""Checkpoints without pickle: safetensors for weights (and optimiser state), JSON for everything else.
+
+A checkpoint directory holds ``config.json`` (model, train and probe configs, step, metrics),
+``model.safetensors``, optionally ``probe.safetensors`` and, for resuming, ``optimizer.safetensors``
+(every tensor of the optimiser's state dict, flattened to ``state.<param>.<key>``; its scalar
+hyper-parameters go to ``config.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from hiwm.world_model.config import ModelConfig, ProbeConfig, TrainConfig, from_dict, to_dict
+
+FORMAT = "hiwm.world_model/1"
+CONFIG = "config.json"
+MODEL = "model.safetensors"
+PROBE = "probe.safetensors"
+OPTIMIZER = "optimizer.safetensors"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint directory that is missing, foreign or damaged."""
+
+
+@dataclass
+class Checkpoint:
+    model: ModelConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+    probe: ProbeConfig | None = None
+    step: int = 0
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+
+
+def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, meta: dict[str, str] | None = None) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimiser state dict into tensors (safetensors) and a JSON-able rest."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in sd["state"].items():
+        for key, value in st.items():
+            if torch.is_tensor(value):
+                tensors[f"state.{pid}.{key}"] = value.detach().to("cpu").contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], rest: dict) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        _, pid, key = name.split(".", 2)
+        state.setdefault(int(pid), {})[key] = value
+    for pid, values in rest.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(values)
+    opt.load_state_dict({"state": state, "param_groups": rest["param_groups"]})
+
+
+def save(
+    out: str | Path,
+    ckpt: Checkpoint,
+    model: nn.Module,
+    probe: nn.Module | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> Path:
+    """Write (or overwrite) a checkpoint directory; the config is written last, atomically."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_save(_state(model), out / MODEL, {"format": FORMAT})
+    if probe is not None:
+        _atomic_save(_state(probe), out / PROBE, {"format": FORMAT})
+    doc: dict[str, Any] = {
+        "format": FORMAT,
+        "model": to_dict(ckpt.model),
+        "train": to_dict(ckpt.train),
+        "probe": to_dict(ckpt.probe) if ckpt.probe is not None else None,
+        "step": ckpt.step,
+        "metrics": ckpt.metrics,
+    }
+    if optimizer is not None:
+        tensors, rest = optimizer_tensors(optimizer)
+        _atomic_save(tensors, out / OPTIMIZER, {"format": FORMAT})
+        doc["optimizer"] = rest
+    tmp = out / (CONFIG + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    os.replace(tmp, out / CONFIG)
+    return out
+
+
+def read_config(path: str | Path) -> tuple[Checkpoint, dict]:
+    """The checkpoint's configs and its raw JSON document."""
+    path = Path(path)
+    try:
+        doc = json.loads((path / CONFIG).read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no {CONFIG}; not a world-model checkpoint") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path / CONFIG}: unreadable ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        found = doc.get("format") if isinstance(doc, dict) else None
+        raise CheckpointError(f"{path}: format {found!r}, expected {FORMAT!r}")
+    try:
+        ckpt = Checkpoint(
+            model=from_dict(ModelConfig, doc["model"]),
+            train=from_dict(TrainConfig, doc.get("train") or {}),
+            probe=from_dict(ProbeConfig, doc["probe"]) if doc.get("probe") else None,
+            step=int(doc.get("step", 0)),
+            metrics=dict(doc.get("metrics") or {}),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path / CONFIG}: invalid config ({exc})") from exc
+    return ckpt, doc
+
+
+def load_weights(module: nn.Module, file: Path) -> None:
+    try:
+        tensors = load_file(str(file))
+    except FileNotFoundError:
+        raise CheckpointError(f"{file}: missing") from None
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise CheckpointError(f"{file}: unreadable safetensors ({exc})") from exc
+    try:
+        module.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{file}: weights do not fit the config ({exc})") from exc
+
+
+def load(
+    path: str | Path, device: str | torch.device = "cpu", with_probe: bool = True
+) -> tuple[Checkpoint, nn.Module, nn.Module | None]:
+    """(configs, world model in eval mode, state probe or None) from a checkpoint directory."""
+    from hiwm.world_model.model import WorldModel
+    from hiwm.world_model.probe import StateProbe
+
+    path = Path(path)
+    ckpt, _ = read_config(path)
+    model = WorldModel(ckpt.model)
+    load_weights(model, path / MODEL)
+    probe = None
+    if with_probe and ckpt.probe is not None and (path / PROBE).exists():
+        probe = StateProbe(ckpt.probe)
+        load_weights(probe, path / PROBE)
+        probe = probe.to(device).eval()
+    return ckpt, model.to(device).eval(), probe
+
+
+def load_optimizer_state(path: str | Path, optimizer: torch.optim.Optimizer) -> bool:
+    """Restore an optimiser saved with the checkpoint; False if the checkpoint has none."""
+    path = Path(path)
+    _, doc = read_config(path)
+    if "optimizer" not in doc or not (path / OPTIMIZER).exists():
+        return False
+    try:
+        tensors = load_file(str(path / OPTIMIZER))
+    except Exception as exc:
+        raise CheckpointError(f"{path / OPTIMIZER}: unreadable safetensors ({exc})") from exc
+    load_optimizer(optimizer, tensors, doc["optimizer"])
+    return True

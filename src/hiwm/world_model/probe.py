@@ -1,0 +1,108 @@
+"""The state probe: frame -> agent xy, block pose; Push-T coverage and success from a block pose.
+
+The probe is trained on real frames only (so it measures the world, not the model) and then
+read on generated frames: this is how task status is computed inside the world model.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hiwm.world_model.config import ProbeConfig
+
+SCALE = 512.0  # workspace size: positions are predicted in units of SCALE
+SUCCESS_COVERAGE = 0.95
+
+
+class StateProbe(nn.Module):
+    """(B, 3, H, W) frames in [0, 1] -> (B, 6): agent x, y, block x, y (/512), sin, cos of the block angle."""
+
+    def __init__(self, cfg: ProbeConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        layers: list[nn.Module] = []
+        c_in = 3
+        for c in cfg.channels:
+            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(4, c), nn.GELU()]
+            c_in = c
+        self.features = nn.Sequential(*layers)
+        side = cfg.image_size // 2 ** len(cfg.channels)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c_in * side * side, cfg.hidden), nn.GELU())
+        self.out = nn.Linear(cfg.hidden, 6)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.out(self.head(self.features(x)))
+
+    @torch.inference_mode()
+    def predict(self, frames: np.ndarray | Tensor) -> np.ndarray:
+        """(B, H, W, 3) uint8 -> (B, 5) states: agent x, y, block x, y, angle in [0, 2 pi)."""
+        x = torch.as_tensor(np.asarray(frames))
+        if x.ndim == 3:
+            x = x[None]
+        if x.shape[1:] != (self.cfg.image_size, self.cfg.image_size, 3):
+            raise ValueError(
+                f"frames must be (B, {self.cfg.image_size}, {self.cfg.image_size}, 3), got {tuple(x.shape)}"
+            )
+        device = next(self.parameters()).device
+        y = self(x.to(device).movedim(-1, -3).float() / 255.0).float().cpu().numpy()
+        return outputs_to_state(y)
+
+
+def state_to_targets(state: np.ndarray) -> np.ndarray:
+    """(N, 5) states -> (N, 6) regression targets."""
+    state = np.asarray(state, dtype=np.float64)
+    return np.concatenate([state[:, :4] / SCALE, np.sin(state[:, 4:5]), np.cos(state[:, 4:5])], axis=1).astype(
+        np.float32
+    )
+
+
+def outputs_to_state(y: np.ndarray) -> np.ndarray:
+    angle = np.arctan2(y[:, 4], y[:, 5]) % (2 * math.pi)
+    return np.concatenate([y[:, :4] * SCALE, angle[:, None]], axis=1)
+
+
+def probe_loss(pred: Tensor, target: Tensor) -> Tensor:
+    # angle through (sin, cos) so 0 and 2 pi are the same; weighted up as a small angle error moves the T a lot
+    return F.mse_loss(pred[:, :4], target[:, :4]) + 0.25 * F.mse_loss(pred[:, 4:], target[:, 4:])
+
+
+@lru_cache(maxsize=1)
+def _tee_geometry() -> tuple[object, object, float]:
+    """gym-pusht's own T shapes and goal polygon (built once from its env class)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from gym_pusht.envs.pusht import PushTEnv, pymunk_to_shapely
+
+    env = PushTEnv(obs_type="state")
+    env.reset(seed=0)
+    shapes = list(env.block.shapes)
+    goal = pymunk_to_shapely(PushTEnv.get_goal_pose_body(np.asarray(env.goal_pose, dtype=np.float64)), shapes)
+    env.close()
+    return shapes, goal, float(goal.area)
+
+
+def coverage_from_pose(block_pose: np.ndarray) -> float:
+    """Push-T coverage of a block pose (x, y of the body origin, angle), computed as gym-pusht does.
+
+    The T's polygons come from gym-pusht's env; the block is placed like its goal body and
+    intersected with the goal with shapely, so the result equals ``info["coverage"]``.
+    """
+    from gym_pusht.envs.pusht import PushTEnv, pymunk_to_shapely
+
+    pose = np.asarray(block_pose, dtype=np.float64).reshape(-1)
+    if pose.shape != (3,) or not np.all(np.isfinite(pose)):
+        raise ValueError(f"block_pose must be 3 finite numbers (x, y, angle), got {pose.tolist()}")
+    shapes, goal, area = _tee_geometry()
+    block = pymunk_to_shapely(PushTEnv.get_goal_pose_body(pose), shapes)
+    return float(goal.intersection(block).area / area)
+
+
+def success_from_pose(block_pose: np.ndarray) -> bool:
+    return coverage_from_pose(block_pose) > SUCCESS_COVERAGE
