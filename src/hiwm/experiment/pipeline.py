@@ -75,7 +75,8 @@ class Experiment:
 
         out = self.path("world_model")
         if not (out / "config.json").exists() or not json.loads((out / "config.json").read_text()).get("done"):
-            cfg = TrainConfig(steps=1_000_000, max_minutes=self.p.wm_minutes, threads=self.p.threads)
+            p = self.p
+            cfg = TrainConfig(steps=1_000_000, max_minutes=p.wm_minutes, threads=p.threads, probe_steps=p.probe_steps)
             data = [self.path("data", "demos"), self.path("data", "wm_noisy")]
             train(data, out, ModelConfig(), cfg, ProbeConfig(), progress=self.progress)
             doc = json.loads((out / "config.json").read_text())
@@ -125,7 +126,10 @@ class Experiment:
                     pol, world, store, f"{tag}-{seed}", seed, self.p.max_steps, self.p.operator if operator else None
                 )
                 results.append(r)
-        keep = [b.branch_id for r in results for b in (r.corrections if operator else [r.rollout]) if b.success]
+        keep_all = operator and self.p.keep_corrections == "all"  # the baseline keeps successes by definition
+        keep = [
+            b.branch_id for r in results for b in (r.corrections if operator else [r.rollout]) if b.success or keep_all
+        ]
         summary = {
             "store": str(db),
             "sessions": len(results),

@@ -18,6 +18,7 @@ class Profile:
     wm_noise: float = 1.5
     # training budgets (minutes of wall clock on this machine)
     wm_minutes: float = 30.0
+    probe_steps: int = 1500  # state probe training after the world model
     policy_minutes: float = 12.0
     finetune_minutes: float = 6.0
     # the Hi-WM loop
@@ -26,12 +27,17 @@ class Profile:
     max_steps: int = 300
     operator: OperatorConfig = field(default_factory=OperatorConfig)
     corrections_share: float = 0.5  # share of post-training batches drawn from corrections
+    keep_corrections: str = "successful"  # which corrections are exported: "successful" or "all"
     intervention_weight: float = 2.0
     # evaluation
     eval_episodes: int = 100
     eval_first_seed: int = 100_000
     workers: int = 2
     threads: int = 2
+
+    def __post_init__(self) -> None:
+        if self.keep_corrections not in ("successful", "all"):
+            raise ValueError(f"keep_corrections must be 'successful' or 'all', got {self.keep_corrections!r}")
 
     def replace(self, **changes: object) -> Profile:
         return dataclasses.replace(self, **changes)
@@ -61,12 +67,14 @@ PROFILES = {
         demo_episodes=3,
         wm_noisy_episodes=2,
         wm_minutes=0.3,
+        probe_steps=20,
         policy_minutes=0.3,
         finetune_minutes=0.2,
         rollouts=2,
         max_steps=40,
         operator=OperatorConfig(stall_steps=5, min_step=5, rollback_steps=3, forks=2, correction_steps=5),
         eval_episodes=2,
+        keep_corrections="all",  # an untrained policy's corrections rarely succeed: export them anyway
         workers=1,
         threads=1,
     ),

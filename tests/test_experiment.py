@@ -1,0 +1,82 @@
+"""The Hi-WM loop end to end at smoke size: real expert data, a (tiny) world model, a policy, the
+simulated operator's corrections in the branch cache, post-training, evaluation in both worlds."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hiwm.branch_cache.store import SOURCE_HUMAN, BranchStore
+from hiwm.cli.main import main as hiwm
+from hiwm.data import LeRobotDataset, verify
+from hiwm.experiment.rollouts import OperatorConfig, stalled
+from hiwm.experiment.stats import pearson
+
+
+def test_pearson_and_its_interval():
+    x = np.array([0.1, 0.4, 0.5, 0.9, 0.3])
+    got = pearson(x, 2 * x + 0.05)
+    assert got["r"] == pytest.approx(1.0) and got["n"] == 5
+    got = pearson(np.array([0.2, 0.5, 0.6, 0.9]), np.array([0.3, 0.4, 0.8, 0.7]))
+    assert got["ci_low"] < got["r"] < got["ci_high"]
+    assert pearson(np.ones(4), x[:4])["r"] is None  # no variation: undefined, not NaN
+    with pytest.raises(ValueError):
+        pearson(x, x[:3])
+
+
+def test_stall_detection():
+    cfg = OperatorConfig(stall_steps=5, min_progress=0.02, min_step=3)
+    assert not stalled([0.1] * 4, 3, cfg)  # too early to judge
+    assert stalled([0.1] * 10, 9, cfg)
+    assert not stalled([0.1] * 5 + [0.2] * 5, 9, cfg)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("experiment")
+    assert hiwm(["experiment", "--profile", "smoke", "--out", str(out)]) == 0
+    return out
+
+
+def test_smoke_runs_the_whole_loop(smoke):
+    results = json.loads((smoke / "results.json").read_text())
+    assert {(r["backbone"], r["method"]) for r in results["rows"]} == {
+        ("act", "base"), ("act", "hiwm_r1"), ("act", "baseline")
+    }  # fmt: skip
+    for row in results["rows"]:
+        assert row["real"]["episodes"] == 2 and row["model"]["episodes"] == 2
+        assert 0.0 <= row["real"]["success_rate"] <= 1.0
+    report = (smoke / "report.md").read_text()
+    assert "| act | hiwm_r1 |" in report and "Pearson r" in report
+    for plot in ("success.png", "correlation.png", "corrections.png"):
+        assert (smoke / plot).stat().st_size > 5000
+
+    # the operator stepped in, forked corrections from each failure state, all in the branch cache
+    summary = json.loads((smoke / "rollouts" / "act_hiwm_r1.json").read_text())
+    assert summary["failure_states"] >= 1 and summary["corrections"] == 2 * summary["failure_states"]
+    with BranchStore(smoke / "rollouts" / "act_hiwm_r1.db", readonly=True) as store:
+        corrected = [b for b in store.branches() if "corrected" in b.labels]
+        assert len(corrected) == summary["corrections"]
+        nodes = store.trajectory(corrected[0].id)
+        assert any(n.source == SOURCE_HUMAN for n in nodes) and nodes[0].step == 0
+        assert all(b.parent_branch is not None for b in corrected)  # forks of the rollout
+
+    # exported corrections: intervention frames, lineage; the post-trained policy is a new checkpoint
+    corrections = smoke / "data" / "act_corrections"
+    assert verify(corrections).ok
+    ds = LeRobotDataset(corrections)
+    flags = np.concatenate([ds.episode(i, videos=False)["intervention"] for i in range(ds.num_episodes)])
+    assert flags.any() and not flags.all()
+    assert (corrections / "meta" / "branch_lineage.json").exists()
+    base = (smoke / "policies/act/base/model.safetensors").read_bytes()
+    assert (smoke / "policies/act/hiwm_r1/model.safetensors").read_bytes() != base
+
+
+def test_a_rerun_resumes_without_redoing_work(smoke):
+    before = json.loads((smoke / "timings.json").read_text())
+    assert hiwm(["experiment", "--profile", "smoke", "--out", str(smoke)]) == 0
+    after = json.loads((smoke / "timings.json").read_text())
+    assert after["world model"] - before["world model"] < 2.0
+    assert after["train base act"] - before["train base act"] < 2.0
