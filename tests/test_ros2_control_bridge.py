@@ -35,6 +35,9 @@ def test_cartesian_ik_round_trip_2d_and_3d():
     for action, q in zip(actions, plan.positions, strict=True):
         np.testing.assert_allclose(bridge.chain.position(q)[:2], bridge.workspace_point(action), atol=1e-4)
     np.testing.assert_allclose(bridge.workspace_point(np.array([0.0, 512.0])), [0.15, 0.25])
+    for action, q in zip(actions, plan.positions, strict=True):  # robot/state: the arm back in the action box
+        bridge.on_joint_state(["joint1", "joint2"], q)
+        np.testing.assert_allclose(bridge.action_position(), action, atol=0.5)
     rng = np.random.default_rng(1)
     for _ in range(60):  # any seed inside the joint limits, any action in the box: restarts find it
         action = rng.uniform(0, 512, 2)

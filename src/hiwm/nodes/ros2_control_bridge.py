@@ -3,6 +3,8 @@
 Topics:
   in  ``robot/command``   hiwm_msgs/ActionChunk: Cartesian (x, y[, z] in the action box) or joint positions
   in  ``/joint_states``   sensor_msgs/JointState (``joint_states_topic``), best-effort so any publisher matches
+  out ``robot/state``     sensor_msgs/JointState: the arm in the action space (``agent_x, agent_y`` for x, y
+                          Cartesian actions: the tool mapped back into the action box), what a policy reads
   out ``output_topic``    trajectory_msgs/JointTrajectory (``controller: joint_trajectory``, default
                           ``/joint_trajectory_controller/joint_trajectory``) or std_msgs/Float64MultiArray
                           (``controller: forward_command``, default ``/forward_position_controller/commands``,
@@ -23,6 +25,7 @@ import yaml
 
 from hiwm.comm import KEEP_ALL, SENSOR_DATA, Node, new_message
 from hiwm.comm.runner import run_node
+from hiwm.pusht.messages import AGENT_NAMES
 from hiwm.robot.kinematics import Chain, chain_from_dicts, planar_chain
 from hiwm.robot.ros2_control import BadCommand, BridgeLimits, Ros2ControlBridge, forward_command, joint_trajectory
 
@@ -106,6 +109,7 @@ class Ros2ControlBridgeNode:
         kind, default_topic = CONTROLLERS[cfg.controller]
         self.out = node.create_publisher(kind, cfg.output_topic or default_topic)
         self.queue: deque[tuple[float, np.ndarray]] = deque()  # forward_command playback
+        self.state_pub = node.create_publisher("sensor_msgs/msg/JointState", "robot/state", KEEP_ALL)
         node.create_subscription("sensor_msgs/msg/JointState", cfg.joint_states_topic, self.on_joint_state, SENSOR_DATA)
         node.create_subscription("hiwm_msgs/msg/ActionChunk", cfg.command_topic, self.on_command, KEEP_ALL)
         node.create_timer(1.0 / cfg.rate_hz, self.tick)
@@ -117,6 +121,22 @@ class Ros2ControlBridgeNode:
         problem = self.bridge.on_joint_state(list(msg.name), msg.position)
         if problem:
             self.node.bad_input.warning("joint_states", f"{self.cfg.joint_states_topic}: {problem}")
+            return
+        position = self.bridge.action_position()
+        if self.cfg.action_space != "cartesian":
+            names = self.bridge.joint_names
+        else:
+            names = list(AGENT_NAMES) if list(self.cfg.axes) == ["x", "y"] else list(self.cfg.axes)
+        self.state_pub.publish(
+            new_message(
+                "sensor_msgs/msg/JointState",
+                header=msg.header,
+                name=names,
+                position=np.asarray(position, dtype=np.float64),
+                velocity=np.zeros(0),
+                effort=np.zeros(0),
+            )
+        )
 
     def on_command(self, msg: object) -> None:
         now = time.monotonic()

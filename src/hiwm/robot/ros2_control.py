@@ -136,6 +136,18 @@ class Ros2ControlBridge:
             return True
         return False
 
+    def action_position(self) -> np.ndarray | None:
+        """Where the arm is, in the action space (the tool mapped back into the action box, or the joints):
+        what the policy reads on ``robot/state``. None before the first joint_states."""
+        if self.current is None:
+            return None
+        if self.action_space != "cartesian":
+            return self.current.copy()
+        d = len(self.action_low)
+        tip = self.chain.position(self.current)[list(self.dims[:d])]
+        frac = (tip - self.limits.workspace_low) / (self.limits.workspace_high - self.limits.workspace_low)
+        return self.action_low + frac * (self.action_high - self.action_low)
+
     # -- planning ------------------------------------------------------------------------------
     def workspace_point(self, action: np.ndarray) -> np.ndarray:
         frac = (action - self.action_low) / (self.action_high - self.action_low)
