@@ -53,9 +53,11 @@ class StateProbe(nn.Module):
             nn.Linear(2 * c3, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, cfg.hidden), nn.GELU()
         )
         self.out = nn.Linear(cfg.hidden, 6)
+        self.log_temperature = nn.Parameter(torch.zeros(c3))  # per keypoint: how sharply it attends
 
     def forward(self, x: Tensor) -> Tensor:
-        att = torch.softmax(self.features(x).flatten(2), dim=-1)  # (B, C, cells)
+        logits = self.features(x).flatten(2) * self.log_temperature.exp()[:, None]
+        att = torch.softmax(logits, dim=-1)  # (B, C, cells)
         keypoints = torch.cat([att @ self.gx, att @ self.gy], dim=1)
         return self.out(self.head(keypoints))
 
@@ -88,8 +90,13 @@ def outputs_to_state(y: np.ndarray) -> np.ndarray:
 
 
 def probe_loss(pred: Tensor, target: Tensor) -> Tensor:
-    # angle through (sin, cos) so 0 and 2 pi are the same
-    return F.mse_loss(pred[:, :4], target[:, :4]) + F.mse_loss(pred[:, 4:], target[:, 4:])
+    # angle through (sin, cos) so 0 and 2 pi are the same; the agent, a few pixels wide, weighed up
+    # (without it the keypoints all settle on the large block and the agent is never found)
+    return (
+        4 * F.mse_loss(pred[:, :2], target[:, :2])
+        + F.mse_loss(pred[:, 2:4], target[:, 2:4])
+        + F.mse_loss(pred[:, 4:], target[:, 4:])
+    )
 
 
 @lru_cache(maxsize=1)
