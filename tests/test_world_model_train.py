@@ -41,3 +41,8 @@ def test_train_cli_validates_checkpoints_and_resumes(tmp_path):
     assert resumed.step == 6
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [2, 4, 6]
+
+    before = (out / "model.safetensors").read_bytes()
+    assert main([*common, "--probe-only", "--probe-steps", "2"]) == 0  # a new probe, the same model
+    again, _ = ckpt_io.read_config(out)
+    assert again.step == 6 and again.probe is not None and (out / "model.safetensors").read_bytes() == before

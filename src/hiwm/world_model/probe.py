@@ -22,23 +22,44 @@ SUCCESS_COVERAGE = 0.95
 
 
 class StateProbe(nn.Module):
-    """(B, 3, H, W) frames in [0, 1] -> (B, 6): agent x, y, block x, y (/512), sin, cos of the block angle."""
+    """(B, 3, H, W) frames in [0, 1] -> (B, 6): agent x, y, block x, y (/512), sin, cos of the block angle.
+
+    Convs down to a quarter of the image, then a spatial softmax turns each channel into the
+    expected (x, y) of what it responds to (keypoints); an MLP maps the keypoints to the pose.
+    Positions are what it must read, and keypoints carry them directly.
+    """
 
     def __init__(self, cfg: ProbeConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        layers: list[nn.Module] = []
-        c_in = 3
-        for c in cfg.channels:
-            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(4, c), nn.GELU()]
-            c_in = c
-        self.features = nn.Sequential(*layers)
-        side = cfg.image_size // 2 ** len(cfg.channels)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c_in * side * side, cfg.hidden), nn.GELU())
+        c0, c1, c2, c3 = cfg.channels
+        self.features = nn.Sequential(
+            nn.Conv2d(3, c0, 3, stride=2, padding=1),
+            nn.GroupNorm(min(4, c0), c0),
+            nn.GELU(),
+            nn.Conv2d(c0, c1, 3, padding=1),
+            nn.GroupNorm(min(4, c1), c1),
+            nn.GELU(),
+            nn.Conv2d(c1, c2, 3, stride=2, padding=1),
+            nn.GroupNorm(min(4, c2), c2),
+            nn.GELU(),
+            nn.Conv2d(c2, c3, 3, padding=1),
+        )
+        side = cfg.image_size // 4
+        grid = (torch.arange(side, dtype=torch.float32) + 0.5) / side
+        self.register_buffer("gx", grid.repeat(side), persistent=False)  # column of each flattened cell
+        self.register_buffer("gy", grid.repeat_interleave(side), persistent=False)
+        self.head = nn.Sequential(
+            nn.Linear(2 * c3, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, cfg.hidden), nn.GELU()
+        )
         self.out = nn.Linear(cfg.hidden, 6)
+        self.log_temperature = nn.Parameter(torch.zeros(c3))  # per keypoint: how sharply it attends
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.out(self.head(self.features(x)))
+        logits = self.features(x).flatten(2) * self.log_temperature.exp()[:, None]
+        att = torch.softmax(logits, dim=-1)  # (B, C, cells)
+        keypoints = torch.cat([att @ self.gx, att @ self.gy], dim=1)
+        return self.out(self.head(keypoints))
 
     @torch.inference_mode()
     def predict(self, frames: np.ndarray | Tensor) -> np.ndarray:
@@ -69,8 +90,13 @@ def outputs_to_state(y: np.ndarray) -> np.ndarray:
 
 
 def probe_loss(pred: Tensor, target: Tensor) -> Tensor:
-    # angle through (sin, cos) so 0 and 2 pi are the same; weighted up as a small angle error moves the T a lot
-    return F.mse_loss(pred[:, :4], target[:, :4]) + 0.25 * F.mse_loss(pred[:, 4:], target[:, 4:])
+    # angle through (sin, cos) so 0 and 2 pi are the same; the agent, a few pixels wide, weighed up
+    # (without it the keypoints all settle on the large block and the agent is never found)
+    return (
+        4 * F.mse_loss(pred[:, :2], target[:, :2])
+        + F.mse_loss(pred[:, 2:4], target[:, 2:4])
+        + F.mse_loss(pred[:, 4:], target[:, 4:])
+    )
 
 
 @lru_cache(maxsize=1)

@@ -301,6 +301,17 @@ def train(
     return metrics
 
 
+def retrain_probe(data: list[str | Path], out: str | Path, probe_cfg: ProbeConfig, cfg: TrainConfig) -> dict:
+    """Train a new state probe for an existing checkpoint (same episode split), keeping its model."""
+    torch.set_num_threads(cfg.threads)
+    ckpt, model, _ = ckpt_io.load(out, with_probe=False)
+    train_eps, val_eps = split_episodes(load_episodes([Path(d) for d in data]), cfg.val_fraction, cfg.seed)
+    probe, errors = train_probe(train_eps, val_eps, probe_cfg, cfg.probe_steps, cfg.seed, torch.device("cpu"))
+    metrics = {**ckpt.metrics, "probe": errors}
+    ckpt_io.save(out, ckpt_io.Checkpoint(ckpt.model, ckpt.train, probe_cfg, ckpt.step, metrics), model, probe)
+    return metrics
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``hiwm train world-model`` options: every TrainConfig field, plus model sizes as JSON."""
     parser.add_argument("--data", nargs="+", required=True, help="LeRobot dataset directories")
@@ -308,6 +319,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     parser.add_argument("--model", default="{}", help="model sizes as JSON, e.g. '{\"dyn_channels\": 48}'")
     parser.add_argument("--no-probe", action="store_true", help="skip training the state probe")
+    parser.add_argument("--probe-only", action="store_true", help="(re)train only the probe of the checkpoint in --out")
     for f in dataclasses.fields(TrainConfig):
         default = getattr(TrainConfig(), f.name)
         flag = "--" + f.name.replace("_", "-")
@@ -327,7 +339,10 @@ def run(args: argparse.Namespace) -> int:
     from hiwm.data import DatasetError
 
     try:
-        metrics = train(args.data, args.out, model_cfg, cfg, probe_cfg, resume=args.resume)
+        if args.probe_only:
+            metrics = retrain_probe(args.data, args.out, probe_cfg or ProbeConfig(), cfg)
+        else:
+            metrics = train(args.data, args.out, model_cfg, cfg, probe_cfg, resume=args.resume)
     except (DatasetError, ckpt_io.CheckpointError, ValueError) as exc:
         raise SystemExit(f"hiwm train world-model: error: {exc}") from None
     if int(os.environ.get("RANK", "0")) == 0:
