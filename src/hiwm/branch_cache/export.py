@@ -19,7 +19,6 @@ StateHandle ``thumbnail_png``, sent at the model's full resolution, 96x96 for Pu
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 from collections.abc import Sequence
@@ -30,6 +29,9 @@ import numpy as np
 from tqdm import tqdm
 
 from hiwm.branch_cache.store import SOURCE_HUMAN, BranchStore, InvalidInputError, Node
+from hiwm.comm import images
+from hiwm.comm.images import encode_png  # noqa: F401  (re-exported: the frame format of the cache)
+from hiwm.comm.interfaces import InterfaceError
 from hiwm.data.lerobot import LeRobotDatasetWriter, atomic_write_json, pusht_features
 
 LINEAGE_PATH = "meta/branch_lineage.json"
@@ -54,21 +56,10 @@ def export_features(image_size: int) -> dict[str, dict]:
 
 
 def decode_png(data: bytes, where: str) -> np.ndarray:
-    from PIL import Image  # Pillow comes with matplotlib
-
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            return np.asarray(image.convert("RGB"))
-    except Exception as exc:
+        return images.decode_png(data)
+    except InterfaceError as exc:
         raise InvalidInputError(f"{where}: frame is not a readable PNG ({exc})") from exc
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def _episode(store: BranchStore, branch_id: str) -> list[Node]:

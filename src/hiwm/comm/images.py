@@ -44,3 +44,26 @@ def numpy_to_image(array: np.ndarray, header: Any | None = None, encoding: str =
     if header is not None:
         fields["header"] = header
     return new_message("sensor_msgs/msg/Image", data=np.ascontiguousarray(array).reshape(-1), **fields)
+
+
+def encode_png(image: np.ndarray, compression: int = 1) -> bytes:
+    """PNG bytes of an ``HxWx3`` RGB uint8 image (fast compression: frames are small and many)."""
+    import cv2
+
+    array = np.asarray(image, dtype=np.uint8)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise InterfaceError(f"PNG frames are HxWx3 RGB, got shape {array.shape}")
+    ok, png = cv2.imencode(".png", cv2.cvtColor(array, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    if not ok:
+        raise InterfaceError("PNG encoding failed")
+    return png.tobytes()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """An ``HxWx3`` RGB uint8 image from PNG bytes; InterfaceError if they are not a readable image."""
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if len(data) else None
+    if image is None:
+        raise InterfaceError("not a readable PNG image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -16,10 +16,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
-
 from hiwm.comm import InterfaceError, Node, ServiceCallError
-from hiwm.comm.images import image_to_numpy
+from hiwm.comm.images import encode_png, image_to_numpy
 from hiwm.comm.qos import DEFAULT, LATCHED
 from hiwm.comm.runner import run_node
 from hiwm.teleop.arbiter import PHASE_NAMES
@@ -67,12 +65,11 @@ class TeleopWeb:
         except InterfaceError as exc:
             self.node.bad_input.warning("image", f"refused image: {exc}")
             return
-        if msg.encoding == "rgb8":
-            rgb = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        ok, png = cv2.imencode(".png", rgb, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-        if ok:
-            t_client, self.pending_t_client = self.pending_t_client, 0.0
-            self.server.send_frame(t_client, png.tobytes())
+        if msg.encoding != "rgb8":
+            self.node.bad_input.warning("image", f"refused image: encoding {msg.encoding!r}, expected rgb8")
+            return
+        t_client, self.pending_t_client = self.pending_t_client, 0.0
+        self.server.send_frame(t_client, encode_png(rgb))
 
     def on_status(self, msg: Any) -> None:
         self.status = {

@@ -53,7 +53,8 @@ class StepResult:
 
 
 def snapshot_id(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:32]
+    """Content address of a snapshot: sha256 hex, as the branch cache files blobs."""
+    return hashlib.sha256(data).hexdigest()
 
 
 class WorldModelSim:
@@ -66,6 +67,7 @@ class WorldModelSim:
         device: str = "cpu",
         seed: int = 0,
         capacity: int = 2048,
+        max_steps: int = MAX_STEPS,
     ) -> None:
         if clock not in CLOCKS:
             raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
@@ -76,6 +78,7 @@ class WorldModelSim:
         self.session = Session(self.model, seed=seed)
         self.rng = np.random.default_rng(seed)
         self.capacity = capacity
+        self.max_steps = max_steps
         self.handles: OrderedDict[str, Handle] = OrderedDict()
         self.queue: deque[np.ndarray] = deque()
         self.episode_id = ""
@@ -110,7 +113,7 @@ class WorldModelSim:
             coverage=coverage,
             success=success,
             step=step,
-            done=success or step >= MAX_STEPS,
+            done=success or step >= self.max_steps,
             max_coverage=self.max_coverage,
         )
         return self.last
@@ -173,11 +176,24 @@ class WorldModelSim:
         frame = self.session.reset(frames=frames, prev_action=prev)
         return self._start(frame, agent)
 
-    def restore(self, sid: str) -> Step:
-        """Go back to a published state. Raises KeyError for an id no longer (or never) held."""
+    def restore(self, sid: str, data: bytes | None = None) -> Step:
+        """Go back to a published state, held here or given as ``data`` (the branch cache sends the bytes).
+
+        Raises KeyError for an id neither held nor given, ValueError when ``data`` does not hash to
+        ``sid``, SnapshotError for bytes this model cannot restore.
+        """
         handle = self.handles.get(sid)
         if handle is None:
-            raise KeyError(sid)
+            if not data:
+                raise KeyError(sid)
+            if snapshot_id(data) != sid:
+                raise ValueError(f"snapshot bytes do not hash to {sid[:16]}...")
+            self.session.restore(data)  # validates before anything changes
+            frame = self.session.frame
+            agent = self.probe.predict(frame)[0][:2] if self.probe is not None else self.target
+            # evicted here, so the episode's record is unknown: it continues under the current episode id
+            handle = Handle(sid, "", bytes(data), self.episode_id, self.max_coverage, np.asarray(agent), None, 0)
+            self.handles[sid] = handle
         self.session.restore(handle.data)
         self.handles.move_to_end(sid)
         self.episode_id, self.max_coverage = handle.episode_id, handle.max_coverage
