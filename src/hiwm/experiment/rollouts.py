@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from hiwm.branch_cache.export import encode_png
 from hiwm.branch_cache.store import SOURCE_HUMAN, SOURCE_POLICY, BranchStore
+from hiwm.comm.images import encode_png
 from hiwm.pusht.env import Observation
 from hiwm.pusht.expert import ExpertConfig, ScriptedExpert
 
@@ -68,7 +68,6 @@ class Recorder:
     def __init__(self, store: BranchStore, world: Any, session_id: str) -> None:
         self.store, self.world, self.session_id = store, world, session_id
         self.cursor: str | None = None
-        self.coverage: dict[str, float] = {}  # node -> best coverage up to it (for restores)
 
     def add(self, obs: Observation, action: np.ndarray | None, source: int) -> str:
         node = self.store.append(
@@ -82,7 +81,6 @@ class Recorder:
             state=obs.agent_pos.tolist(),
         )
         self.cursor = node.id
-        self.coverage[node.id] = obs.max_coverage
         return node.id
 
 
@@ -142,7 +140,7 @@ def run_session(
     base, snapshot = store.rollback(session_id=session_id, steps=operator.rollback_steps)
     for k in range(operator.forks):
         branch = store.fork(base.id, label="corrected")
-        obs = world.restore(snapshot, rec.coverage.get(base.id, 0.0))
+        obs = world.restore(snapshot)
         rec.cursor = base.id
         expert = ScriptedExpert(ExpertConfig.noisy(operator.noise), seed=1000 * seed + k)
         for _ in range(operator.correction_steps):

@@ -5,9 +5,11 @@ The same contract as :mod:`hiwm.nodes.pusht_robot` (``camera/image``, ``robot/st
 ``robot/command``; ``robot/reset``), so a policy cannot tell the two apart. In addition:
 
   out ``world_model/state``    hiwm_msgs/StateHandle, one per reset, step and restore: snapshot_id is
-                               the content hash of the snapshot bytes, parent the previous step's
-  srv ``world_model/restore``  hiwm_msgs/Restore: go back to a handle this node still holds
-                               (the newest ``capacity`` handles are kept) and publish that state
+                               the sha256 of the snapshot bytes, parent the previous step's, the frame
+                               as a full-size PNG in ``thumbnail_png``
+  out ``world_model/snapshot`` hiwm_msgs/StateSnapshot: the snapshot bytes (keep-all), for the branch cache
+  srv ``world_model/restore``  hiwm_msgs/Restore: go back to a state, from the bytes in the request (the
+                               branch cache sends them) or one of the newest ``capacity`` this node holds
 
 ``robot/reset`` takes a seed (a real random start, rendered), ``use_state`` + state[5] (a real
 state, rendered by gym-pusht), or ``dataset`` + ``frame_index`` (a recorded frame and the ones
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 
 from hiwm.comm import Node, new_message
+from hiwm.comm.images import encode_png
 from hiwm.comm.qos import KEEP_ALL, QoSProfile, profile
 from hiwm.comm.runner import run_node
 from hiwm.pusht.messages import OUTPUT_TOPICS, TOPICS, header, observation_messages
@@ -69,6 +72,7 @@ class WorldModelNode:
         qos = cfg.output_qos()
         self.pubs = {topic: node.create_publisher(TOPICS[topic], topic, qos) for topic in OUTPUT_TOPICS}
         self.handles = node.create_publisher("hiwm_msgs/msg/StateHandle", "world_model/state", qos)
+        self.snapshots = node.create_publisher("hiwm_msgs/msg/StateSnapshot", "world_model/snapshot", KEEP_ALL)
         node.create_subscription("hiwm_msgs/msg/ActionChunk", "robot/command", self.on_command, KEEP_ALL)
         node.create_service("hiwm_msgs/srv/Reset", "robot/reset", self.on_reset)
         node.create_service("hiwm_msgs/srv/Restore", "world_model/restore", self.on_restore)
@@ -80,6 +84,16 @@ class WorldModelNode:
         obs, handle = step.obs, step.handle
         stamp = self.node.now_ns()
         msgs = observation_messages(obs, handle.episode_id, stamp, "model", self.cfg.frame_id)
+        self.snapshots.publish(
+            new_message(
+                "hiwm_msgs/msg/StateSnapshot",
+                header=header(stamp, self.cfg.frame_id),
+                session_id=handle.episode_id,
+                snapshot_id=handle.snapshot_id,
+                data=np.frombuffer(handle.data, np.uint8),
+                observation_state=np.asarray(obs.agent_pos, dtype=np.float32),
+            )
+        )
         self.handles.publish(
             new_message(
                 "hiwm_msgs/msg/StateHandle",
@@ -90,7 +104,7 @@ class WorldModelNode:
                 step=int(obs.step),
                 action_source=int(handle.source),
                 action=np.zeros(0, np.float32) if handle.action is None else handle.action,
-                thumbnail_png=np.zeros(0, np.uint8),
+                thumbnail_png=np.frombuffer(encode_png(obs.image), np.uint8),  # full size: export uses it
             )
         )
         for topic, msg in msgs.items():
@@ -136,11 +150,11 @@ class WorldModelNode:
             return new_message("hiwm_msgs/srv/Restore_Response", success=success, message=message, step=step)
 
         try:
-            step = self.sim.restore(request.snapshot_id)
+            step = self.sim.restore(request.snapshot_id, bytes(memoryview(request.data)) or None)
         except KeyError:
             self.node.bad_input.warning("restore", f"restore of unknown snapshot {request.snapshot_id!r}")
             return answer(False, f"unknown snapshot {request.snapshot_id!r} (never published or evicted)")
-        except SnapshotError as exc:
+        except (SnapshotError, ValueError) as exc:
             self.node.bad_input.warning("restore", f"restore failed: {exc}")
             return answer(False, str(exc))
         self.publish(step)
