@@ -580,6 +580,10 @@ class BranchStore:
             srow = self.db.execute(
                 "SELECT cursor_node, cursor_branch FROM sessions WHERE id=?", (session_id,)
             ).fetchone()
+            if srow is not None and srow[0] is not None:
+                cur = self.db.execute(f"SELECT {self._NODE_COLS} FROM nodes WHERE id=?", (srow[0],)).fetchone()
+                if cur is not None and cur[5] == snap:  # the world model re-announces where it is (a restore)
+                    return self._node(cur)  # the cursor stays, on a fresh fork too
             if parent is None:
                 if srow is not None:
                     root = self.db.execute(

@@ -10,7 +10,9 @@ Inputs are the robot's messages: ``camera/image`` (sensor_msgs/Image), ``task/st
 * a command's stamp lies after the observation it answers; row ``k`` of a chunk is
   executed ``k`` steps after it, the last row is held when the chunk runs out (what the
   Push-T robot does in both clocks);
-* an episode ends with ``status.done`` or when ``status.episode_id`` changes.
+* an episode ends with ``status.done`` or when ``status.episode_id`` changes;
+* a step at or before the last one (a world-model rollback, or a republished state) replaces the
+  steps from there on: the episode is the path finally taken.
 
 Frame ``t`` of an episode is observation ``t``, the action executed next, and ``next.*``
 from the status after it (so an episode of ``T`` frames uses ``T + 1`` observations, as
@@ -222,9 +224,11 @@ class EpisodeAssembler:
         episode = self._open
         if episode.observations:
             last = episode.observations[-1].step
-            if obs.step == last:
-                return  # a repeated observation (robot republishing)
-            if obs.step != last + 1 and episode.gap is None:
+            if obs.step <= last and episode.observations[0].step <= obs.step:
+                # a rollback (world model restored to an earlier step): the episode keeps the path taken
+                # from there; the abandoned steps live on in the branch cache
+                episode.observations = [o for o in episode.observations if o.step < obs.step]
+            elif obs.step != last + 1 and episode.gap is None:
                 episode.gap = f"step {last} followed by {obs.step}"
         elif obs.step != 0 and episode.gap is None:
             episode.gap = f"first observation has step {obs.step}"

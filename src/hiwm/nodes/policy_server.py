@@ -4,6 +4,7 @@ Topics (relative; remap ``policy/action:=robot/command`` to drive the robot dire
   in  ``camera/image``  sensor_msgs/Image rgb8 (other sizes resized to ``image_size``, other encodings refused)
   in  ``robot/state``   sensor_msgs/JointState, position[:2] = agent x, y
   in  ``task/status``   hiwm_msgs/TaskStatus (episode id and done; ``use_status`` false ignores it)
+  in  ``arbiter/phase`` hiwm_msgs/Phase (``follow_phase``): handed back to the policy, it queries at once
   out ``policy/action`` hiwm_msgs/ActionChunk, source POLICY, source_id = ``policy``
 Services: ``~/stats`` (std_srvs/Trigger, JSON: queries, latency p50/p99, refusals).
 
@@ -21,10 +22,11 @@ import numpy as np
 
 from hiwm.comm import InterfaceError, Node, new_message
 from hiwm.comm.images import image_to_numpy
-from hiwm.comm.qos import profile
+from hiwm.comm.qos import LATCHED, profile
 from hiwm.comm.runner import run_node
 from hiwm.data import SOURCE_POLICY
 from hiwm.pusht.messages import action_chunk
+from hiwm.teleop.arbiter import AUTONOMOUS
 
 
 @dataclass
@@ -39,6 +41,7 @@ class PolicyServerConfig:
     qos: str = "keep_all"  # inputs and output; keep_all matches the lockstep robot
     dt: float = 0.1
     report_period_s: float = 5.0
+    follow_phase: bool = True  # query afresh when the arbiter hands back to the policy (arbiter/phase)
 
     def __post_init__(self) -> None:
         if not self.policy:
@@ -86,6 +89,10 @@ class PolicyServerNode:
         if cfg.use_status:
             node.create_subscription("hiwm_msgs/msg/TaskStatus", "task/status", self.on_status, qos)
         node.create_service("std_srvs/srv/Trigger", "~/stats", self.on_stats)
+        self.latest: tuple | None = None  # the newest complete observation
+        self.phase: int | None = None
+        if cfg.follow_phase:
+            node.create_subscription("hiwm_msgs/msg/Phase", "arbiter/phase", self.on_phase, LATCHED)
         node.create_timer(cfg.report_period_s, self.report)
         node.logger.info(f"serving {cfg.policy} on {node.resolve('policy/action')}")
 
@@ -129,7 +136,16 @@ class PolicyServerNode:
         del self.pending[stamp]
         self.pending = {s: p for s, p in self.pending.items() if s > stamp}  # older ones can never be used
         episode, done = parts.get("status", ("", False))
-        self.act(parts["image"], parts["state"], episode, done)
+        self.latest = (parts["image"], parts["state"], episode, done)
+        self.act(*self.latest)
+
+    def on_phase(self, msg: object) -> None:
+        """Handed back to the policy: query now. Its last chunk was dropped while the operator drove, and
+        a lockstep world waits for a command before it sends another observation."""
+        previous, self.phase = self.phase, int(msg.phase)
+        if self.phase == AUTONOMOUS and previous not in (None, AUTONOMOUS) and self.latest is not None:
+            self.server.remaining = 0
+            self.act(*self.latest)
 
     # output ------------------------------------------------------------------
     def act(self, image: np.ndarray, state: np.ndarray, episode: str, done: bool) -> None:

@@ -4,7 +4,8 @@ roll back, fork and label through the branch cache. The browser and terminal bri
 Topics (relative names): in ``robot/state`` and ``robot/command`` (the last commanded position,
 whoever commanded it: key motion continues from there, so taking over never jumps); out
 ``operator/action`` (hiwm_msgs/ActionChunk, source HUMAN). Clients: ``arbiter/set_phase``,
-``robot/reset`` and ``<branch_cache>/{rollback,fork,label,list}``.
+``robot/reset`` and ``<branch_cache>/{rollback,fork,label,list}``; ``task/status`` names the current
+session (the world model's episode) for rollback and the tree.
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ class Operator:
         self.node, self.cfg = node, cfg
         self.agent: np.ndarray | None = None
         self.last_target: np.ndarray | None = None
+        self.episode_id = ""  # the world model's session in the branch cache
         self.action_pub = node.create_publisher("hiwm_msgs/msg/ActionChunk", "operator/action", KEEP_ALL)
         node.create_subscription("sensor_msgs/msg/JointState", "robot/state", self.on_state, DEFAULT)
         node.create_subscription("hiwm_msgs/msg/ActionChunk", "robot/command", self.on_command_seen, KEEP_ALL)
+        node.create_subscription("hiwm_msgs/msg/TaskStatus", "task/status", self.on_status, DEFAULT)
         self.set_phase = node.create_client("hiwm_msgs/srv/SetPhase", "arbiter/set_phase")
         self.reset = node.create_client("hiwm_msgs/srv/Reset", "robot/reset")
         bc = cfg.branch_cache.rstrip("/")
@@ -50,6 +53,9 @@ class Operator:
     def on_state(self, msg: Any) -> None:
         if len(msg.position) >= 2 and np.all(np.isfinite(msg.position[:2])):
             self.agent = np.asarray(msg.position[:2], dtype=np.float64)
+
+    def on_status(self, msg: Any) -> None:
+        self.episode_id = str(msg.episode_id)
 
     def on_command_seen(self, msg: Any) -> None:
         data = np.asarray(msg.data, dtype=np.float64)
@@ -70,7 +76,7 @@ class Operator:
 
     # -- commands (blocking service calls: call them off the node's spin thread) --------
     def _call(self, client: Any, request_type: str, **fields: Any) -> Any:
-        if not client.wait_for_service(min(1.0, self.cfg.service_timeout_s)):
+        if not client.wait_for_service(self.cfg.service_timeout_s):
             raise ServiceCallError(f"{client.service} is not available")
         return client.call(new_message(request_type, **fields), timeout=self.cfg.service_timeout_s)
 
@@ -91,23 +97,34 @@ class Operator:
             steps = int(args.get("steps", 1))
             if steps < 1:
                 raise ValueError(f"roll back at least 1 step, got {steps}")
-            r = self._call(self.bc_rollback, "hiwm_msgs/srv/Rollback_Request", steps=steps)
+            r = self._call(self.bc_rollback, "hiwm_msgs/srv/Rollback_Request", session_id=self.episode_id, steps=steps)
             self.last_target = None
             return {"success": bool(r.success), "message": r.message, "node_id": r.node_id, "tree": self.tree()}
-        if name == "fork":
-            r = self._call(self.bc_fork, "hiwm_msgs/srv/Fork_Request", node_id=str(args.get("node_id", "")))
+        if name == "fork":  # at the given node, else where the world model is now
+            node_id = str(args.get("node_id") or self.cursor()["cursor_node"] or "")
+            r = self._call(
+                self.bc_fork, "hiwm_msgs/srv/Fork_Request", node_id=node_id, label=str(args.get("label", ""))
+            )
             return {"success": bool(r.success), "message": r.message, "branch_id": r.branch_id, "tree": self.tree()}
-        if name == "label":
+        if name == "label":  # the given branch, else the one the world model is on
             labels = [str(x) for x in args.get("labels", [])]
-            branch = str(args.get("branch_id", ""))
+            branch = str(args.get("branch_id") or self.cursor()["cursor_branch"] or "")
             r = self._call(self.bc_label, "hiwm_msgs/srv/Label_Request", branch_id=branch, labels=labels)
             return {"success": bool(r.success), "message": r.message, "tree": self.tree()}
         raise ValueError(f"unknown command {name!r}")
 
+    def cursor(self) -> dict:
+        """The branch cache's record of the current session: ``cursor_node`` and ``cursor_branch``."""
+        r = self._call(self.bc_list, "hiwm_msgs/srv/List_Request", what="sessions")
+        for sid, details in zip(r.ids, r.details_json, strict=False):
+            if sid == self.episode_id:
+                return json.loads(details)
+        raise ValueError(f"the branch cache has no session {self.episode_id!r} yet")
+
     def tree(self) -> dict:
         """The current session's branches from the branch cache, for a tree view."""
         try:
-            r = self._call(self.bc_list, "hiwm_msgs/srv/List_Request", what="branches")
+            r = self._call(self.bc_list, "hiwm_msgs/srv/List_Request", what="branches", session_id=self.episode_id)
         except ServiceCallError as exc:
             return {"type": "tree", "available": False, "message": str(exc), "branches": []}
         if not r.success:
@@ -115,14 +132,18 @@ class Operator:
         branches = []
         for branch_id, details in zip(r.ids, r.details_json, strict=False):
             d = json.loads(details or "{}")
+            fork_step = 0
+            if d.get("base_node"):  # where the branch leaves its parent
+                base = self._call(self.bc_list, "hiwm_msgs/srv/List_Request", what="node", branch_id=d["base_node"])
+                fork_step = int(json.loads(base.details_json[0])["step"]) + 1 if base.success else 0
             branches.append(
                 {
                     "id": branch_id,
                     "parent_branch": d.get("parent_branch") or "",
-                    "fork_step": int(d.get("fork_step") or 0),
-                    "steps": int(d.get("steps") or 0),
+                    "fork_step": fork_step,
+                    "steps": int(d.get("length") or 0),
                     "labels": list(d.get("labels") or []),
-                    "human": bool(d.get("human")),
+                    "human": False,
                 }
             )
         return {"type": "tree", "available": True, "branches": branches}
