@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 
@@ -38,6 +39,25 @@ def cmd_world_model(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def world_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``hiwm train world-model`` options: every TrainConfig field, plus model sizes as JSON."""
+    parser.add_argument("--data", nargs="+", required=True, help="LeRobot dataset directories")
+    parser.add_argument("--out", required=True, help="checkpoint directory (created)")
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    parser.add_argument("--model", default="{}", help="model sizes as JSON, e.g. '{\"dyn_channels\": 48}'")
+    parser.add_argument("--no-probe", action="store_true", help="skip training the state probe")
+    parser.add_argument("--probe-only", action="store_true", help="(re)train only the probe of the checkpoint in --out")
+    from hiwm.world_model.config import TrainConfig  # torch-free: `hiwm --help` stays fast
+
+    for f in dataclasses.fields(TrainConfig):
+        default = getattr(TrainConfig(), f.name)
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(default, tuple):
+            parser.add_argument(flag, type=int, nargs="+", default=list(default))
+        else:
+            parser.add_argument(flag, type=type(default), default=default)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("train", help="train models")
     group = parser.add_subparsers(dest="train_command", required=True, metavar="WHAT")
@@ -67,8 +87,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init", help="post-train: start from this checkpoint (weights and normalisation)")
     p.set_defaults(func=cmd_policy)
 
-    from hiwm.world_model.train import add_arguments
-
     wm = group.add_parser("world-model", help="the action-conditioned world model and its state probe")
-    add_arguments(wm)
+    world_model_arguments(wm)
     wm.set_defaults(func=cmd_world_model)

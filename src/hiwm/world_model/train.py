@@ -312,23 +312,6 @@ def retrain_probe(data: list[str | Path], out: str | Path, probe_cfg: ProbeConfi
     return metrics
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``hiwm train world-model`` options: every TrainConfig field, plus model sizes as JSON."""
-    parser.add_argument("--data", nargs="+", required=True, help="LeRobot dataset directories")
-    parser.add_argument("--out", required=True, help="checkpoint directory (created)")
-    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    parser.add_argument("--model", default="{}", help="model sizes as JSON, e.g. '{\"dyn_channels\": 48}'")
-    parser.add_argument("--no-probe", action="store_true", help="skip training the state probe")
-    parser.add_argument("--probe-only", action="store_true", help="(re)train only the probe of the checkpoint in --out")
-    for f in dataclasses.fields(TrainConfig):
-        default = getattr(TrainConfig(), f.name)
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(default, tuple):
-            parser.add_argument(flag, type=int, nargs="+", default=list(default))
-        else:
-            parser.add_argument(flag, type=type(default), default=default)
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         model_cfg = ModelConfig(**json.loads(args.model))
