@@ -165,3 +165,16 @@ def test_operator_in_the_world_model_then_the_same_graph_on_the_robot(procs, tmp
     assert real_ds.features["observation.image"]["shape"] == model_ds.features["observation.image"]["shape"]
     sources = real_ds.episode(0, videos=False)["action.source"]
     assert (sources == 0).all()  # the policy drove every step on the robot
+
+
+def test_one_command_evaluates_a_policy_in_both_worlds(checkpoints, tmp_path, capsys):
+    wm, policy = checkpoints
+    args = ["eval", "--policy", str(policy), "--world-model", str(wm), "--both", "--seeds", "100:102",
+            "--max-steps", "12", "--workers", "1", "--videos", "1", "--out", str(tmp_path)]  # fmt: skip
+    assert hiwm(args) == 0
+    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(rows) == {"real", "model"} and all(r["episodes"] == 2 for r in rows.values())
+    assert json.loads((tmp_path / "side_by_side.json").read_text()) == rows
+    for world in ("real", "model"):
+        episodes = json.loads((tmp_path / world / "episodes.json").read_text())
+        assert [e["seed"] for e in episodes] == [100, 101] and all(e["steps"] <= 12 for e in episodes)

@@ -7,6 +7,9 @@ import json
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    import dataclasses
+    from pathlib import Path
+
     from hiwm.policy.evaluate import EvalConfig, evaluate
 
     cfg = EvalConfig(
@@ -19,9 +22,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
         videos=args.videos,
         out=args.out,
         threads=args.threads,
-        world=args.world_model or "",
     )
-    summary = evaluate(cfg)
+    if args.world_model and args.both:  # the same seeds in both worlds, side by side
+        out = Path(args.out) if args.out else None
+        summaries = {}
+        for world, ckpt in (("real", ""), ("model", args.world_model)):
+            run = dataclasses.replace(cfg, world=ckpt, out=str(out / world) if out else None)
+            summaries[world] = evaluate(run)
+        rows = {w: {k: s[k] for k in ("episodes", "success_rate", "success_ci95", "mean_max_coverage")}
+                for w, s in summaries.items()}  # fmt: skip
+        print(f"{'world':6s} {'success':>8s} {'95 % CI':>14s} {'max coverage':>13s}")
+        for world, r in rows.items():
+            low, high = r["success_ci95"]
+            print(f"{world:6s} {100 * r['success_rate']:7.1f}% {100 * low:6.1f}-{100 * high:5.1f}% "
+                  f"{r['mean_max_coverage']:13.3f}")  # fmt: skip
+        if out:
+            (out / "side_by_side.json").write_text(json.dumps(rows, indent=1))
+        print(json.dumps(rows))
+        return 0
+    summary = evaluate(dataclasses.replace(cfg, world=args.world_model or ""))
     summary.pop("config")
     print(json.dumps(summary, indent=1))
     return 0
@@ -40,5 +59,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--world-model", help="evaluate inside this world-model checkpoint (same initial states, probe success)"
     )
+    p.add_argument("--both", action="store_true", help="with --world-model: the real env too, side by side")
     p.add_argument("--out", default=None, help="folder for episodes.csv/json, summary.json, video and plot")
     p.set_defaults(func=cmd_eval)
