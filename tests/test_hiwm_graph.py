@@ -1,6 +1,6 @@
 """The whole Hi-WM graph (launch/hiwm.launch.py) under `hiwm launch`, in both worlds, with one policy.
 
-World model: an operator in headless Chromium stops the policy, takes over with WASD, rolls back
+World model: an operator in headless Chromium stops the policy's rollout, takes over with WASD, rolls back
 (the page shows the earlier frame again, exactly), forks, labels, hands back; the branch cache holds
 it all and exports it. Real world: the same graph and policy on the Push-T robot. Both record episodes.
 """
@@ -66,7 +66,7 @@ def test_operator_in_the_world_model_then_the_same_graph_on_the_robot(procs, tmp
 
     wm, policy = checkpoints
     port = free_port()
-    launcher = launch(procs, tmp_path, "model", "/hm", wm, policy, port, "initial_phase:=paused")
+    launcher = launch(procs, tmp_path, "model", "/hm", wm, policy, port)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
@@ -81,11 +81,19 @@ def test_operator_in_the_world_model_then_the_same_graph_on_the_robot(procs, tmp
         assert node.create_client("hiwm_msgs/srv/Reset", "/hm/robot/reset").wait_for_service(60.0)
         node.destroy()
         browser.get(f"http://127.0.0.1:{port}/")
-        wait_js(browser, "window.hiwm.open && window.hiwm.phase === 'PAUSED'", 30)
+        wait_js(browser, "window.hiwm.open && window.hiwm.phase === 'AUTONOMOUS'", 30)
         browser.find_element("id", "seed").clear()
         browser.find_element("id", "seed").send_keys("5")
         browser.find_element("id", "reset").click()
-        wait_js(browser, "window.hiwm.status && window.hiwm.status.step === 0 && window.hiwm.status.world === 'model'")
+
+        # the policy drives the world model; the operator stops it
+        wait_js(browser, "window.hiwm.status && window.hiwm.status.world === 'model' && window.hiwm.status.step >= 3")
+        browser.find_element("id", "pause").click()
+        wait_js(browser, "window.hiwm.phase === 'PAUSED'")
+        time.sleep(1.0)
+        stopped = browser.execute_script("return window.hiwm.status.step")
+        time.sleep(1.0)
+        assert browser.execute_script("return window.hiwm.status.step") == stopped < 300  # paused: it holds
 
         # take over with the keyboard: each key message steps the world model once
         browser.find_element("id", "take_over").click()
@@ -95,7 +103,7 @@ def test_operator_in_the_world_model_then_the_same_graph_on_the_robot(procs, tmp
             n = browser.execute_script("return window.hiwm.frames")
             ActionChains(browser).key_down("d").key_up("d").perform()
             wait_js(browser, f"window.hiwm.frames > {n}")
-        wait_js(browser, "window.hiwm.phase === 'CORRECTING' && window.hiwm.status.step === 6")
+        wait_js(browser, f"window.hiwm.phase === 'CORRECTING' && window.hiwm.status.step === {stopped + 6}")
         hashes = browser.execute_script("return window.hiwm.frameHashes")
         assert len(set(hashes[-6:])) > 1  # the frames change as the agent moves
 
@@ -106,7 +114,7 @@ def test_operator_in_the_world_model_then_the_same_graph_on_the_robot(procs, tmp
         wait_js(browser, "window.hiwm.results.some(r => r.command === 'rollback')", 30)
         result = browser.execute_script("return window.hiwm.results.find(r => r.command === 'rollback')")
         assert result["success"], result
-        wait_js(browser, "window.hiwm.status.step === 3")
+        wait_js(browser, f"window.hiwm.status.step === {stopped + 3}")
         assert browser.execute_script("return window.hiwm.frameHashes.at(-1)") == hashes[-4]
 
         # fork a correction from there, label it, see both branches in the tree
@@ -122,7 +130,7 @@ def test_operator_in_the_world_model_then_the_same_graph_on_the_robot(procs, tmp
         # hand back: the policy drives the world model again
         browser.find_element("id", "hand_back").click()
         wait_js(browser, "window.hiwm.phase === 'AUTONOMOUS'")
-        wait_js(browser, "window.hiwm.status.step >= 12", 60)
+        wait_js(browser, f"window.hiwm.status.step >= {stopped + 12}", 60)
         node = create_node("graph_test")
         reset(node, "/hm", 6)  # ends the episode: the recorder saves it
         node.destroy()
@@ -136,7 +144,8 @@ def test_operator_in_the_world_model_then_the_same_graph_on_the_robot(procs, tmp
         forked = [b for b in store.branches() if b.parent_branch is not None and "success" in b.labels]
         assert forked, [(b.id, b.labels) for b in store.branches()]
         nodes = store.trajectory(forked[0].id)
-        assert [n.step for n in nodes[:4]] == [0, 1, 2, 3] and any(n.source == SOURCE_HUMAN for n in nodes[4:])
+        assert [n.step for n in nodes] == list(range(len(nodes)))  # one path from the session's start
+        assert any(n.source == SOURCE_HUMAN for n in nodes) and any(n.source == 0 for n in nodes)
     out = tmp_path / "exported"
     assert hiwm(["branches", "export", forked[0].id, "--db", str(tmp_path / "cache_model.db"), "-o", str(out)]) == 0
     assert verify(out).ok and LeRobotDataset(out).episode(0, videos=False)["intervention"].any()
