@@ -79,7 +79,10 @@ def test_operator_in_the_world_model_then_the_same_graph_on_the_robot(procs, tmp
             time.sleep(0.2)
         node = create_node("graph_test")
         assert node.create_client("hiwm_msgs/srv/Reset", "/hm/robot/reset").wait_for_service(60.0)
+        # lockstep: the first observation after a reset must find the policy listening
+        assert node.create_client("std_srvs/srv/Trigger", "/hm/policy_server/stats").wait_for_service(60.0)
         node.destroy()
+        time.sleep(1.0)
         browser.get(f"http://127.0.0.1:{port}/")
         wait_js(browser, "window.hiwm.open && window.hiwm.phase === 'AUTONOMOUS'", 30)
         browser.find_element("id", "seed").clear()
@@ -103,18 +106,22 @@ def test_operator_in_the_world_model_then_the_same_graph_on_the_robot(procs, tmp
             n = browser.execute_script("return window.hiwm.frames")
             ActionChains(browser).key_down("d").key_up("d").perform()
             wait_js(browser, f"window.hiwm.frames > {n}")
-        wait_js(browser, f"window.hiwm.phase === 'CORRECTING' && window.hiwm.status.step === {stopped + 6}")
+        settled = -1  # a held key may repeat (every 50 ms): count the steps once the frames stop coming
+        while settled != (settled := browser.execute_script("return window.hiwm.frames")):
+            time.sleep(0.5)
+        moved = browser.execute_script("return window.hiwm.status.step")
+        assert moved >= stopped + 6 and browser.execute_script("return window.hiwm.phase") == "CORRECTING"
         hashes = browser.execute_script("return window.hiwm.frameHashes")
         assert len(set(hashes[-6:])) > 1  # the frames change as the agent moves
 
-        # roll back 3 steps: the world model is restored and the page shows step 3's frame again, exactly
+        # roll back 3 steps: the world model is restored and the page shows that step's frame again, exactly
         browser.find_element("id", "rollback_n").clear()
         browser.find_element("id", "rollback_n").send_keys("3")
         browser.find_element("id", "rollback").click()
         wait_js(browser, "window.hiwm.results.some(r => r.command === 'rollback')", 30)
         result = browser.execute_script("return window.hiwm.results.find(r => r.command === 'rollback')")
         assert result["success"], result
-        wait_js(browser, f"window.hiwm.status.step === {stopped + 3}")
+        wait_js(browser, f"window.hiwm.status.step === {moved - 3}")
         assert browser.execute_script("return window.hiwm.frameHashes.at(-1)") == hashes[-4]
 
         # fork a correction from there, label it, see both branches in the tree
@@ -130,7 +137,7 @@ def test_operator_in_the_world_model_then_the_same_graph_on_the_robot(procs, tmp
         # hand back: the policy drives the world model again
         browser.find_element("id", "hand_back").click()
         wait_js(browser, "window.hiwm.phase === 'AUTONOMOUS'")
-        wait_js(browser, f"window.hiwm.status.step >= {stopped + 12}", 60)
+        wait_js(browser, f"window.hiwm.status.step >= {moved + 6}", 60)
         node = create_node("graph_test")
         reset(node, "/hm", 6)  # ends the episode: the recorder saves it
         node.destroy()
