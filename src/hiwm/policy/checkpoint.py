@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+from hiwm.checkpoints import CheckpointError, load_tensors, load_weights, save_tensors, state_tensors
 from hiwm.policy.act import ACTConfig, ACTPolicy
 from hiwm.policy.diffusion import DiffusionConfig, DiffusionPolicy
 
@@ -34,10 +34,6 @@ CONFIG, MODEL, TRAIN_STATE, TRAIN_JSON = (
     "train_state.safetensors",
     "train_state.json",
 )
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, corrupt or of an unknown backbone; the message names the file."""
 
 
 def build_model(backbone: str, overrides: dict[str, Any] | None = None) -> nn.Module:
@@ -55,10 +51,6 @@ def _atomic(path: Path, write) -> None:
     tmp = path.with_name(f".tmp-{path.name}")
     write(tmp)
     os.replace(tmp, path)
-
-
-def _state(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
 
 
 def save_checkpoint(
@@ -79,14 +71,14 @@ def save_checkpoint(
         "train": train or {},
         **(extra or {}),
     }
-    _atomic(out / MODEL, lambda p: save_file(_state(model), str(p)))
+    save_tensors(out / MODEL, state_tensors(model))
     if raw is not None and optimizer is not None:
-        tensors = {f"model.{k}": v for k, v in _state(raw).items()}
+        tensors = {f"model.{k}": v for k, v in state_tensors(raw).items()}
         opt = optimizer.state_dict()
         for pid, slots in opt["state"].items():
             for name, value in slots.items():
                 tensors[f"optim.{pid}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
-        _atomic(out / TRAIN_STATE, lambda p: save_file(tensors, str(p)))
+        save_tensors(out / TRAIN_STATE, tensors)
         doc = {"param_groups": opt["param_groups"], **(extra or {})}
         _atomic(out / TRAIN_JSON, lambda p: p.write_text(json.dumps(doc, indent=1)))
     _atomic(out / CONFIG, lambda p: p.write_text(json.dumps(config, indent=1)))
@@ -113,16 +105,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
     folder = path if path.is_dir() else path.parent
     config = read_config(folder)
     model = build_model(config["backbone"], config["model"])
-    try:
-        weights = load_file(str(folder / MODEL))
-    except FileNotFoundError as exc:
-        raise CheckpointError(f"{folder / MODEL}: missing") from exc
-    except Exception as exc:  # safetensors raises its own error types for corrupt headers
-        raise CheckpointError(f"{folder / MODEL}: unreadable safetensors ({exc})") from exc
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{folder / MODEL}: weights do not fit the config ({exc})") from exc
+    load_weights(model, folder / MODEL)
     return model.to(device).eval()
 
 
@@ -130,7 +113,7 @@ def load_train_state(path: str | Path, raw: nn.Module, optimizer: torch.optim.Op
     """Restore raw weights and optimizer state in place; returns the JSON side (step, ...)."""
     folder = Path(path)
     try:
-        tensors = load_file(str(folder / TRAIN_STATE))
+        tensors = load_tensors(folder / TRAIN_STATE)
         doc = json.loads((folder / TRAIN_JSON).read_text())
     except Exception as exc:
         raise CheckpointError(f"{folder}: cannot resume ({exc})") from exc

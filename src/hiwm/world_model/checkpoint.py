@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+from hiwm.checkpoints import CheckpointError, load_tensors, load_weights, save_tensors, state_tensors
 from hiwm.world_model.config import ModelConfig, ProbeConfig, TrainConfig, from_dict, to_dict
 
 FORMAT = "hiwm.world_model/1"
@@ -27,10 +27,6 @@ PROBE = "probe.safetensors"
 OPTIMIZER = "optimizer.safetensors"
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint directory that is missing, foreign or damaged."""
-
-
 @dataclass
 class Checkpoint:
     model: ModelConfig
@@ -38,16 +34,6 @@ class Checkpoint:
     probe: ProbeConfig | None = None
     step: int = 0
     metrics: dict[str, Any] = field(default_factory=dict)
-
-
-def _state(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
-
-
-def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, meta: dict[str, str] | None = None) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -84,9 +70,9 @@ def save(
     """Write (or overwrite) a checkpoint directory; the config is written last, atomically."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_save(_state(model), out / MODEL, {"format": FORMAT})
+    save_tensors(out / MODEL, state_tensors(model), {"format": FORMAT})
     if probe is not None:
-        _atomic_save(_state(probe), out / PROBE, {"format": FORMAT})
+        save_tensors(out / PROBE, state_tensors(probe), {"format": FORMAT})
     doc: dict[str, Any] = {
         "format": FORMAT,
         "model": to_dict(ckpt.model),
@@ -97,7 +83,7 @@ def save(
     }
     if optimizer is not None:
         tensors, rest = optimizer_tensors(optimizer)
-        _atomic_save(tensors, out / OPTIMIZER, {"format": FORMAT})
+        save_tensors(out / OPTIMIZER, tensors, {"format": FORMAT})
         doc["optimizer"] = rest
     tmp = out / (CONFIG + ".tmp")
     tmp.write_text(json.dumps(doc, indent=1))
@@ -130,19 +116,6 @@ def read_config(path: str | Path) -> tuple[Checkpoint, dict]:
     return ckpt, doc
 
 
-def load_weights(module: nn.Module, file: Path) -> None:
-    try:
-        tensors = load_file(str(file))
-    except FileNotFoundError:
-        raise CheckpointError(f"{file}: missing") from None
-    except Exception as exc:  # safetensors raises its own error types for damaged files
-        raise CheckpointError(f"{file}: unreadable safetensors ({exc})") from exc
-    try:
-        module.load_state_dict(tensors)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{file}: weights do not fit the config ({exc})") from exc
-
-
 def load(
     path: str | Path, device: str | torch.device = "cpu", with_probe: bool = True
 ) -> tuple[Checkpoint, nn.Module, nn.Module | None]:
@@ -168,9 +141,6 @@ def load_optimizer_state(path: str | Path, optimizer: torch.optim.Optimizer) -> 
     _, doc = read_config(path)
     if "optimizer" not in doc or not (path / OPTIMIZER).exists():
         return False
-    try:
-        tensors = load_file(str(path / OPTIMIZER))
-    except Exception as exc:
-        raise CheckpointError(f"{path / OPTIMIZER}: unreadable safetensors ({exc})") from exc
+    tensors = load_tensors(path / OPTIMIZER)
     load_optimizer(optimizer, tensors, doc["optimizer"])
     return True
