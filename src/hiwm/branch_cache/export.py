@@ -32,10 +32,10 @@ from hiwm.branch_cache.store import SOURCE_HUMAN, BranchStore, InvalidInputError
 from hiwm.comm import images
 from hiwm.comm.images import encode_png  # noqa: F401  (re-exported: the frame format of the cache)
 from hiwm.comm.interfaces import InterfaceError
-from hiwm.data.lerobot import LeRobotDatasetWriter, atomic_write_json, pusht_features
+from hiwm.data.lerobot import PUSHT_TASK, LeRobotDatasetWriter, atomic_write_json, pusht_features
 
 LINEAGE_PATH = "meta/branch_lineage.json"
-DEFAULT_TASK = "Push the T-shaped block onto the T-shaped target."
+DEFAULT_TASK = PUSHT_TASK  # as every other hiwm dataset names it
 LINEAGE_FEATURES = {
     "branch.lineage": {"dtype": "int64", "shape": [1], "names": None},
     "branch.after_fork": {"dtype": "bool", "shape": [1], "names": None},

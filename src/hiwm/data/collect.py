@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from hiwm.comm.interfaces import serialize
-from hiwm.data.lerobot import SOURCE_SCRIPTED, LeRobotDatasetWriter, pusht_features
-from hiwm.pusht.env import TASK
+from hiwm.data.lerobot import PUSHT_TASK, SOURCE_SCRIPTED, LeRobotDatasetWriter, pusht_features
 from hiwm.pusht.messages import TOPICS, action_chunk, observation_messages
 
 FPS = 10
@@ -33,7 +32,7 @@ class CollectConfig:
     image_size: int = 96
     max_steps: int = 300  # an episode ends at success or after this many steps
     workers: int = 1
-    task: str = TASK
+    task: str = PUSHT_TASK
     flush_every: int = 10
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from hiwm.comm.interfaces import InterfaceError
 from hiwm.data.bag import BagError, bag_topics, read_bag
 from hiwm.data.episodes import EpisodeAssembler, EpisodeData
-from hiwm.data.lerobot import LeRobotDatasetWriter, pusht_features
+from hiwm.data.lerobot import PUSHT_TASK, LeRobotDatasetWriter, pusht_features
 
 log = logging.getLogger("hiwm.data.convert")
 
@@ -43,7 +43,6 @@ def bag_to_dataset(
 ) -> ConvertSummary:
     """Assemble the episodes recorded in ``bag`` into the dataset at ``out`` (created or appended)."""
     from hiwm.comm.images import image_to_numpy
-    from hiwm.pusht.env import TASK
 
     topics = topics or RobotTopics()
     meta = bag_topics(bag)["topics"]
@@ -60,7 +59,7 @@ def bag_to_dataset(
     def save(episode: EpisodeData) -> None:
         for frame in episode.frames:
             writer.add_frame(frame)
-        writer.save_episode(task=task or TASK)
+        writer.save_episode(task=task or PUSHT_TASK)
         counts["episodes"] += 1
         counts["frames"] += len(episode.frames)
 

@@ -75,6 +75,10 @@ class DatasetError(RuntimeError):
     """A dataset that cannot be opened or written; the message names the file."""
 
 
+#: The task description of every Push-T episode hiwm writes (expert, recorded, exported).
+PUSHT_TASK = "Push the T-shaped block onto the T-shaped target."
+
+
 def pusht_features(image_size: int = 96, extras: bool = True) -> dict[str, dict]:
     """Features of a Push-T recording: lerobot/pusht's plus intervention, action source and extras."""
     features: dict[str, dict] = {

@@ -16,8 +16,7 @@ from pathlib import Path
 from hiwm.comm.interfaces import deserialize
 from hiwm.data.bag import BagWriter
 from hiwm.data.episodes import EpisodeAssembler, EpisodeData
-from hiwm.data.lerobot import LeRobotDatasetWriter, pusht_features
-from hiwm.pusht.env import TASK
+from hiwm.data.lerobot import PUSHT_TASK, LeRobotDatasetWriter, pusht_features
 from hiwm.pusht.messages import TOPICS
 
 
@@ -27,7 +26,7 @@ class RecorderConfig:
     bag: str = ""  # rosbag2 MCAP folder to create ("{time}" expands to a timestamp); "" records none
     image_size: int = 96
     fps: int = 10
-    task: str = TASK
+    task: str = PUSHT_TASK
     keep_truncated: bool = True  # keep episodes cut short by a reset (they end without done)
     min_frames: int = 1
 

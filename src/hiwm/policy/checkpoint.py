@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 
 from hiwm.checkpoints import CheckpointError, load_tensors, load_weights, save_tensors, state_tensors
+from hiwm.data.lerobot import atomic_write_json
 from hiwm.policy.act import ACTConfig, ACTPolicy
 from hiwm.policy.diffusion import DiffusionConfig, DiffusionPolicy
 
@@ -45,12 +45,6 @@ def build_model(backbone: str, overrides: dict[str, Any] | None = None) -> nn.Mo
     if unknown:
         raise CheckpointError(f"unknown {backbone} config keys {sorted(unknown)}")
     return model_cls(config_cls(**(overrides or {})))
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def save_checkpoint(
@@ -80,8 +74,8 @@ def save_checkpoint(
                 tensors[f"optim.{pid}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
         save_tensors(out / TRAIN_STATE, tensors)
         doc = {"param_groups": opt["param_groups"], **(extra or {})}
-        _atomic(out / TRAIN_JSON, lambda p: p.write_text(json.dumps(doc, indent=1)))
-    _atomic(out / CONFIG, lambda p: p.write_text(json.dumps(config, indent=1)))
+        atomic_write_json(out / TRAIN_JSON, doc)
+    atomic_write_json(out / CONFIG, config)
     return out
 
 

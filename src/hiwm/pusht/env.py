@@ -24,8 +24,6 @@ ACTION_LOW, ACTION_HIGH = 0.0, 512.0
 MAX_STEPS = 300
 CONTROL_HZ = 10.0
 SUCCESS_COVERAGE = 0.95
-#: The task description stored with every Push-T episode.
-TASK = "Push the T-shaped block onto the T-shaped target."
 #: Goal pose of the T block: x, y, angle.
 GOAL_POSE = np.array([256.0, 256.0, math.pi / 4])
 #: Centre of gravity of the T in its body frame (gym-pusht's ``add_tee``): (0, 45).

@@ -9,7 +9,6 @@ hyper-parameters go to ``config.json``).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from hiwm.checkpoints import CheckpointError, load_tensors, load_weights, save_tensors, state_tensors
+from hiwm.data.lerobot import atomic_write_json
 from hiwm.world_model.config import ModelConfig, ProbeConfig, TrainConfig, from_dict, to_dict
 
 FORMAT = "hiwm.world_model/1"
@@ -85,9 +85,7 @@ def save(
         tensors, rest = optimizer_tensors(optimizer)
         save_tensors(out / OPTIMIZER, tensors, {"format": FORMAT})
         doc["optimizer"] = rest
-    tmp = out / (CONFIG + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, out / CONFIG)
+    atomic_write_json(out / CONFIG, doc)
     return out
 
 
