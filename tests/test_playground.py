@@ -228,3 +228,28 @@ def test_terminal_keyboard_moves_the_agent_and_changes_phase(procs, tmp_path):
             keyboard.kill()
         os.close(master)
         node.destroy()
+
+
+def test_arbiter_refuses_malformed_chunks_and_forwards_good_ones(procs):
+    from conftest import wait_for
+
+    from hiwm.comm import new_message
+
+    arbiter = procs.python("hiwm.nodes.arbiter", "--ros-args", "-r", "__ns:=/arb")
+    node = create_node("arbiter_test")
+    commands: list = []
+    node.create_subscription("hiwm_msgs/msg/ActionChunk", "/arb/robot/command", commands.append, KEEP_ALL)
+    pub = node.create_publisher("hiwm_msgs/msg/ActionChunk", "/arb/policy/action", KEEP_ALL)
+    try:
+        assert node.spin_until(lambda: pub.matched_count() > 0, 30.0), procs.output(arbiter)
+        time.sleep(0.5)
+        for data, horizon in (([float("nan"), 1.0], 1), ([1.0, 2.0, 3.0], 2), ([100.0, 200.0], 1)):
+            pub.publish(new_message("hiwm_msgs/msg/ActionChunk", source_id="p", horizon=horizon, action_dim=2,
+                                    dt=0.1, data=np.asarray(data, dtype=np.float32)))  # fmt: skip
+        assert node.spin_until(lambda: len(commands) >= 1, 10.0)
+        node.spin_until(lambda: False, 0.5)
+        assert len(commands) == 1 and list(commands[0].data) == [100.0, 200.0] and commands[0].source == 0
+        assert wait_for(lambda: "must be finite" in procs.output(arbiter), 5), procs.output(arbiter)
+        assert "expected horizon*action_dim" in procs.output(arbiter) and arbiter.poll() is None
+    finally:
+        node.destroy()

@@ -20,6 +20,7 @@ from hiwm.comm import Node, new_message
 from hiwm.comm.qos import KEEP_ALL, LATCHED
 from hiwm.comm.runner import run_node
 from hiwm.pusht.messages import action_chunk
+from hiwm.pusht.robot import BadCommand, parse_chunk
 from hiwm.teleop.arbiter import PHASE_NAMES, Arbiter, ArbiterConfig, Emit, PhaseChange
 
 
@@ -38,15 +39,13 @@ class ArbiterNode:
         self.publish_phase("start")
 
     def rows(self, msg: Any) -> np.ndarray | None:
-        horizon, dim = int(msg.horizon), int(msg.action_dim)
-        data = np.asarray(msg.data, dtype=np.float64)
-        if dim != 2 or horizon < 1 or data.size != horizon * dim or not np.all(np.isfinite(data)):
-            self.node.bad_input.warning(
-                "chunk", f"refused chunk from {msg.source_id or '?'}: horizon {horizon} x dim {dim}, "
-                f"{data.size} values, finite={bool(np.all(np.isfinite(data)))}"
-            )  # fmt: skip
+        """The chunk's rows, validated as the robot validates them (refused whole if malformed or NaN)."""
+        try:
+            rows, _ = parse_chunk(int(msg.horizon), int(msg.action_dim), msg.data)
+        except BadCommand as exc:
+            self.node.bad_input.warning(f"chunk.{exc.kind}", f"refused chunk from {msg.source_id or '?'}: {exc}")
             return None
-        return data.reshape(horizon, dim)
+        return rows
 
     def send(self, emit: Emit | None, dt: float) -> None:
         if emit is not None:
