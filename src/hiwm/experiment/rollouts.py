@@ -20,6 +20,7 @@ import numpy as np
 
 from hiwm.branch_cache.store import SOURCE_HUMAN, SOURCE_POLICY, BranchStore
 from hiwm.comm.images import encode_png
+from hiwm.policy.evaluate import policy_steps
 from hiwm.pusht.env import Observation
 from hiwm.pusht.expert import ExpertConfig, ScriptedExpert
 
@@ -92,20 +93,13 @@ def run_policy(
     Returns the last observation and whether it stopped for a stall.
     """
     policy.reset()
-    observe = getattr(policy, "observe", None)
     history = [obs.max_coverage]
-    while not obs.success and obs.step < max_steps:
-        chunk = np.asarray(policy.act({"image": obs.image, "state": obs.agent_pos}), dtype=np.float64).reshape(-1, 2)
-        for i, action in enumerate(chunk):
-            obs = world.step(action)
-            rec.add(obs, action, SOURCE_POLICY)
-            history.append(obs.max_coverage)
-            if obs.success or obs.step >= max_steps:
-                return obs, False
-            if stall is not None and stalled(history, obs.step, stall):
-                return obs, True
-            if observe is not None and i < len(chunk) - 1:
-                observe({"image": obs.image, "state": obs.agent_pos})
+    for _, action, nxt in policy_steps(policy, world, obs, max_steps):
+        obs = nxt
+        rec.add(obs, action, SOURCE_POLICY)
+        history.append(obs.max_coverage)
+        if stall is not None and not obs.done and stalled(history, obs.step, stall):
+            return obs, True
     return obs, False
 
 
