@@ -12,28 +12,22 @@ import signal
 import sys
 import time
 
-import numpy as np
 import pytest
 from test_playground import CHROMEDRIVER, CHROMIUM, free_port, wait_js
-from test_policy_server import TINY
+from test_policy_server import tiny_policy
 from test_world_model_node import tiny_checkpoint
 
 from hiwm.branch_cache.store import SOURCE_HUMAN, BranchStore
 from hiwm.cli.main import main as hiwm
 from hiwm.comm import create_node, new_message
 from hiwm.data import LeRobotDataset, verify
-from hiwm.policy import build_model, save_checkpoint
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("ckpts")
     tiny_checkpoint(root / "wm")
-    model = build_model("diffusion", TINY)
-    corners = np.array([[0.0, 0.0], [512.0, 512.0]])
-    model.state_norm.fit(corners)
-    model.action_norm.fit(corners)
-    save_checkpoint(root / "policy", model)
+    tiny_policy(root / "policy")
     return root / "wm", root / "policy"
 
 

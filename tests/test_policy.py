@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_policy_server import TINY
 
 from hiwm.cli.main import main
 from hiwm.data.collect import CollectConfig, collect
@@ -29,18 +30,7 @@ TINY_ACT = {
     "latent_dim": 4,
     "horizon": 6,
 }
-TINY_DIFFUSION = {
-    "image_size": 16,
-    "crop": 14,
-    "channels": [8, 16],
-    "keypoints": 4,
-    "feature_dim": 8,
-    "down_dims": [16, 32],
-    "step_embed_dim": 16,
-    "inference_steps": 2,
-    "horizon": 8,
-    "n_action_steps": 4,
-}
+TINY_DIFFUSION = TINY  # the policy server tests' tiny diffusion config
 
 
 @pytest.fixture(scope="module")

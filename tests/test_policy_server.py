@@ -25,14 +25,18 @@ TINY = {
 }
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> str:
+def tiny_policy(path) -> str:
     """A tiny untrained diffusion checkpoint with workspace-range normalization."""
     model = build_model("diffusion", TINY)
     corners = np.array([[0.0, 0.0], [512.0, 512.0]])
     model.state_norm.fit(corners)
     model.action_norm.fit(corners)
-    return str(save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", model))
+    return str(save_checkpoint(path, model))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> str:
+    return tiny_policy(tmp_path_factory.mktemp("ckpt") / "tiny")
 
 
 class Watcher:
