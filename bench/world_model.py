@@ -9,8 +9,9 @@ with the real env on >= 90 % of held-out real episodes.
 Speed is measured on the checkpoint's model (or the default size with ``--untrained``). Quality:
 PSNR/SSIM of open-loop predictions at horizons 1, 10, 50 on the held-out datasets' episodes,
 driven by their recorded actions (with the copy-the-last-frame baseline); the probe's errors on
-their real frames; its success verdict vs. the real env on fresh expert episodes (clean, sloppy
-and failing, seeds never used for training), and the verdict inside the model on those datasets.
+their real frames; its success verdict (at its calibrated threshold) vs. the real env on fresh
+expert episodes (clean, sloppy and failing, seeds used neither for training nor for calibration),
+and the verdict inside the model on those datasets.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tqdm import tqdm
 from hiwm.world_model.checkpoint import load
 from hiwm.world_model.config import ModelConfig
 from hiwm.world_model.model import WorldModel
-from hiwm.world_model.probe import SUCCESS_COVERAGE, coverage_from_pose
+from hiwm.world_model.probe import coverage_from_pose
 from hiwm.world_model.session import Session, step_many
 
 
@@ -74,29 +75,6 @@ def speed(model: WorldModel, steps: int, batch: int) -> dict:
     }
 
 
-def real_verdicts(probe, episodes: int, first_seed: int) -> dict:
-    """Probe verdict (any step with probe coverage > 0.95) vs. the real env on fresh expert episodes."""
-    from hiwm.pusht import ExpertConfig, PushTEnv, ScriptedExpert
-
-    env = PushTEnv(image_size=probe.cfg.image_size)
-    agree, real_success, rows = 0, 0, []
-    for i in tqdm(range(episodes), desc="real episodes", leave=False):
-        seed, level = first_seed + i, (0.0, 1.0, 2.0)[i % 3]
-        expert = ScriptedExpert(ExpertConfig.noisy(level), seed=seed)
-        obs = env.reset(seed=seed)
-        verdict = False
-        while True:
-            cov = coverage_from_pose(probe.predict(obs.image)[0, 2:])
-            verdict = verdict or cov > SUCCESS_COVERAGE
-            if obs.done:
-                break
-            obs = env.step(expert.act(obs.state))
-        agree += verdict == obs.success
-        real_success += obs.success
-        rows.append((seed, level, bool(obs.success), bool(verdict)))
-    return {"episodes": episodes, "real_successes": real_success, "agreement": agree / max(1, episodes)}
-
-
 def model_verdicts(model: WorldModel, probe, episodes) -> dict:
     """Open-loop rollouts of recorded episodes in the model: probe verdict on generated frames vs. the real one."""
     agree, n = 0, 0
@@ -109,7 +87,7 @@ def model_verdicts(model: WorldModel, probe, episodes) -> dict:
         verdict = False
         for a in ep.actions[k - 1 :]:
             frame = s.step(a)
-            verdict = verdict or coverage_from_pose(probe.predict(frame)[0, 2:]) > SUCCESS_COVERAGE
+            verdict = verdict or coverage_from_pose(probe.predict(frame)[0, 2:]) > probe.cfg.success_threshold
         agree += verdict == ep.success
         n += 1
     return {"episodes": n, "agreement": agree / max(1, n)}
@@ -120,7 +98,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="trained checkpoint directory")
     parser.add_argument("--untrained", action="store_true", help="speed only, default-size model")
     parser.add_argument("--data", nargs="*", default=[], help="held-out LeRobot datasets for quality")
-    parser.add_argument("--episodes", type=int, default=21, help="fresh real episodes for the probe verdict")
+    parser.add_argument("--episodes", type=int, default=60, help="fresh real episodes for the probe verdict")
     parser.add_argument("--first-seed", type=int, default=900_000)
     parser.add_argument("--windows", type=int, default=64)
     parser.add_argument("--steps", type=int, default=500)
@@ -149,7 +127,10 @@ def main() -> None:
             out["probe_errors_real_frames"] = probe_errors(probe, episodes)
             out["probe_verdict_in_model"] = model_verdicts(model, probe, episodes)
     if probe is not None:
-        out["probe_verdict_real_env"] = real_verdicts(probe, args.episodes, args.first_seed)
+        from hiwm.world_model.verdict import agreement, real_episodes
+
+        real = real_episodes(probe.cfg.image_size, args.episodes, args.first_seed)
+        out["probe_verdict_real_env"] = agreement(probe, real)
     print(json.dumps(out, default=lambda x: None if isinstance(x, float) and math.isnan(x) else str(x)))
 
 

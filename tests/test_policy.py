@@ -103,6 +103,9 @@ def store(n_eps: int, length: int, weight: float = 1.0) -> FrameStore:
         image=np.zeros((n, 3, 4, 4), np.uint8),
         state=np.arange(n, dtype=np.float32)[:, None].repeat(2, 1),
         action=np.arange(n, dtype=np.float32)[:, None].repeat(2, 1),
+        env_state=np.where(np.arange(n)[:, None] % 2, np.nan, np.arange(n)[:, None] + 0.5)
+        .repeat(5, 1)
+        .astype(np.float32),
         weight=np.full(n, weight, np.float32),
         lo=starts,
         hi=starts + length,
@@ -116,12 +119,50 @@ def test_windows_pad_at_episode_edges_and_mixing_follows_ratios():
     assert batch["state"][:, :, 0].tolist() == [[5, 5], [8, 9]]  # first observation repeated at the start
     assert batch["action"][:, :, 0].tolist() == [[5, 5, 6, 7], [8, 9, 9, 9]]  # last action repeated at the end
     assert batch["action_pad"].tolist() == [[False] * 4, [False, False, True, True]]
+    target = batch["aux_target"]  # true states of the observed frames (odd frames: unknown)
+    assert target.shape == (2, 2, 6) and torch.isnan(target[1, 1]).all() and torch.isfinite(target[1, 0]).all()
+    assert target[1, 0, 0] == pytest.approx(2 * 8.5 / 512 - 1) and torch.isnan(target[0]).all()
     sampler = MixedSampler([store(1, 10, 1.0), store(1, 1000, 5.0)], [0.8, 0.2], seed=0)
     weights = torch.cat([sampler.batch(100, 1, 2, 0)["weight"] for _ in range(20)])
     assert abs(float((weights == 1.0).float().mean()) - 0.8) < 0.05  # the small set is drawn at its ratio
     assert parse_data_spec("x/y:0.3") == ("x/y", 0.3) and parse_data_spec("x/y") == ("x/y", 1.0)
     with pytest.raises(ValueError, match="> 0"):
         parse_data_spec("x:0")
+
+
+@pytest.mark.parametrize("backbone,mode", [("act", "image"), ("act", "state"), ("diffusion", "keypoints"),
+                                           ("diffusion", "state")])  # fmt: skip
+def test_both_conditionings_train_and_predict(backbone, mode):
+    tiny = {**(TINY_ACT if backbone == "act" else TINY_DIFFUSION), "conditioning": mode, "image_batch": 2}
+    model = build_model(backbone, tiny)
+    n, h = model.cfg.n_obs_steps, model.cfg.horizon
+    target = torch.rand(5, n, 6) * 2 - 1
+    target[4] = float("nan")  # a correction from the world model: no true state
+    batch = {"image": torch.randint(0, 255, (5, n, 3, 16, 16), dtype=torch.uint8), "state": torch.rand(5, n, 2),
+             "action": torch.rand(5, h, 2), "action_pad": torch.zeros(5, h, dtype=torch.bool),
+             "aux_target": target}  # fmt: skip
+    loss = model(batch)
+    assert loss.shape == (5,) and torch.isfinite(loss).all()
+    loss.mean().backward()
+    assert model.encoder.head[0].weight.grad.abs().sum() > 0  # the encoder learns the true state
+    model.eval()
+    assert model.predict(batch["image"], batch["state"]).shape == (5, h, 2)
+
+
+def test_conditioning_states_read_only_some_images_in_training():
+    from hiwm.policy.encoder import ImageEncoder, conditioning_states
+
+    encoder = ImageEncoder((4,), keypoints=2, crop=8)
+    images = torch.rand(6, 1, 3, 8, 8)
+    targets = torch.rand(6, 1, 6)
+    targets[5] = float("nan")
+    states, loss = conditioning_states(encoder, images, targets, image_batch=2, noise=0.0)
+    assert torch.equal(states[:5], targets[:5])  # true states stand in where known
+    read = encoder.state(encoder.keypoints(images[5]))
+    assert torch.allclose(states[5], read)  # the unknown one is read off its image
+    assert (loss[:2] > 0).all() and (loss[2:] == 0).all()  # only the first 2 images train the encoder
+    inferred, _ = conditioning_states(encoder, images, None, image_batch=2, noise=0.0)
+    assert torch.allclose(inferred[5], read)
 
 
 def test_temporal_ensemble_weights_older_chunks_more():

@@ -174,3 +174,14 @@ def test_psnr_and_ssim():
     assert torch.allclose(ssim(a, a), torch.ones(2))
     noisy = (a + 0.2 * torch.randn_like(a)).clamp(0, 1)
     assert (ssim(noisy, a) < 0.9).all() and (psnr(noisy, a) < psnr((a + 0.01).clamp(0, 1), a)).all()
+
+
+def test_probe_threshold_fit_separates_episodes_by_max_coverage():
+    from hiwm.world_model.verdict import fit_threshold
+
+    covs = np.array([0.90, 0.97, 0.50, 0.93, 0.88])
+    success = np.array([False, True, False, True, False])
+    threshold, agreement = fit_threshold(covs, success)
+    assert agreement == 1.0 and 0.90 < threshold < 0.93
+    threshold, agreement = fit_threshold(np.array([0.96, 0.94]), np.array([False, True]))  # inseparable
+    assert agreement == 0.5

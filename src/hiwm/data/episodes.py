@@ -33,9 +33,8 @@ import numpy as np
 from hiwm.comm.images import image_to_numpy
 from hiwm.comm.interfaces import InterfaceError
 from hiwm.data.lerobot import SOURCE_HUMAN
+from hiwm.pusht.env import SUCCESS_COVERAGE
 from hiwm.pusht.messages import TASK_STATE_NAMES as STATE_NAMES
-
-SUCCESS_COVERAGE = 0.95
 
 
 def stamp_ns(msg: Any) -> int:

@@ -76,7 +76,13 @@ class Experiment:
         out = self.path("world_model")
         if not (out / "config.json").exists() or not json.loads((out / "config.json").read_text()).get("done"):
             p = self.p
-            cfg = TrainConfig(steps=1_000_000, max_minutes=p.wm_minutes, threads=p.threads, probe_steps=p.probe_steps)
+            cfg = TrainConfig(
+                steps=1_000_000,
+                max_minutes=p.wm_minutes,
+                threads=p.threads,
+                probe_steps=p.probe_steps,
+                probe_calibration=p.probe_calibration,
+            )
             data = [self.path("data", "demos"), self.path("data", "wm_noisy")]
             train(data, out, ModelConfig(), cfg, ProbeConfig(), progress=self.progress)
             doc = json.loads((out / "config.json").read_text())

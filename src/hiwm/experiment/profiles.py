@@ -18,7 +18,8 @@ class Profile:
     wm_noise: float = 1.5
     # training budgets (minutes of wall clock on this machine)
     wm_minutes: float = 30.0
-    probe_steps: int = 1500  # state probe training after the world model
+    probe_steps: int = 3000  # state probe training after the world model
+    probe_calibration: int = 60  # fresh real episodes to fit the probe's success threshold on
     policy_minutes: float = 12.0
     finetune_minutes: float = 6.0
     # the Hi-WM loop
@@ -51,6 +52,8 @@ PROFILES = {
         demo_episodes=30,
         wm_noisy_episodes=40,
         wm_minutes=5.0,
+        probe_steps=1000,
+        probe_calibration=30,
         policy_minutes=3.0,
         finetune_minutes=1.5,
         rollouts=12,
@@ -68,6 +71,7 @@ PROFILES = {
         wm_noisy_episodes=2,
         wm_minutes=0.3,
         probe_steps=20,
+        probe_calibration=3,
         policy_minutes=0.3,
         finetune_minutes=0.2,
         rollouts=2,

@@ -4,6 +4,10 @@ Training: a transformer encoder reads [CLS, state, action chunk] and gives the p
 style latent z; the main encoder reads [z, state, image tokens], a decoder with one learned
 query per chunk step cross-attends to it. Loss: masked L1 on the chunk + ``kl_weight`` KL.
 Inference: z = 0; the runtime averages overlapping chunks (temporal ensembling).
+
+The main encoder's observation tokens are, by default (``conditioning="state"``), one token of
+the Push-T state the conv encoder reads off the frame (see ``diffusion`` for why), or the conv
+feature map's cells (``"image"``), as in the original.
 """
 
 from __future__ import annotations
@@ -14,14 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hiwm.policy.encoder import ConvBackbone, center_crop, random_crop
+from hiwm.policy.encoder import STATE_DIM, ImageEncoder, conditioning_states, state_loss
 from hiwm.policy.normalize import make_normalizer
 
 
 @dataclass
 class ACTConfig:
     image_size: int = 48
-    crop: int = 44
+    crop: int = 48
     n_obs_steps: int = 1
     horizon: int = 16  # chunk size
     n_action_steps: int = 1  # rows executed per query; 1 with temporal ensembling
@@ -38,6 +42,11 @@ class ACTConfig:
     latent_dim: int = 32
     dropout: float = 0.1
     kl_weight: float = 10.0
+    conditioning: str = "state"  # "state": one token of the state read off the image; "image": feature-map tokens
+    keypoints: int = 32  # of the encoder's state reading
+    aux_weight: float = 1.0  # weight of the encoder's true-state loss (training only)
+    image_batch: int = 16  # "state": samples per batch whose images train the encoder
+    state_noise: float = 0.02  # "state": noise on true states standing in for read ones (normalised units)
     normalization: str = "min_max"
 
     def __post_init__(self) -> None:
@@ -46,6 +55,8 @@ class ACTConfig:
             raise ValueError("ACT conditions on the current observation only (n_obs_steps 1)")
         if not 1 <= self.n_action_steps <= self.horizon:
             raise ValueError("n_action_steps must be in [1, horizon]")
+        if self.conditioning not in ("state", "image"):
+            raise ValueError(f"conditioning must be 'state' or 'image', got {self.conditioning!r}")
         if self.temporal_ensemble >= 0 and self.n_action_steps != 1:
             raise ValueError("temporal ensembling queries every step: set n_action_steps 1 or temporal_ensemble -1")
 
@@ -76,14 +87,18 @@ class ACTPolicy(nn.Module):
         self.vae_encoder = encoder(cfg, cfg.vae_layers)
         self.vae_out = nn.Linear(d, 2 * cfg.latent_dim)
         # policy
-        self.backbone = ConvBackbone(cfg.channels)
-        self.image_proj = nn.Conv2d(self.backbone.out_channels, d, 1)
-        with torch.no_grad():
-            tokens = self.backbone(torch.zeros(1, 3, cfg.crop, cfg.crop)).shape[-2:].numel()
+        self.encoder = ImageEncoder(cfg.channels, cfg.keypoints, cfg.crop)
+        if cfg.conditioning == "image":
+            self.image_proj = nn.Conv2d(self.encoder.backbone.out_channels, d, 1)
+            with torch.no_grad():
+                tokens = self.encoder.backbone(torch.zeros(1, 3, cfg.crop, cfg.crop)).shape[-2:].numel()
+        else:
+            self.read_proj = nn.Linear(STATE_DIM, d)
+            tokens = 1
         self.latent_proj = nn.Linear(cfg.latent_dim, d)
         self.state_proj = nn.Linear(cfg.state_dim, d)
         self.enc_pos = nn.Parameter(torch.randn(1, tokens + 2, d) * 0.02)
-        self.encoder = encoder(cfg, cfg.enc_layers)
+        self.encoder_tf = encoder(cfg, cfg.enc_layers)
         layer = nn.TransformerDecoderLayer(d, cfg.heads, cfg.ff_dim, cfg.dropout, batch_first=True, norm_first=True)
         self.decoder = nn.TransformerDecoder(layer, cfg.dec_layers)
         self.queries = nn.Parameter(torch.randn(1, cfg.horizon, d) * 0.02)
@@ -98,12 +113,21 @@ class ACTPolicy(nn.Module):
         out = self.vae_encoder(tokens + self.vae_pos, src_key_padding_mask=mask)
         return self.vae_out(out[:, 0]).chunk(2, -1)
 
-    def decode(self, images: torch.Tensor, state: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        x = images.float() / 255 if images.dtype == torch.uint8 else images
-        x = random_crop(x, self.cfg.crop) if self.training else center_crop(x, self.cfg.crop)
-        img = self.image_proj(self.backbone(x)).flatten(2).transpose(1, 2)  # (B, tokens, d)
-        tokens = torch.cat([self.latent_proj(z)[:, None], self.state_proj(state)[:, None], img], 1)
-        memory = self.encoder(tokens + self.enc_pos)
+    def observe(self, images: torch.Tensor, targets: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 1, 3, S, S) images (and (B, 1, 6) true states in training) -> observation tokens, encoder loss (B,)."""
+        if self.cfg.conditioning == "state":
+            cfg = self.cfg
+            read, loss = conditioning_states(self.encoder, images, targets, cfg.image_batch, cfg.state_noise)
+            return self.read_proj(read), loss
+        fmap = self.encoder.feature_map(images[:, -1])
+        loss = images.new_zeros(images.shape[0]).float()
+        if targets is not None:
+            loss = state_loss(self.encoder.state(self.encoder.pool(fmap)), targets[:, -1])
+        return self.image_proj(fmap).flatten(2).transpose(1, 2), loss
+
+    def decode(self, obs: torch.Tensor, state: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        tokens = torch.cat([self.latent_proj(z)[:, None], self.state_proj(state)[:, None], obs], 1)
+        memory = self.encoder_tf(tokens + self.enc_pos)
         out = self.decoder(self.queries.expand(state.shape[0], -1, -1), memory)
         return self.head(out)
 
@@ -113,15 +137,16 @@ class ACTPolicy(nn.Module):
         pad = batch["action_pad"]
         mu, logvar = self.posterior(state, actions, pad)
         z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
-        pred = self.decode(batch["image"][:, -1], state, z)
+        obs, encoder_loss = self.observe(batch["image"], batch.get("aux_target"))
+        pred = self.decode(obs, state, z)
         valid = (~pad).float().unsqueeze(-1)
         l1 = (F.l1_loss(pred, actions, reduction="none") * valid).sum((1, 2)) / (valid.sum((1, 2)) * 2).clamp_min(1)
         kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(-1)
-        return l1 + self.cfg.kl_weight * kl
+        return l1 + self.cfg.kl_weight * kl + self.cfg.aux_weight * encoder_loss
 
     @torch.inference_mode()
     def predict(self, images: torch.Tensor, states: torch.Tensor, generator: torch.Generator | None = None):
         """(B, 1, 3, S, S), (B, 1, state_dim) -> (B, horizon, action_dim) in raw units (z = prior mean)."""
         state = self.state_norm(states[:, -1])
         z = torch.zeros(state.shape[0], self.cfg.latent_dim, device=state.device)
-        return self.action_norm.inverse(self.decode(images[:, -1], state, z))
+        return self.action_norm.inverse(self.decode(self.observe(images, None)[0], state, z))

@@ -5,7 +5,8 @@ frame t of a training episode: the ``n_obs_steps`` observations ending at t (the
 before the episode start) and ``horizon`` actions from ``t - action_start`` (the last repeated past
 the episode end, and flagged in ``action_pad``). Batches draw their dataset by the mixing ratios,
 then a frame uniformly; each sample carries a loss weight (``intervention_weight`` on frames a
-human corrected).
+human corrected). Where a dataset records the true Push-T state (``observation.environment_state``),
+a sample also carries it as the target of the policies' auxiliary state head (NaN where unknown).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from tqdm import tqdm
 
 from hiwm.data import LeRobotDataset
 from hiwm.policy.encoder import resize_images
+from hiwm.world_model.probe import state_to_targets
+
+ENV_STATE_KEY = "observation.environment_state"
 
 
 def parse_data_spec(spec: str) -> tuple[str, float]:
@@ -42,6 +46,7 @@ class FrameStore:
     image: np.ndarray  # (N, 3, S, S) uint8
     state: np.ndarray  # (N, 2) float32
     action: np.ndarray  # (N, 2) float32
+    env_state: np.ndarray  # (N, 5) float32 true agent xy, block xy, angle; NaN rows where unknown
     weight: np.ndarray  # (N,) float32
     lo: np.ndarray  # (N,) first frame index of each frame's episode
     hi: np.ndarray  # (N,) one past its last frame
@@ -73,11 +78,17 @@ def load_dataset(
         img = torch.from_numpy(ep["observation.image"]).permute(0, 3, 1, 2).float()
         img = resize_images(img, image_size).round().clamp(0, 255).to(torch.uint8).numpy()
         inter = ep.get("intervention", np.zeros(len(img))).reshape(len(img), -1)[:, 0].astype(bool)
+        env_state = np.full((len(img), 5), np.nan, np.float32)
+        if ENV_STATE_KEY in ep:
+            known = np.asarray(ep[ENV_STATE_KEY], np.float32).reshape(len(img), -1)
+            # recorders without a block pose write zeros (see data.episodes): no target there
+            env_state = np.where(np.any(known != 0, axis=1, keepdims=True), known, np.nan).astype(np.float32)
         parts[i in val_ids].append(
             {
                 "image": img,
                 "state": ep["observation.state"].astype(np.float32).reshape(len(img), -1),
                 "action": ep["action"].astype(np.float32).reshape(len(img), -1),
+                "env_state": env_state,
                 "weight": np.where(inter, intervention_weight, 1.0).astype(np.float32),
             }
         )
@@ -105,9 +116,17 @@ def gather(store: FrameStore, idx: np.ndarray, n_obs: int, horizon: int, action_
         "image": torch.from_numpy(store.image[obs]),
         "state": torch.from_numpy(store.state[obs]),
         "action": torch.from_numpy(store.action[act]),
+        "aux_target": torch.from_numpy(aux_targets(store.env_state[obs].reshape(-1, 5)).reshape(*obs.shape, -1)),
         "action_pad": torch.from_numpy(act_raw >= hi),
         "weight": torch.from_numpy(store.weight[idx]),
     }
+
+
+def aux_targets(env_state: np.ndarray) -> np.ndarray:
+    """(N, 5) true states -> (N, 6) targets of the auxiliary state head: positions in [-1, 1], sin, cos."""
+    t = state_to_targets(env_state)  # positions / 512, sin, cos; NaN rows stay NaN
+    t[:, :4] = 2 * t[:, :4] - 1
+    return t
 
 
 class MixedSampler:

@@ -4,6 +4,11 @@ Observations of ``n_obs_steps`` frames condition (FiLM) a U-Net that denoises a 
 action sequence starting at the oldest observation; steps ``n_obs_steps - 1`` onwards are executed,
 ``n_action_steps`` of them. Trained as DDPM (epsilon prediction, squared-cosine schedule), sampled
 with DDIM in ``inference_steps`` steps.
+
+Each observation is, by default (``conditioning="state"``), the Push-T state the conv encoder
+reads off the frame plus the agent position: a 6-value bottleneck the encoder learns from the
+datasets' true states, while the U-Net learns from true states (noised) on whole batches. This
+trains in CPU minutes what end-to-end image conditioning (``"keypoints"``) needs GPU days for.
 """
 
 from __future__ import annotations
@@ -16,14 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hiwm.policy.encoder import ConvBackbone, SpatialSoftmax, center_crop, random_crop
+from hiwm.policy.encoder import STATE_DIM, ImageEncoder, conditioning_states, state_loss
 from hiwm.policy.normalize import make_normalizer
 
 
 @dataclass
 class DiffusionConfig:
     image_size: int = 48  # frames are resized to this square size before the encoder
-    crop: int = 44  # random crop in training, centre crop at inference
+    crop: int = 48  # random crop in training, centre crop at inference (the image size: none)
     n_obs_steps: int = 2
     horizon: int = 16
     n_action_steps: int = 8
@@ -38,6 +43,10 @@ class DiffusionConfig:
     train_steps: int = 100
     inference_steps: int = 10
     noise_repeats: int = 4  # noise levels per observation in a batch: the U-Net is cheap next to the encoder
+    conditioning: str = "state"  # "state": the state read off the image; "keypoints": image keypoints end to end
+    aux_weight: float = 1.0  # weight of the encoder's true-state loss (training only)
+    image_batch: int = 16  # "state": samples per batch whose images train the encoder
+    state_noise: float = 0.02  # "state": noise on true states standing in for read ones (normalised units)
     normalization: str = "min_max"
 
     def __post_init__(self) -> None:
@@ -50,6 +59,8 @@ class DiffusionConfig:
             raise ValueError(f"horizon {self.horizon} must be divisible by 2^{len(self.down_dims) - 1}")
         if not 0 < self.inference_steps <= self.train_steps:
             raise ValueError("inference_steps must be in (0, train_steps]")
+        if self.conditioning not in ("state", "keypoints"):
+            raise ValueError(f"conditioning must be 'state' or 'keypoints', got {self.conditioning!r}")
 
     @property
     def action_start(self) -> int:
@@ -158,23 +169,32 @@ class DiffusionPolicy(nn.Module):
         self.cfg = cfg
         self.state_norm = make_normalizer(cfg.normalization, cfg.state_dim)
         self.action_norm = make_normalizer(cfg.normalization, cfg.action_dim)
-        self.backbone = ConvBackbone(cfg.channels)
-        self.pool = SpatialSoftmax(self.backbone.out_channels, cfg.keypoints)
-        self.feature = nn.Sequential(nn.Linear(2 * cfg.keypoints, cfg.feature_dim), nn.ReLU())
-        cond_dim = cfg.n_obs_steps * (cfg.feature_dim + cfg.state_dim)
+        self.encoder = ImageEncoder(cfg.channels, cfg.keypoints, cfg.crop)
+        if cfg.conditioning == "keypoints":
+            self.feature = nn.Sequential(nn.Linear(2 * cfg.keypoints, cfg.feature_dim), nn.ReLU())
+        obs_dim = STATE_DIM if cfg.conditioning == "state" else cfg.feature_dim
+        cond_dim = cfg.n_obs_steps * (obs_dim + cfg.state_dim)
         self.unet = TemporalUNet(cfg.action_dim, cond_dim, cfg.down_dims, cfg.kernel_size, cfg.step_embed_dim)
         self.register_buffer("alphas_cumprod", squared_cos_alphas_cumprod(cfg.train_steps), persistent=False)
 
-    def encode(self, images: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
-        """(B, n, 3, S, S) uint8 or [0, 1] float and (B, n, state_dim) raw states -> (B, cond_dim)."""
-        b, n = images.shape[:2]
-        x = images.float() / 255 if images.dtype == torch.uint8 else images
-        x = random_crop(x, self.cfg.crop) if self.training else center_crop(x, self.cfg.crop)
-        feats = self.feature(self.pool(self.backbone(x.flatten(0, 1)))).view(b, n, -1)
-        return torch.cat([feats, self.state_norm(states)], -1).flatten(1)
+    def encode(
+        self, images: torch.Tensor, states: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, n, 3, S, S) images, (B, n, state_dim) raw agent states and, in training, (B, n, 6) true
+        states -> the U-Net's condition (B, cond_dim) and the encoder's per-sample loss (B,)."""
+        cfg = self.cfg
+        if cfg.conditioning == "state":
+            obs, loss = conditioning_states(self.encoder, images, targets, cfg.image_batch, cfg.state_noise)
+        else:
+            b, n = images.shape[:2]
+            kp = self.encoder.keypoints(images.flatten(0, 1)).view(b, n, -1)
+            obs, loss = self.feature(kp), images.new_zeros(b).float()
+            if targets is not None:
+                loss = state_loss(self.encoder.state(kp[:, -1]), targets[:, -1])
+        return torch.cat([obs, self.state_norm(states)], -1).flatten(1), loss
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        cond = self.encode(batch["image"], batch["state"])
+        cond, encoder_loss = self.encode(batch["image"], batch["state"], batch.get("aux_target"))
         x0 = self.action_norm(batch["action"])
         r = self.cfg.noise_repeats
         cond, x0 = cond.repeat_interleave(r, 0), x0.repeat_interleave(r, 0)
@@ -182,14 +202,14 @@ class DiffusionPolicy(nn.Module):
         noise = torch.randn_like(x0)
         ab = self.alphas_cumprod[t].view(-1, 1, 1)
         xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
-        loss = F.mse_loss(self.unet(xt, t, cond), noise, reduction="none").mean((1, 2))
-        return loss.view(-1, r).mean(1)
+        loss = F.mse_loss(self.unet(xt, t, cond), noise, reduction="none").mean((1, 2)).view(-1, r).mean(1)
+        return loss + self.cfg.aux_weight * encoder_loss
 
     @torch.inference_mode()
     def predict(self, images: torch.Tensor, states: torch.Tensor, generator: torch.Generator | None = None):
         """DDIM (eta 0) from pure noise: (B, horizon, action_dim) actions in raw units."""
         cfg = self.cfg
-        cond = self.encode(images, states)
+        cond, _ = self.encode(images, states)
         x = torch.randn(cond.shape[0], cfg.horizon, cfg.action_dim, generator=generator, device=cond.device)
         stride = cfg.train_steps // cfg.inference_steps
         for t in range(cfg.train_steps - stride, -1, -stride):

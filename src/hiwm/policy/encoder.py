@@ -80,3 +80,66 @@ def center_crop(images: torch.Tensor, crop: int) -> torch.Tensor:
         return images
     o = (s - crop) // 2
     return images[..., o : o + crop, o : o + crop]
+
+
+class ImageEncoder(nn.Module):
+    """Frames -> spatial-softmax keypoints -> the true Push-T state read off them.
+
+    The state head's target is the true state (agent xy, block xy in [-1, 1], sin and cos of the
+    block angle), recorded by the Push-T datasets. Reading the block pose off the image is what a
+    Push-T policy must learn first; a direct target teaches it in a few thousand steps instead of
+    the hundreds of thousands the action loss alone needs.
+    """
+
+    def __init__(self, channels: tuple[int, ...], keypoints: int, crop: int, hidden: int = 128) -> None:
+        super().__init__()
+        self.crop = crop
+        self.backbone = ConvBackbone(channels)
+        self.pool = SpatialSoftmax(self.backbone.out_channels, keypoints)
+        self.head = nn.Sequential(nn.Linear(2 * keypoints, hidden), nn.ReLU(), nn.Linear(hidden, STATE_DIM))
+
+    def feature_map(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) uint8 or [0, 1] float -> backbone feature map (random crop in training)."""
+        x = images.float() / 255 if images.dtype == torch.uint8 else images
+        return self.backbone(random_crop(x, self.crop) if self.training else center_crop(x, self.crop))
+
+    def keypoints(self, images: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.feature_map(images))
+
+    def state(self, keypoints: torch.Tensor) -> torch.Tensor:
+        return self.head(keypoints)
+
+
+STATE_DIM = 6  # the state the encoder reads: agent xy, block xy, sin, cos
+
+
+def state_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample MSE between read and true states (..., 6); 0 where the target is unknown (NaN)."""
+    known = torch.isfinite(target).all(-1)
+    err = (pred - torch.nan_to_num(target)).pow(2).mean(-1)
+    return torch.where(known, err, torch.zeros_like(err))
+
+
+def conditioning_states(
+    encoder: ImageEncoder, images: torch.Tensor, targets: torch.Tensor | None, image_batch: int, noise: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """States (B, n, 6) that condition a policy, and the encoder's per-sample loss (B,).
+
+    At inference (``targets`` None) every state is read off its image. In training the true state
+    stands in where the dataset has one (plus noise of about the encoder's error, so the action
+    model learns to live with it), and only the first ``image_batch`` samples, and those without a
+    true state (corrections from the world model), go through the image encoder: the action model
+    learns from many samples per step at the cost of a few images.
+    """
+    b, n = images.shape[:2]
+    if targets is None:
+        return encoder.state(encoder.keypoints(images.flatten(0, 1))).view(b, n, -1), images.new_zeros(b)
+    known = torch.isfinite(targets).all(-1).all(-1)
+    rows = torch.arange(b, device=images.device)
+    rows = rows[(rows < image_batch) | ~known]
+    read = encoder.state(encoder.keypoints(images[rows].flatten(0, 1))).view(len(rows), n, -1)
+    states = torch.nan_to_num(targets) + noise * torch.randn_like(targets.nan_to_num())
+    states = torch.where(known[:, None, None], states, torch.zeros_like(states))
+    states = states.index_copy(0, rows, torch.where(known[rows, None, None], states[rows], read.detach()))
+    loss = images.new_zeros(b).float().index_copy(0, rows, state_loss(read, targets[rows]).mean(-1) * b / len(rows))
+    return states, loss

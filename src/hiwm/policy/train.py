@@ -216,6 +216,7 @@ def _merge(stores: list[FrameStore]) -> FrameStore:
         image=np.concatenate([s.image for s in stores]),
         state=np.concatenate([s.state for s in stores]),
         action=np.concatenate([s.action for s in stores]),
+        env_state=np.concatenate([s.env_state for s in stores]),
         weight=np.concatenate([s.weight for s in stores]),
         lo=np.concatenate([s.lo + o for s, o in zip(stores, offsets, strict=True)]),
         hi=np.concatenate([s.hi + o for s, o in zip(stores, offsets, strict=True)]),

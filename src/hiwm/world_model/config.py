@@ -62,7 +62,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     seed: int = 0
     threads: int = 1  # a shared small CPU: one thread beats two fighting for busy cores
-    probe_steps: int = 1500  # state probe training after the world model (0: none)
+    probe_steps: int = 3000  # state probe training after the world model (0: none)
+    probe_calibration: int = 60  # fresh real episodes to fit the probe's success threshold on (0: keep 0.95)
     max_minutes: float = 0.0  # stop early (checkpointing) after this wall time; 0: no limit
 
     def __post_init__(self) -> None:
@@ -80,6 +81,7 @@ class ProbeConfig:
     image_size: int = 96
     channels: tuple[int, int, int, int] = (16, 32, 64, 64)
     hidden: int = 128
+    success_threshold: float = 0.95  # probe coverage counted as success; fitted on real episodes (see verdict.py)
 
     def __post_init__(self) -> None:
         self.channels = tuple(self.channels)  # type: ignore[assignment]

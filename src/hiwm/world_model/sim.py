@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hiwm.pusht.env import MAX_STEPS, SUCCESS_COVERAGE, Observation, PushTEnv
+from hiwm.pusht.env import MAX_STEPS, Observation, PushTEnv
 from hiwm.pusht.robot import CLOCKS, BadCommand, parse_chunk
 from hiwm.world_model.checkpoint import load
 from hiwm.world_model.probe import coverage_from_pose
@@ -103,7 +103,7 @@ class WorldModelSim:
         vel = (agent - self.agent_pos) * 10.0 if step > 0 else np.zeros(2)  # 10 Hz control
         self.agent_pos = agent
         self.max_coverage = max(self.max_coverage, coverage)
-        success = coverage > SUCCESS_COVERAGE
+        success = self.probe is not None and coverage > self.probe.cfg.success_threshold
         self.last = Observation(
             image=frame,
             agent_pos=agent,

@@ -158,6 +158,19 @@ def train_probe(
     return probe, probe_errors(probe, val or episodes)
 
 
+def fit_probe(
+    episodes: list[Episode], val: list[Episode], probe_cfg: ProbeConfig, cfg: TrainConfig, device: torch.device
+) -> tuple[StateProbe, dict]:
+    """Train the probe, then fit its success threshold on fresh real episodes (``cfg.probe_calibration``)."""
+    probe, errors = train_probe(episodes, val, probe_cfg, cfg.probe_steps, cfg.seed, device)
+    if cfg.probe_calibration > 0:
+        from hiwm.world_model.verdict import CALIBRATION_SEED, calibrate, real_episodes
+
+        real = real_episodes(probe_cfg.image_size, cfg.probe_calibration, CALIBRATION_SEED)
+        errors["calibration"] = calibrate(probe, real)
+    return probe, errors
+
+
 def probe_errors(probe: StateProbe, episodes: list[Episode], limit: int = 4000) -> dict[str, float]:
     """Mean absolute errors of the probe on real frames: agent and block position (px), angle (deg)."""
     frames = np.concatenate([e.frames for e in episodes])[:limit]
@@ -293,9 +306,8 @@ def train(
             rollout_figure(model, max(val_eps, key=lambda e: len(e.frames)), out / "rollout.png", device)
         probe = None
         if probe_cfg is not None and cfg.probe_steps > 0:
-            probe, errors = train_probe(train_eps, val_eps, probe_cfg, cfg.probe_steps, cfg.seed, device)
-            metrics["probe"] = errors
-            tqdm.write(json.dumps({"probe": errors}))
+            probe, metrics["probe"] = fit_probe(train_eps, val_eps, probe_cfg, cfg, device)
+            tqdm.write(json.dumps({"probe": metrics["probe"]}))
         save(final_step, metrics, probe)
         log.close()
     return metrics
@@ -306,8 +318,8 @@ def retrain_probe(data: list[str | Path], out: str | Path, probe_cfg: ProbeConfi
     torch.set_num_threads(cfg.threads)
     ckpt, model, _ = ckpt_io.load(out, with_probe=False)
     train_eps, val_eps = split_episodes(load_episodes([Path(d) for d in data]), cfg.val_fraction, cfg.seed)
-    probe, errors = train_probe(train_eps, val_eps, probe_cfg, cfg.probe_steps, cfg.seed, torch.device("cpu"))
-    metrics = {**ckpt.metrics, "probe": errors}
+    probe, probe_metrics = fit_probe(train_eps, val_eps, probe_cfg, cfg, torch.device("cpu"))
+    metrics = {**ckpt.metrics, "probe": probe_metrics}
     ckpt_io.save(out, ckpt_io.Checkpoint(ckpt.model, ckpt.train, probe_cfg, ckpt.step, metrics), model, probe)
     return metrics
 
