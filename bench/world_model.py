@@ -87,7 +87,7 @@ def model_verdicts(model: WorldModel, probe, episodes) -> dict:
         verdict = False
         for a in ep.actions[k - 1 :]:
             frame = s.step(a)
-            verdict = verdict or coverage_from_pose(probe.predict(frame)[0, 2:]) > probe.cfg.success_threshold
+            verdict = verdict or probe.success(coverage_from_pose(probe.predict(frame)[0, 2:]))
         agree += verdict == ep.success
         n += 1
     return {"episodes": n, "agreement": agree / max(1, n)}

@@ -185,3 +185,7 @@ def test_probe_threshold_fit_separates_episodes_by_max_coverage():
     assert agreement == 1.0 and 0.90 < threshold < 0.93
     threshold, agreement = fit_threshold(np.array([0.96, 0.94]), np.array([False, True]))  # inseparable
     assert agreement == 0.5
+    with pytest.raises(ValueError, match="one max coverage per episode"):
+        fit_threshold(np.array([0.9]), np.array([True, False]))
+    with pytest.raises(ValueError, match="one max coverage per episode"):
+        fit_threshold(np.array([]), np.array([]))

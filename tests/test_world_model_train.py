@@ -21,21 +21,8 @@ def test_train_cli_validates_checkpoints_and_resumes(tmp_path):
     collect(CollectConfig(episodes=3, max_steps=25, seed=0, noise=1.0), tmp_path / "ds")
     out = tmp_path / "run"
     common = ["train", "world-model", "--data", str(tmp_path / "ds"), "--out", str(out), "--model", TINY]
-    small = [
-        "--batch",
-        "2",
-        "--rollout",
-        "2",
-        "--horizons",
-        "1",
-        "5",
-        "--val-windows",
-        "2",
-        "--probe-steps",
-        "3",
-        "--probe-calibration",
-        "3",
-    ]
+    small = ["--batch", "2", "--rollout", "2", "--horizons", "1", "5", "--val-windows", "2"]
+    small += ["--probe-steps", "3", "--probe-calibration", "3"]
     assert main([*common, *small, "--steps", "4", "--val-every", "2", "--checkpoint-every", "2"]) == 0
     saved, doc = ckpt_io.read_config(out)
     assert saved.step == 4 and saved.probe is not None and "optimizer" in doc

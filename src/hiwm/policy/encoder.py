@@ -82,6 +82,9 @@ def center_crop(images: torch.Tensor, crop: int) -> torch.Tensor:
     return images[..., o : o + crop, o : o + crop]
 
 
+STATE_DIM = 6  # the state the encoder reads: agent xy, block xy, sin, cos
+
+
 class ImageEncoder(nn.Module):
     """Frames -> spatial-softmax keypoints -> the true Push-T state read off them.
 
@@ -110,9 +113,6 @@ class ImageEncoder(nn.Module):
         return self.head(keypoints)
 
 
-STATE_DIM = 6  # the state the encoder reads: agent xy, block xy, sin, cos
-
-
 def state_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-sample MSE between read and true states (..., 6); 0 where the target is unknown (NaN)."""
     known = torch.isfinite(target).all(-1)
@@ -138,8 +138,9 @@ def conditioning_states(
     rows = torch.arange(b, device=images.device)
     rows = rows[(rows < image_batch) | ~known]
     read = encoder.state(encoder.keypoints(images[rows].flatten(0, 1))).view(len(rows), n, -1)
-    states = torch.nan_to_num(targets) + noise * torch.randn_like(targets.nan_to_num())
-    states = torch.where(known[:, None, None], states, torch.zeros_like(states))
+    clean = targets.nan_to_num()
+    # rows without a true state are all in ``rows``: the index_copy puts their read states in
+    states = clean + noise * torch.randn_like(clean)
     states = states.index_copy(0, rows, torch.where(known[rows, None, None], states[rows], read.detach()))
     loss = images.new_zeros(b).float().index_copy(0, rows, state_loss(read, targets[rows]).mean(-1) * b / len(rows))
     return states, loss

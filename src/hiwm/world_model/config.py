@@ -81,7 +81,7 @@ class ProbeConfig:
     image_size: int = 96
     channels: tuple[int, int, int, int] = (16, 32, 64, 64)
     hidden: int = 128
-    success_threshold: float = 0.95  # probe coverage counted as success; fitted on real episodes (see verdict.py)
+    success_threshold: float = 0.95  # probe coverage counted as success: the env's until fitted (verdict.py)
 
     def __post_init__(self) -> None:
         self.channels = tuple(self.channels)  # type: ignore[assignment]

@@ -74,6 +74,10 @@ class StateProbe(nn.Module):
         y = self(x.to(device).movedim(-1, -3).float() / 255.0).float().cpu().numpy()
         return outputs_to_state(y)
 
+    def success(self, coverage: float) -> bool:
+        """The probe's success verdict on a coverage it read: above its fitted threshold."""
+        return coverage > self.cfg.success_threshold
+
 
 def state_to_targets(state: np.ndarray) -> np.ndarray:
     """(N, 5) states -> (N, 6) regression targets."""

@@ -103,7 +103,7 @@ class WorldModelSim:
         vel = (agent - self.agent_pos) * 10.0 if step > 0 else np.zeros(2)  # 10 Hz control
         self.agent_pos = agent
         self.max_coverage = max(self.max_coverage, coverage)
-        success = self.probe is not None and coverage > self.probe.cfg.success_threshold
+        success = self.probe is not None and self.probe.success(coverage)
         self.last = Observation(
             image=frame,
             agent_pos=agent,

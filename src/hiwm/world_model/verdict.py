@@ -61,6 +61,8 @@ def fit_threshold(max_coverage: np.ndarray, success: np.ndarray) -> tuple[float,
     Candidates lie midway between consecutive sorted maxima; among equally good ones the middle is
     taken, so the threshold sits as far as the data allows from both kinds of episode.
     """
+    if len(max_coverage) == 0 or len(max_coverage) != len(success):
+        raise ValueError(f"need one max coverage per episode, got {len(max_coverage)} for {len(success)} episodes")
     values = np.sort(np.unique(np.concatenate([max_coverage, [0.0, 1.0]])))
     candidates = (values[:-1] + values[1:]) / 2
     agreement = np.array([np.mean((max_coverage > t) == success) for t in candidates])
@@ -79,7 +81,7 @@ def calibrate(probe: StateProbe, episodes: list[RealEpisode]) -> dict[str, float
 
 def agreement(probe: StateProbe, episodes: list[RealEpisode]) -> dict[str, float]:
     """How often the probe's verdict (at its threshold) matches the real env on these episodes."""
-    verdicts = [max_probe_coverage(probe, e.frames) > probe.cfg.success_threshold for e in episodes]
+    verdicts = [probe.success(max_probe_coverage(probe, e.frames)) for e in episodes]
     agree = [v == e.success for v, e in zip(verdicts, episodes, strict=True)]
     return {
         "episodes": len(episodes),
