@@ -187,3 +187,18 @@ def test_expert_episode_arrays_are_consistent():
     frames = result.frames
     assert len(frames["action"]) == 25 and frames["next.done"][-1] and not frames["next.done"][:-1].any()
     np.testing.assert_allclose(frames["observation.state"], frames["observation.environment_state"][:, :2])
+
+
+def test_clean_labels_record_the_noise_free_expert_on_noisy_states():
+    from hiwm.pusht.expert import ScriptedExpert
+
+    taken = expert_episode(seed=4, noise=1.0, max_steps=30).frames
+    dart = expert_episode(seed=4, noise=1.0, max_steps=30, labels="clean").frames
+    # the same noisy run (same seed): only the recorded action differs
+    np.testing.assert_allclose(dart["observation.environment_state"], taken["observation.environment_state"])
+    assert not np.allclose(dart["action"], taken["action"])
+    labeller = ScriptedExpert(seed=4)
+    clean = np.array([labeller.act(s) for s in dart["observation.environment_state"]])
+    np.testing.assert_allclose(dart["action"], clean, atol=1e-3)
+    with pytest.raises(ValueError, match="labels"):
+        CollectConfig(labels="nope")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 
@@ -14,7 +15,7 @@ from test_policy_server import TINY
 from hiwm.cli.main import main
 from hiwm.data.collect import CollectConfig, collect
 from hiwm.policy import CheckpointError, ModelPolicy, build_model, load_model, load_policy, save_checkpoint
-from hiwm.policy.data import FrameStore, MixedSampler, gather, parse_data_spec
+from hiwm.policy.data import FrameStore, MixedSampler, action_offsets, gather, parse_data_spec
 from hiwm.policy.evaluate import EvalConfig, evaluate, parse_seeds, wilson
 
 TINY_ACT = {
@@ -165,6 +166,39 @@ def test_conditioning_states_read_only_some_images_in_training():
     assert torch.allclose(inferred[5], read)
 
 
+@pytest.mark.parametrize("backbone", ["act", "diffusion"])
+def test_relative_actions_are_offsets_from_the_current_state(backbone, tmp_path):
+    s = store(2, 5)  # state and action of frame i are both i
+    offsets = action_offsets(s, horizon=3, action_start=0)
+    assert offsets[:, :, 0].tolist()[3:6] == [[0, 1, 1], [0, 0, 0], [0, 1, 2]]  # clamped at episode ends
+    tiny = TINY_ACT if backbone == "act" else TINY_DIFFUSION
+    model = build_model(backbone, tiny)
+    assert model.cfg.relative_actions
+    n, h = model.cfg.n_obs_steps, model.cfg.horizon
+    state = torch.full((1, n, 2), 300.0)
+    batch = {"image": torch.zeros(1, n, 3, 16, 16, dtype=torch.uint8), "state": state,
+             "action": torch.full((1, h, 2), 310.0), "action_pad": torch.zeros(1, h, dtype=torch.bool)}  # fmt: skip
+    model.action_norm.fit(np.array([[0.0, 0.0], [20.0, 20.0]]))  # offsets span 0..20 px
+    model.eval()
+    # the model predicts in the offset frame: a zero output is the offsets' midpoint (10 px) from the state
+    for p in model.parameters():
+        p.data.zero_()
+    model.action_norm.fit(np.array([[0.0, 0.0], [20.0, 20.0]]))
+    if backbone == "act":
+        assert torch.allclose(model.predict(batch["image"], state), torch.full((1, h, 2), 310.0))
+    else:  # zero noise prediction: x0 is the clamped start noise, within the offsets' span around the state
+        pred = model.predict(batch["image"], state, torch.Generator().manual_seed(0))
+        assert ((pred >= 300.0) & (pred <= 320.0)).all()
+    with pytest.raises(ValueError, match="relative actions"):
+        build_model(backbone, {**tiny, "state_dim": 3})
+    # checkpoints written before the option predicted absolute positions and still load as such
+    path = save_checkpoint(tmp_path / "old", build_model(backbone, {**tiny, "relative_actions": False}))
+    config = json.loads((path / "config.json").read_text())
+    del config["model"]["relative_actions"]
+    (path / "config.json").write_text(json.dumps(config))
+    assert not load_model(path).cfg.relative_actions
+
+
 def test_temporal_ensemble_weights_older_chunks_more():
     policy = ModelPolicy(build_model("act", TINY_ACT))
     m = policy.ensemble
@@ -174,6 +208,14 @@ def test_temporal_ensemble_weights_older_chunks_more():
     assert np.allclose(second, math.exp(-m) / (1 + math.exp(-m)))
     policy.reset()
     assert np.allclose(policy._ensembled(np.full((6, 2), 7.0)), 7)
+    # only the first ensemble_window steps of each chunk enter: a prediction older than that drops out
+    policy = ModelPolicy(build_model("act", {**TINY_ACT, "ensemble_window": 2}))
+    chunks = itertools.count(1)  # the k-th prediction is a chunk of k's
+    policy.predict = lambda: np.full((6, 2), float(next(chunks)))
+    obs = {"image": np.zeros((16, 16, 3), np.uint8), "state": np.zeros(2)}
+    actions = [float(policy.act(obs)[0, 0]) for _ in range(4)]
+    w = math.exp(-m)
+    assert np.allclose(actions, [1, (1 + 2 * w) / (1 + w), (2 + 3 * w) / (1 + w), (3 + 4 * w) / (1 + w)])
 
 
 def test_checkpoints_refuse_bad_files(tmp_path):

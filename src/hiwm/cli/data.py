@@ -19,6 +19,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         episodes=args.episodes,
         seed=args.seed,
         noise=args.noise,
+        labels=args.labels,
         image_size=args.image_size,
         max_steps=args.max_steps,
         workers=args.workers,
@@ -129,6 +130,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bag", help="also record the robot traffic into this new rosbag2 MCAP folder")
     p.add_argument("--seed", type=int, default=0, help="first seed; episode i uses seed + i")
     p.add_argument("--noise", type=float, default=0.0, help="expert sloppiness: 0 clean, 1 sloppy, 2+ mostly failing")
+    p.add_argument(
+        "--labels",
+        choices=("executed", "clean"),
+        default="executed",
+        help="record the action taken, or the clean expert's action at each visited state (DART: policy data only)",
+    )
     p.add_argument("--image-size", type=int, default=96)
     p.add_argument("--max-steps", type=int, default=300)
     p.add_argument("--workers", type=int, default=2)

@@ -22,6 +22,7 @@ from hiwm.data.lerobot import PUSHT_TASK, SOURCE_SCRIPTED, LeRobotDatasetWriter,
 from hiwm.pusht.messages import TOPICS, action_chunk, observation_messages
 
 FPS = 10
+LABELS = ("executed", "clean")
 
 
 @dataclass
@@ -29,11 +30,16 @@ class CollectConfig:
     episodes: int = 10
     seed: int = 0
     noise: float = 0.0  # ExpertConfig.noisy level: 0 clean, 1 sloppy, 2+ mostly failing
+    labels: str = "executed"  # "executed": the action taken; "clean": what the noise-free expert would do there
     image_size: int = 96
     max_steps: int = 300  # an episode ends at success or after this many steps
     workers: int = 1
     task: str = PUSHT_TASK
     flush_every: int = 10
+
+    def __post_init__(self) -> None:
+        if self.labels not in LABELS:
+            raise ValueError(f"labels must be one of {LABELS}, got {self.labels!r}")
 
 
 @dataclass
@@ -62,16 +68,21 @@ def expert_episode(
     max_steps: int = 300,
     messages: bool = False,
     start_ns: int = 0,
+    labels: str = "executed",
 ) -> EpisodeResult:
     """One scripted-expert episode from ``seed``; with ``messages`` also its robot traffic as CDR.
 
     Observation ``t`` is stamped ``start_ns + t / FPS`` and the command answering it half
-    a period later.
+    a period later. ``labels="clean"`` records, at every state the (noisy) expert visits, the
+    action of a noise-free expert instead of the one taken (DART, Laskey et al. 2017): a policy
+    learns how to recover from the states its own mistakes lead to. Such episodes teach a policy,
+    not a world model (the recorded action did not cause the next frame).
     """
     from hiwm.pusht.expert import ExpertConfig, ScriptedExpert
 
     env = _env(image_size)
     expert = ScriptedExpert(ExpertConfig.noisy(noise), seed=seed)
+    labeller = ScriptedExpert(ExpertConfig(), seed=seed) if labels == "clean" else None
     obs = env.reset(seed=seed)
     episode_id = f"seed-{seed}"
     dt = 1_000_000_000 // FPS
@@ -92,12 +103,13 @@ def expert_episode(
             stamp = start_ns + t * dt + dt // 2
             chunk = action_chunk(action, stamp, SOURCE_SCRIPTED, "scripted_expert", 1.0 / FPS)
             traffic.append(("robot/command", stamp, serialize(chunk)))
+        label = labeller.act(obs.state) if labeller else action
         nxt = env.step(action)
         t += 1
         done = nxt.done or t >= max_steps
         cols["observation.image"].append(obs.image)
         cols["observation.state"].append(obs.agent_pos)
-        cols["action"].append(action)
+        cols["action"].append(label)
         cols["intervention"].append(False)
         cols["action.source"].append(SOURCE_SCRIPTED)
         cols["observation.environment_state"].append(obs.state)
@@ -111,7 +123,7 @@ def expert_episode(
     return EpisodeResult(seed, frames, bool(obs.success), traffic)
 
 
-def _work(job: tuple[int, float, int, int, bool, int]) -> EpisodeResult:
+def _work(job: tuple[int, float, int, int, bool, int, str]) -> EpisodeResult:
     return expert_episode(*job)
 
 
@@ -122,7 +134,7 @@ def run_episodes(cfg: CollectConfig, messages: bool, start_ns: int = 0) -> Itera
     """
     slot = (cfg.max_steps + 10) * (1_000_000_000 // FPS)
     jobs = [
-        (cfg.seed + i, cfg.noise, cfg.image_size, cfg.max_steps, messages, start_ns + i * slot)
+        (cfg.seed + i, cfg.noise, cfg.image_size, cfg.max_steps, messages, start_ns + i * slot, cfg.labels)
         for i in range(cfg.episodes)
     ]
     if cfg.workers <= 1:

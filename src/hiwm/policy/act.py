@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hiwm.policy.encoder import STATE_DIM, ImageEncoder, conditioning_states, state_loss
-from hiwm.policy.normalize import make_normalizer
+from hiwm.policy.normalize import check_relative_actions, from_action_frame, make_normalizer, to_action_frame
 
 
 @dataclass
@@ -30,15 +30,16 @@ class ACTConfig:
     horizon: int = 16  # chunk size
     n_action_steps: int = 1  # rows executed per query; 1 with temporal ensembling
     temporal_ensemble: float = 0.01  # ACT's m in w_i = exp(-m i), oldest first; < 0 disables ensembling
+    ensemble_window: int = 4  # steps of each chunk that enter the ensemble: older predictions lag (at 10 Hz)
     state_dim: int = 2
     action_dim: int = 2
-    channels: tuple[int, ...] = (32, 64, 128)
-    dim: int = 128
+    channels: tuple[int, ...] = (16, 32, 64)
+    dim: int = 64
     heads: int = 4
     ff_dim: int = 512
     enc_layers: int = 2
-    dec_layers: int = 2
-    vae_layers: int = 2
+    dec_layers: int = 1
+    vae_layers: int = 1
     latent_dim: int = 32
     dropout: float = 0.1
     kl_weight: float = 10.0
@@ -48,15 +49,19 @@ class ACTConfig:
     image_batch: int = 16  # "state": samples per batch whose images train the encoder
     state_noise: float = 0.02  # "state": noise on true states standing in for read ones (normalised units)
     normalization: str = "min_max"
+    relative_actions: bool = True  # predict actions as offsets from the current agent state
 
     def __post_init__(self) -> None:
         self.channels = tuple(self.channels)
+        check_relative_actions(self.relative_actions, self.state_dim, self.action_dim)
         if self.n_obs_steps != 1:
             raise ValueError("ACT conditions on the current observation only (n_obs_steps 1)")
         if not 1 <= self.n_action_steps <= self.horizon:
             raise ValueError("n_action_steps must be in [1, horizon]")
         if self.conditioning not in ("state", "image"):
             raise ValueError(f"conditioning must be 'state' or 'image', got {self.conditioning!r}")
+        if not 1 <= self.ensemble_window <= self.horizon:
+            raise ValueError("ensemble_window must be in [1, horizon]")
         if self.temporal_ensemble >= 0 and self.n_action_steps != 1:
             raise ValueError("temporal ensembling queries every step: set n_action_steps 1 or temporal_ensemble -1")
 
@@ -133,7 +138,7 @@ class ACTPolicy(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         state = self.state_norm(batch["state"][:, -1])
-        actions = self.action_norm(batch["action"])
+        actions = self.action_norm(to_action_frame(batch["action"], batch["state"], self.cfg.relative_actions))
         pad = batch["action_pad"]
         mu, logvar = self.posterior(state, actions, pad)
         z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
@@ -149,4 +154,5 @@ class ACTPolicy(nn.Module):
         """(B, 1, 3, S, S), (B, 1, state_dim) -> (B, horizon, action_dim) in raw units (z = prior mean)."""
         state = self.state_norm(states[:, -1])
         z = torch.zeros(state.shape[0], self.cfg.latent_dim, device=state.device)
-        return self.action_norm.inverse(self.decode(self.observe(images, None)[0], state, z))
+        actions = self.action_norm.inverse(self.decode(self.observe(images, None)[0], state, z))
+        return from_action_frame(actions, states, self.cfg.relative_actions)

@@ -98,6 +98,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
     path = Path(path)
     folder = path if path.is_dir() else path.parent
     config = read_config(folder)
+    # checkpoints from before these options predicted absolutes and ensembled whole chunks
+    config["model"].setdefault("relative_actions", False)
+    if config["backbone"] == "act":
+        config["model"].setdefault("ensemble_window", config["model"].get("horizon", 16))
     model = build_model(config["backbone"], config["model"])
     load_weights(model, folder / MODEL)
     return model.to(device).eval()

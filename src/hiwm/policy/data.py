@@ -122,6 +122,16 @@ def gather(store: FrameStore, idx: np.ndarray, n_obs: int, horizon: int, action_
     }
 
 
+def action_offsets(store: FrameStore, horizon: int, action_start: int) -> np.ndarray:
+    """(N, horizon, action_dim): every window's actions minus the agent state at its current frame.
+
+    What a policy with relative actions predicts, so its normaliser is fitted on these.
+    """
+    idx = np.arange(len(store))
+    act = np.clip(idx[:, None] - action_start + np.arange(horizon), store.lo[:, None], store.hi[:, None] - 1)
+    return store.action[act] - store.state[idx, None, :]
+
+
 def aux_targets(env_state: np.ndarray) -> np.ndarray:
     """(N, 5) true states -> (N, 6) targets of the auxiliary state head: positions in [-1, 1], sin, cos."""
     t = state_to_targets(env_state)  # positions / 512, sin, cos; NaN rows stay NaN

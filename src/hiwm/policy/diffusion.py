@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hiwm.policy.encoder import STATE_DIM, ImageEncoder, conditioning_states, state_loss
-from hiwm.policy.normalize import make_normalizer
+from hiwm.policy.normalize import check_relative_actions, from_action_frame, make_normalizer, to_action_frame
 
 
 @dataclass
@@ -34,23 +34,25 @@ class DiffusionConfig:
     n_action_steps: int = 8
     state_dim: int = 2
     action_dim: int = 2
-    channels: tuple[int, ...] = (32, 64, 128)
+    channels: tuple[int, ...] = (16, 32, 64)
     keypoints: int = 32
     feature_dim: int = 64
-    down_dims: tuple[int, ...] = (64, 128)
+    down_dims: tuple[int, ...] = (32, 64)
     kernel_size: int = 5
     step_embed_dim: int = 64
     train_steps: int = 100
     inference_steps: int = 10
-    noise_repeats: int = 4  # noise levels per observation in a batch: the U-Net is cheap next to the encoder
+    noise_repeats: int = 2  # noise levels per observation in a batch: the U-Net is cheap next to the encoder
     conditioning: str = "state"  # "state": the state read off the image; "keypoints": image keypoints end to end
     aux_weight: float = 1.0  # weight of the encoder's true-state loss (training only)
     image_batch: int = 16  # "state": samples per batch whose images train the encoder
     state_noise: float = 0.02  # "state": noise on true states standing in for read ones (normalised units)
     normalization: str = "min_max"
+    relative_actions: bool = True  # predict actions as offsets from the current agent state
 
     def __post_init__(self) -> None:
         self.channels, self.down_dims = tuple(self.channels), tuple(self.down_dims)
+        check_relative_actions(self.relative_actions, self.state_dim, self.action_dim)
         if self.n_obs_steps < 1 or self.n_action_steps < 1:
             raise ValueError("n_obs_steps and n_action_steps must be >= 1")
         if self.n_obs_steps - 1 + self.n_action_steps > self.horizon:
@@ -195,7 +197,7 @@ class DiffusionPolicy(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         cond, encoder_loss = self.encode(batch["image"], batch["state"], batch.get("aux_target"))
-        x0 = self.action_norm(batch["action"])
+        x0 = self.action_norm(to_action_frame(batch["action"], batch["state"], self.cfg.relative_actions))
         r = self.cfg.noise_repeats
         cond, x0 = cond.repeat_interleave(r, 0), x0.repeat_interleave(r, 0)
         t = torch.randint(0, self.cfg.train_steps, (x0.shape[0],), device=x0.device)
@@ -218,4 +220,4 @@ class DiffusionPolicy(nn.Module):
             eps = self.unet(x, torch.full((x.shape[0],), t, device=x.device), cond)
             x0 = ((x - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1, 1)
             x = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
-        return self.action_norm.inverse(x)
+        return from_action_frame(self.action_norm.inverse(x), states, cfg.relative_actions)

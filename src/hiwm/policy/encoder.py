@@ -137,10 +137,12 @@ def conditioning_states(
     known = torch.isfinite(targets).all(-1).all(-1)
     rows = torch.arange(b, device=images.device)
     rows = rows[(rows < image_batch) | ~known]
-    read = encoder.state(encoder.keypoints(images[rows].flatten(0, 1))).view(len(rows), n, -1)
     clean = targets.nan_to_num()
-    # rows without a true state are all in ``rows``: the index_copy puts their read states in
     states = clean + noise * torch.randn_like(clean)
+    if len(rows) == 0:  # every state known and no images asked for: the action model trains alone
+        return states, images.new_zeros(b).float()
+    read = encoder.state(encoder.keypoints(images[rows].flatten(0, 1))).view(len(rows), n, -1)
+    # rows without a true state are all in ``rows``: the index_copy puts their read states in
     states = states.index_copy(0, rows, torch.where(known[rows, None, None], states[rows], read.detach()))
     loss = images.new_zeros(b).float().index_copy(0, rows, state_loss(read, targets[rows]).mean(-1) * b / len(rows))
     return states, loss

@@ -1,4 +1,4 @@
-"""Min-max normalization of states and actions to [-1, 1], stats kept as module buffers.
+"""Normalization of states and actions, stats kept as module buffers, and the actions' frame.
 
 The stats travel inside the checkpoint's safetensors, so a loaded policy normalizes exactly
 as it did in training.
@@ -66,3 +66,19 @@ def make_normalizer(kind: str, dim: int) -> MinMax | MeanStd:
     if kind == "mean_std":
         return MeanStd(dim)
     raise ValueError(f"normalization must be 'min_max' or 'mean_std', got {kind!r}")
+
+
+def check_relative_actions(relative: bool, state_dim: int, action_dim: int) -> None:
+    if relative and state_dim != action_dim:
+        raise ValueError(f"relative actions need actions in the state's space: state_dim {state_dim} != {action_dim}")
+
+
+def to_action_frame(actions: torch.Tensor, states: torch.Tensor, relative: bool) -> torch.Tensor:
+    """(B, H, A) raw actions, (B, n, S) raw states -> what the model predicts: offsets from the
+    current state when ``relative`` (a chunk's shape matters to a policy, not where it lies)."""
+    return actions - states[:, -1:] if relative else actions
+
+
+def from_action_frame(actions: torch.Tensor, states: torch.Tensor, relative: bool) -> torch.Tensor:
+    """The inverse of :func:`to_action_frame`."""
+    return actions + states[:, -1:] if relative else actions

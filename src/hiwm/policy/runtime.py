@@ -78,7 +78,7 @@ class ModelPolicy:
         self.observe(observation)
         seq = self.predict()
         if self.ensemble >= 0:
-            return self._ensembled(seq)[None]
+            return self._ensembled(seq[: getattr(self.cfg, "ensemble_window", len(seq))])[None]
         start = self.cfg.action_start
         return seq[start : start + self.cfg.n_action_steps].astype(np.float32)
 

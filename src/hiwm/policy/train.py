@@ -23,7 +23,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from hiwm.policy.checkpoint import TRAIN_STATE, build_model, load_train_state, save_checkpoint
-from hiwm.policy.data import FrameStore, MixedSampler, gather, load_dataset, parse_data_spec
+from hiwm.policy.data import FrameStore, MixedSampler, action_offsets, gather, load_dataset, parse_data_spec
 
 
 @dataclass
@@ -121,7 +121,10 @@ def train(cfg: TrainConfig) -> Path:
             vals.append(va)
     if not cfg.init:
         model.state_norm.fit(np.concatenate([s.state for s in trains]))
-        model.action_norm.fit(np.concatenate([s.action for s in trains]))
+        if mc.relative_actions:
+            model.action_norm.fit(np.concatenate([action_offsets(s, mc.horizon, mc.action_start) for s in trains]))
+        else:
+            model.action_norm.fit(np.concatenate([s.action for s in trains]))
     val = _merge(vals) if vals else None
     sampler = MixedSampler(trains, [r for _, r in specs], seed=cfg.seed + 1000 * rank)
 
