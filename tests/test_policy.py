@@ -83,10 +83,14 @@ def test_train_diffusion_weighted_and_serve_chunks(datasets, tmp_path):
                  "--model", json.dumps(TINY_DIFFUSION)]) == 0  # fmt: skip
     policy = load_policy(out)
     model = load_model(out)
-    assert model.action_norm.min.min() >= 0 and model.action_norm.max.max() <= 512  # fitted on the demos
+    # fitted on the demos' offsets from the agent: the agent moves both ways, by less than the table
+    lo, hi = model.action_norm.min, model.action_norm.max
+    assert (lo < 0).all() and (hi > 0).all() and (lo > -512).all() and (hi < 512).all()
     obs = {"image": np.zeros((96, 96, 3), np.uint8), "state": np.array([200.0, 300.0])}
     chunk = policy.act(obs)
     assert chunk.shape == (4, 2) and np.all(np.isfinite(chunk))
+    offsets = chunk - obs["state"]  # DDIM clamps to the normalised range: within the fitted offsets
+    assert np.all(offsets >= lo.numpy() - 1e-3) and np.all(offsets <= hi.numpy() + 1e-3)
     policy.observe(obs)
     assert len(policy.history) == 2
     policy.reset()
