@@ -168,6 +168,9 @@ def test_conditioning_states_read_only_some_images_in_training():
     assert (loss[:2] > 0).all() and (loss[2:] == 0).all()  # only the first 2 images train the encoder
     inferred, _ = conditioning_states(encoder, images, None, image_batch=2, noise=0.0)
     assert torch.allclose(inferred[5], read)
+    # no images asked for and every state known: true states only, the encoder untouched
+    states, loss = conditioning_states(encoder, images[:5], targets[:5], image_batch=0, noise=0.0)
+    assert torch.equal(states, targets[:5]) and (loss == 0).all()
 
 
 @pytest.mark.parametrize("backbone", ["act", "diffusion"])
@@ -182,12 +185,11 @@ def test_relative_actions_are_offsets_from_the_current_state(backbone, tmp_path)
     state = torch.full((1, n, 2), 300.0)
     batch = {"image": torch.zeros(1, n, 3, 16, 16, dtype=torch.uint8), "state": state,
              "action": torch.full((1, h, 2), 310.0), "action_pad": torch.zeros(1, h, dtype=torch.bool)}  # fmt: skip
-    model.action_norm.fit(np.array([[0.0, 0.0], [20.0, 20.0]]))  # offsets span 0..20 px
     model.eval()
     # the model predicts in the offset frame: a zero output is the offsets' midpoint (10 px) from the state
     for p in model.parameters():
         p.data.zero_()
-    model.action_norm.fit(np.array([[0.0, 0.0], [20.0, 20.0]]))
+    model.action_norm.fit(np.array([[0.0, 0.0], [20.0, 20.0]]))  # offsets span 0..20 px
     if backbone == "act":
         assert torch.allclose(model.predict(batch["image"], state), torch.full((1, h, 2), 310.0))
     else:  # zero noise prediction: x0 is the clamped start noise, within the offsets' span around the state
@@ -220,6 +222,8 @@ def test_temporal_ensemble_weights_older_chunks_more():
     actions = [float(policy.act(obs)[0, 0]) for _ in range(4)]
     w = math.exp(-m)
     assert np.allclose(actions, [1, (1 + 2 * w) / (1 + w), (2 + 3 * w) / (1 + w), (3 + 4 * w) / (1 + w)])
+    with pytest.raises(ValueError, match="ensemble_window"):
+        build_model("act", {**TINY_ACT, "ensemble_window": 7})  # longer than the chunk
 
 
 def test_checkpoints_refuse_bad_files(tmp_path):

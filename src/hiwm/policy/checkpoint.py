@@ -101,7 +101,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
     # checkpoints from before these options predicted absolutes and ensembled whole chunks
     config["model"].setdefault("relative_actions", False)
     if config["backbone"] == "act":
-        config["model"].setdefault("ensemble_window", config["model"].get("horizon", 16))
+        config["model"].setdefault("ensemble_window", config["model"].get("horizon", BACKBONES["act"][0].horizon))
     model = build_model(config["backbone"], config["model"])
     load_weights(model, folder / MODEL)
     return model.to(device).eval()

@@ -106,12 +106,18 @@ def _store(eps: list[dict[str, np.ndarray]]) -> FrameStore:
     return FrameStore(**cat, lo=np.repeat(starts, lengths), hi=np.repeat(ends, lengths), episodes=len(eps))
 
 
+def action_window(store: FrameStore, idx: np.ndarray, horizon: int, action_start: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frame indices (len(idx), horizon) of the actions of the windows at ``idx``: as wanted (may run
+    past the episode's end), and clamped to the episode (the last action repeats)."""
+    wanted = idx[:, None] - action_start + np.arange(horizon)
+    return wanted, np.clip(wanted, store.lo[idx, None], store.hi[idx, None] - 1)
+
+
 def gather(store: FrameStore, idx: np.ndarray, n_obs: int, horizon: int, action_start: int) -> dict[str, torch.Tensor]:
     """The batch of windows ending (observations) at frames ``idx``."""
     lo, hi = store.lo[idx, None], store.hi[idx, None]
     obs = np.clip(idx[:, None] + np.arange(-n_obs + 1, 1), lo, hi - 1)
-    act_raw = idx[:, None] - action_start + np.arange(horizon)
-    act = np.clip(act_raw, lo, hi - 1)
+    act_raw, act = action_window(store, idx, horizon, action_start)
     return {
         "image": torch.from_numpy(store.image[obs]),
         "state": torch.from_numpy(store.state[obs]),
@@ -128,7 +134,7 @@ def action_offsets(store: FrameStore, horizon: int, action_start: int) -> np.nda
     What a policy with relative actions predicts, so its normaliser is fitted on these.
     """
     idx = np.arange(len(store))
-    act = np.clip(idx[:, None] - action_start + np.arange(horizon), store.lo[:, None], store.hi[:, None] - 1)
+    _, act = action_window(store, idx, horizon, action_start)
     return store.action[act] - store.state[idx, None, :]
 
 

@@ -48,6 +48,7 @@ class ModelPolicy:
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.history: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=self.cfg.n_obs_steps)
         self.ensemble = getattr(self.cfg, "temporal_ensemble", -1.0)
+        self.ensemble_window = getattr(self.cfg, "ensemble_window", None)  # None: whole chunks
         self.reset()
 
     @property
@@ -78,7 +79,7 @@ class ModelPolicy:
         self.observe(observation)
         seq = self.predict()
         if self.ensemble >= 0:
-            return self._ensembled(seq[: getattr(self.cfg, "ensemble_window", len(seq))])[None]
+            return self._ensembled(seq[: self.ensemble_window])[None]
         start = self.cfg.action_start
         return seq[start : start + self.cfg.n_action_steps].astype(np.float32)
 
