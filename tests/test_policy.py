@@ -154,6 +154,39 @@ def test_both_conditionings_train_and_predict(backbone, mode):
     assert model.predict(batch["image"], batch["state"]).shape == (5, h, 2)
 
 
+def test_frozen_sampler_matches_eager_and_follows_weight_updates():
+    from hiwm.policy.frozen import FrozenCall
+
+    model = build_model("diffusion", TINY_DIFFUSION).eval()
+    images = torch.randint(0, 255, (2, 2, 3, 16, 16), dtype=torch.uint8)
+    states = torch.rand(2, 2, 2) * 512
+    frozen_unet = model.sampler_unet
+
+    def sample(frozen: bool) -> torch.Tensor:
+        model.sampler_unet = frozen_unet if frozen else lambda x, f: model.unet(x, None, None, films=f)
+        return model.predict(images, states, generator=torch.Generator().manual_seed(3))
+
+    eager, frozen = sample(False), sample(True)
+    assert len(frozen_unet.graphs) == 1  # one graph for this batch shape
+    assert torch.allclose(frozen, eager, atol=1e-3)
+    graph = next(iter(frozen_unet.graphs.values()))
+    sample(True)
+    assert next(iter(frozen_unet.graphs.values())) is graph  # reused while the weights stay
+    with torch.no_grad():  # an optimiser-like in-place update: the graph must not keep the old weights
+        model.unet.final[-1].bias.add_(0.5)
+    moved = sample(True)
+    assert next(iter(frozen_unet.graphs.values())) is not graph  # rebuilt
+    assert not torch.allclose(moved, frozen, atol=1e-3)
+    assert torch.allclose(moved, sample(False), atol=1e-3)
+    # what cannot be traced (a non-tensor output) runs eagerly, with the same result
+    odd = FrozenCall(model.unet.final, lambda m, x: (m(x), 3))
+    with torch.inference_mode():
+        x = torch.rand(1, TINY_DIFFUSION["down_dims"][0], 8)
+        out, three = odd(x)
+        assert three == 3 and odd.graphs[next(iter(odd.graphs))] is None
+        assert torch.allclose(out, model.unet.final(x))
+
+
 def test_conditioning_states_read_only_some_images_in_training():
     from hiwm.policy.encoder import ImageEncoder, conditioning_states
 

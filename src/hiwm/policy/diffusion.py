@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hiwm.policy.encoder import STATE_DIM, ImageEncoder, conditioning_states, state_loss
+from hiwm.policy.frozen import FrozenCall
 from hiwm.policy.normalize import check_relative_actions, from_action_frame, make_normalizer, to_action_frame
 
 
@@ -145,8 +146,22 @@ class TemporalUNet(nn.Module):
         self.film_sizes = [b.film_dim for b in blocks]
         self.film = nn.Sequential(nn.Mish(), nn.Linear(c, sum(self.film_sizes)))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        films = iter(self.film(torch.cat([self.step_embed(t), cond], -1)).split(self.film_sizes, -1))
+    def films(self, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """(B,) timesteps and (B, cond_dim) conditions -> every block's FiLM parameters (B, film_dim).
+
+        The sampler computes them for all its steps in one call: at batch 1 each op costs more
+        than its arithmetic."""
+        return self.film(torch.cat([self.step_embed(t), cond], -1))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor | None,
+        cond: torch.Tensor | None,
+        films: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``films`` (from :meth:`films`) replaces ``t`` and ``cond`` when given."""
+        films = iter((self.films(t, cond) if films is None else films).split(self.film_sizes, -1))
         x = x.transpose(1, 2)
         skips = []
         for res1, res2, down in self.down:
@@ -178,6 +193,7 @@ class DiffusionPolicy(nn.Module):
         cond_dim = cfg.n_obs_steps * (obs_dim + cfg.state_dim)
         self.unet = TemporalUNet(cfg.action_dim, cond_dim, cfg.down_dims, cfg.kernel_size, cfg.step_embed_dim)
         self.register_buffer("alphas_cumprod", squared_cos_alphas_cumprod(cfg.train_steps), persistent=False)
+        self.sampler_unet = FrozenCall(self.unet, lambda unet, x, films: unet(x, None, None, films=films))
 
     def encode(
         self, images: torch.Tensor, states: torch.Tensor, targets: torch.Tensor | None = None
@@ -212,12 +228,16 @@ class DiffusionPolicy(nn.Module):
         """DDIM (eta 0) from pure noise: (B, horizon, action_dim) actions in raw units."""
         cfg = self.cfg
         cond, _ = self.encode(images, states)
-        x = torch.randn(cond.shape[0], cfg.horizon, cfg.action_dim, generator=generator, device=cond.device)
+        b = cond.shape[0]
+        x = torch.randn(b, cfg.horizon, cfg.action_dim, generator=generator, device=cond.device)
         stride = cfg.train_steps // cfg.inference_steps
-        for t in range(cfg.train_steps - stride, -1, -stride):
-            ab = self.alphas_cumprod[t]
-            ab_prev = self.alphas_cumprod[t - stride] if t - stride >= 0 else torch.ones_like(ab)
-            eps = self.unet(x, torch.full((x.shape[0],), t, device=x.device), cond)
-            x0 = ((x - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1, 1)
-            x = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
+        steps = list(range(cfg.train_steps - stride, -1, -stride))
+        t = torch.tensor(steps, device=cond.device).repeat_interleave(b)
+        films = self.unet.films(t, cond.repeat(len(steps), 1)).view(len(steps), b, -1)
+        ab = self.alphas_cumprod.double().cpu().tolist()  # plain floats: no tensor ops for the scalars
+        for i, t in enumerate(steps):
+            ab_t, ab_prev = ab[t], ab[t - stride] if t - stride >= 0 else 1.0
+            eps = self.sampler_unet(x, films[i])
+            x0 = ((x - math.sqrt(1 - ab_t) * eps) / math.sqrt(ab_t)).clamp(-1, 1)
+            x = math.sqrt(ab_prev) * x0 + math.sqrt(1 - ab_prev) * eps
         return from_action_frame(self.action_norm.inverse(x), states, cfg.relative_actions)
