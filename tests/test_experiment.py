@@ -11,6 +11,8 @@ import pytest
 from hiwm.branch_cache.store import SOURCE_HUMAN, BranchStore
 from hiwm.cli.main import main as hiwm
 from hiwm.data import LeRobotDataset, verify
+from hiwm.experiment.pipeline import Experiment
+from hiwm.experiment.profiles import PROFILES
 from hiwm.experiment.rollouts import OperatorConfig, stalled
 from hiwm.experiment.stats import pearson
 
@@ -80,3 +82,29 @@ def test_a_rerun_resumes_without_redoing_work(smoke):
     after = json.loads((smoke / "timings.json").read_text())
     assert after["world model"] - before["world model"] < 2.0
     assert after["train base act"] - before["train base act"] < 2.0
+
+
+def test_a_given_base_policy_is_post_trained_on_its_own_data(tmp_path):
+    from hiwm.data.collect import CollectConfig, collect
+    from hiwm.policy import build_model, save_checkpoint
+
+    demos = tmp_path / "lab_demos"
+    collect(CollectConfig(episodes=1, seed=7, max_steps=8), demos)
+    model = build_model("act", {"image_size": 16, "crop": 16, "channels": [8], "dim": 16, "heads": 2, "ff_dim": 16})
+    ckpt = save_checkpoint(tmp_path / "lab_act", model, {"data": [{"path": str(demos), "ratio": 2.0}]})
+
+    exp = Experiment(PROFILES["smoke"].replace(base_policies={"act": str(ckpt)}), tmp_path / "run", progress=False)
+    base, data = exp.base_policy("act")
+    assert base == ckpt and data == [(str(demos), 2.0)]
+    assert "train base act" not in exp.timings and not (tmp_path / "run" / "policies").exists()  # nothing trained
+    share = exp.p.corrections_share
+    assert exp.mix(data, tmp_path / "corr") == [f"{demos}:{1 - share}", f"{tmp_path / 'corr'}:{share}"]
+
+    wrong = Experiment(PROFILES["smoke"].replace(base_policies={"diffusion": str(ckpt)}), tmp_path / "run2")
+    with pytest.raises(ValueError, match="backbone act, not diffusion"):
+        wrong.base_policy("diffusion")
+    gone = save_checkpoint(tmp_path / "elsewhere", model, {"data": [{"path": str(tmp_path / "not_here")}]})
+    with pytest.raises(ValueError, match="not on this machine"):
+        Experiment(PROFILES["smoke"].replace(base_policies={"act": str(gone)}), tmp_path / "run3").base_policy("act")
+    with pytest.raises(SystemExit, match="BACKBONE=CHECKPOINT"):
+        hiwm(["experiment", "--profile", "smoke", "--out", str(tmp_path / "run4"), "--base-policy", "arm=x"])

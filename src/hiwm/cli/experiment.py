@@ -15,6 +15,12 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         profile = profile.replace(backbones=args.backbones)
     if args.workers:
         profile = profile.replace(workers=args.workers)
+    if args.base_policy:
+        given = dict(spec.partition("=")[::2] for spec in args.base_policy)
+        unknown = sorted(set(given) - {"act", "diffusion"})
+        if unknown or not all(given.values()):
+            raise SystemExit(f"--base-policy takes BACKBONE=CHECKPOINT (act or diffusion), got {args.base_policy}")
+        profile = profile.replace(base_policies=given)
     result = Experiment(profile, args.out or f"runs/experiment-{profile.name}").run()
     print(json.dumps({k: result[k] for k in ("pearson", "gains", "seconds")}))
     return 0
@@ -29,4 +35,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run folder (default runs/experiment-<profile>); a rerun resumes")
     p.add_argument("--backbones", nargs="+", choices=["diffusion", "act"])
     p.add_argument("--workers", type=int)
+    p.add_argument("--base-policy", nargs="+", metavar="BACKBONE=CHECKPOINT",
+                   help="post-train this checkpoint (e.g. act=runs/act) instead of training a base policy")  # fmt: skip
     p.set_defaults(func=cmd_experiment)

@@ -5,7 +5,7 @@ Stages, each skipped when its output already exists (a run resumes where it stop
 1. data: limited expert demos (the base policy's) and sloppy/failing expert episodes (the world
    model's, with the demos);
 2. the world model and its state probe;
-3. per backbone, the base policy on the demos;
+3. per backbone, the base policy on the demos (or a checkpoint trained elsewhere: ``--base-policy``);
 4. per backbone, Hi-WM rounds: rollouts in the world model from real initial states, the simulated
    operator's corrections into the branch cache, export of the successful corrections, post-training
    of the policy on demos + corrections (intervention frames weighted);
@@ -165,12 +165,41 @@ class Experiment:
         marker.write_text("")
         return True
 
+    def base_policy(self, backbone: str) -> tuple[Path, list[tuple[str, float]]]:
+        """The base checkpoint and the data it was trained on, (path, ratio): what post-training
+        mixes the corrections with. Trained on the demos here unless the profile names one."""
+        from hiwm.policy.checkpoint import read_config
+
+        given = self.p.base_policies.get(backbone)
+        if not given:
+            demos = str(self.path("data", "demos"))
+            base = self.path("policies", backbone, "base")
+            self._timed(
+                f"train base {backbone}", self.train_policy, backbone, base, [demos], self.p.policy_minutes, None
+            )
+            return base, [(demos, 1.0)]
+        config = read_config(given)
+        if config["backbone"] != backbone:
+            raise ValueError(f"base policy {given}: backbone {config['backbone']}, not {backbone}")
+        data = [(d["path"], float(d.get("ratio", 1.0))) for d in config.get("train", {}).get("data", [])]
+        missing = [path for path, _ in data if not Path(path, "meta", "info.json").exists()]
+        if not data or missing:
+            raise ValueError(
+                f"base policy {given}: its training data {missing or '(none recorded)'} is not on this machine; "
+                "post-training mixes it with the corrections"
+            )
+        return Path(given), data
+
+    def mix(self, base_data: list[tuple[str, float]], extra: Path) -> list[str]:
+        """Data specs for post-training: the base data keeps its own proportions, ``extra`` gets the
+        profile's ``corrections_share``."""
+        share, total = self.p.corrections_share, sum(r for _, r in base_data)
+        return [f"{path}:{(1 - share) * r / total}" for path, r in base_data] + [f"{extra}:{share}"]
+
     def post_train(self, backbone: str) -> dict[str, Path]:
         """Base, Hi-WM rounds and the closed-loop baseline for one backbone: their checkpoints."""
         p = self.p
-        demos = str(self.path("data", "demos"))
-        base = self.path("policies", backbone, "base")
-        self._timed(f"train base {backbone}", self.train_policy, backbone, base, [demos], p.policy_minutes, None)
+        base, base_data = self.base_policy(backbone)
         ckpts = {"base": base}
         current = base
         corrections = self.path("data", f"{backbone}_corrections")
@@ -180,8 +209,7 @@ class Experiment:
             )
             nxt = self.path("policies", backbone, f"hiwm_r{k}")
             if self.export(summary, corrections):
-                share = p.corrections_share
-                data = [f"{demos}:{1 - share}", f"{corrections}:{share}"]
+                data = self.mix(base_data, corrections)
                 self._timed(
                     f"post-train {backbone} r{k}", self.train_policy, backbone, nxt, data, p.finetune_minutes, current
                 )
@@ -192,7 +220,7 @@ class Experiment:
         ckpts["baseline"] = base
         if self.export(summary, baseline_data):
             nxt = self.path("policies", backbone, "baseline")
-            data = [f"{demos}:{1 - p.corrections_share}", f"{baseline_data}:{p.corrections_share}"]
+            data = self.mix(base_data, baseline_data)
             self._timed(
                 f"baseline fine-tune {backbone}", self.train_policy, backbone, nxt, data, p.finetune_minutes, base
             )

@@ -21,6 +21,9 @@ class Profile:
     probe_steps: int = 3000  # state probe training after the world model
     probe_calibration: int = 60  # fresh real episodes to fit the probe's success threshold on
     policy_minutes: float = 12.0
+    # backbone -> a base checkpoint trained elsewhere (`hiwm train policy`), used as is; post-training
+    # mixes the corrections with that checkpoint's own training data
+    base_policies: dict[str, str] = field(default_factory=dict)
     finetune_minutes: float = 6.0
     # the Hi-WM loop
     rounds: int = 1
