@@ -178,6 +178,13 @@ def test_frozen_sampler_matches_eager_and_follows_weight_updates():
     assert next(iter(frozen_unet.graphs.values())) is not graph  # rebuilt
     assert not torch.allclose(moved, frozen, atol=1e-3)
     assert torch.allclose(moved, sample(False), atol=1e-3)
+    # the server warms the policy up before its first observation: the graph exists, no history is left
+    from hiwm.policy.server import PolicyServer
+
+    fresh = ModelPolicy(build_model("diffusion", TINY_DIFFUSION))
+    server = PolicyServer(fresh)
+    assert server.stats.warm_up_ms > 0 and len(fresh.model.sampler_unet.graphs) == 1
+    assert len(fresh.history) == 0 and server.stats.queries == 0
     # what cannot be traced (a non-tensor output) runs eagerly, with the same result
     odd = FrozenCall(model.unet.final, lambda m, x: (m(x), 3))
     with torch.inference_mode():

@@ -94,7 +94,11 @@ class PolicyServerNode:
         if cfg.follow_phase:
             node.create_subscription("hiwm_msgs/msg/Phase", "arbiter/phase", self.on_phase, LATCHED)
         node.create_timer(cfg.report_period_s, self.report)
-        node.logger.info(f"serving {cfg.policy} on {node.resolve('policy/action')}")
+        warm = self.server.stats.warm_up_ms
+        node.logger.info(
+            f"serving {cfg.policy} on {node.resolve('policy/action')}"
+            + (f" (warm-up query {warm:.0f} ms)" if warm is not None else "")
+        )
 
     # inputs ------------------------------------------------------------------
     def on_image(self, msg: object) -> None:

@@ -3,8 +3,9 @@
 A small conv net at batch 1 spends most of its time dispatching ops rather than computing; a
 traced and frozen graph runs the Diffusion Policy's U-Net about 2.5x faster on this CPU
 (``bench/policy.py``). ``torch.jit`` is deprecated in favour of ``torch.compile``, which needs a
-C++ toolchain and seconds of compilation per shape; the frozen graph is built in milliseconds
-and works with the pinned torch. Anything that fails to trace runs eagerly instead.
+C++ toolchain and a compiler run per shape; the frozen graph is built in about 2 s on first use
+(``ModelPolicy.warm_up`` does it before serving) and works with the pinned torch. Anything that
+fails to trace runs eagerly instead.
 """
 
 from __future__ import annotations

@@ -61,6 +61,13 @@ class ModelPolicy:
         self._wsum: np.ndarray | None = None
         self._count: np.ndarray | None = None
 
+    def warm_up(self) -> None:
+        """One query on a blank frame, then a reset: builds what the first real query would (the
+        frozen sampler graph takes about 2 s), so the first chunk is not late."""
+        size = self.cfg.image_size
+        self.act({"image": np.zeros((size, size, 3), np.uint8), "state": np.array([256.0, 256.0])})
+        self.reset()
+
     def observe(self, observation: dict[str, np.ndarray]) -> None:
         image, state = check_observation(observation)
         img = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()  # a copy: message buffers are read-only

@@ -28,6 +28,7 @@ class ServerStats:
     episodes: int = 0
     refused: dict[str, int] = field(default_factory=dict)
     resized: int = 0
+    warm_up_ms: float | None = None  # the policy's warm-up query, before the first observation
     latencies_ms: list[float] = field(default_factory=list)
 
     def refuse(self, kind: str) -> None:
@@ -41,6 +42,7 @@ class ServerStats:
             "episodes": self.episodes,
             "refused": dict(self.refused),
             "resized": self.resized,
+            "warm_up_ms": self.warm_up_ms,
             "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
             "latency_ms_p99": float(np.percentile(lat, 99)) if lat.size else None,
             "latency_ms_max": float(lat.max()) if lat.size else None,
@@ -58,6 +60,11 @@ class PolicyServer:
         self.episode: str | None = None
         self.remaining = 0  # observations still to come from the chunk in flight
         self._observe = getattr(policy, "observe", None)
+        warm_up = getattr(policy, "warm_up", None)  # optional: outside policies may have none
+        if warm_up is not None:
+            start = time.perf_counter()
+            warm_up()
+            self.stats.warm_up_ms = (time.perf_counter() - start) * 1e3
 
     def new_episode(self, episode: str) -> None:
         self.policy.reset()
