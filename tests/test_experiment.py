@@ -108,3 +108,6 @@ def test_a_given_base_policy_is_post_trained_on_its_own_data(tmp_path):
         Experiment(PROFILES["smoke"].replace(base_policies={"act": str(gone)}), tmp_path / "run3").base_policy("act")
     with pytest.raises(SystemExit, match="BACKBONE=CHECKPOINT"):
         hiwm(["experiment", "--profile", "smoke", "--out", str(tmp_path / "run4"), "--base-policy", "arm=x"])
+    with pytest.raises(SystemExit, match="not a backbone of this run"):  # smoke runs ACT only
+        out = str(tmp_path / "run5")
+        hiwm(["experiment", "--profile", "smoke", "--out", out, "--base-policy", f"diffusion={ckpt}"])

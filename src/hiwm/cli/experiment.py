@@ -20,6 +20,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         unknown = sorted(set(given) - {"act", "diffusion"})
         if unknown or not all(given.values()):
             raise SystemExit(f"--base-policy takes BACKBONE=CHECKPOINT (act or diffusion), got {args.base_policy}")
+        idle = sorted(set(given) - set(profile.backbones))
+        if idle:
+            raise SystemExit(f"--base-policy {', '.join(idle)}: not a backbone of this run {profile.backbones}")
         profile = profile.replace(base_policies=given)
     result = Experiment(profile, args.out or f"runs/experiment-{profile.name}").run()
     print(json.dumps({k: result[k] for k in ("pearson", "gains", "seconds")}))

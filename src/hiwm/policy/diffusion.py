@@ -235,7 +235,7 @@ class DiffusionPolicy(nn.Module):
         steps = list(range(cfg.train_steps - stride, -1, -stride))
         t = torch.tensor(steps, device=cond.device).repeat_interleave(b)
         films = self.unet.films(t, cond.repeat(len(steps), 1)).view(len(steps), b, -1)
-        ab = self.alphas_cumprod.double().cpu().tolist()  # plain floats: no tensor ops for the scalars
+        ab = self.alphas_cumprod.tolist()  # plain floats: no tensor ops for the scalars
         for i, t in enumerate(steps):
             ab_t, ab_prev = ab[t], ab[t - stride] if t - stride >= 0 else 1.0
             eps = self.sampler_unet(x, films[i])
