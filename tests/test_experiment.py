@@ -111,3 +111,22 @@ def test_a_given_base_policy_is_post_trained_on_its_own_data(tmp_path):
     with pytest.raises(SystemExit, match="not a backbone of this run"):  # smoke runs ACT only
         out = str(tmp_path / "run5")
         hiwm(["experiment", "--profile", "smoke", "--out", out, "--base-policy", f"diffusion={ckpt}"])
+
+
+def test_a_given_world_model_is_used_as_is_and_nothing_is_collected_for_it(smoke, tmp_path):
+    import shutil
+
+    given = {"world_model": str(smoke / "world_model"), "base_policies": {"act": str(smoke / "policies/act/base")}}
+    exp = Experiment(PROFILES["smoke"].replace(**given), tmp_path / "run", progress=False)
+    exp.check()
+    exp.collect()
+    assert exp.world_model() == smoke / "world_model" and exp.world == smoke / "world_model"
+    assert not (tmp_path / "run" / "data").exists() and not (tmp_path / "run" / "world_model").exists()
+
+    blind = shutil.copytree(smoke / "world_model", tmp_path / "blind")  # a world model with no state probe
+    doc = json.loads((blind / "config.json").read_text())
+    (blind / "config.json").write_text(json.dumps({**doc, "probe": None}))
+    with pytest.raises(ValueError, match="no state probe"):
+        Experiment(PROFILES["smoke"].replace(world_model=str(blind)), tmp_path / "run2").check()
+    with pytest.raises(SystemExit, match=r"hiwm experiment: error: .*not_here"):
+        hiwm(["experiment", "--profile", "smoke", "--out", str(tmp_path / "run3"), "--world-model", "not_here"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from hiwm.cli.main import main
@@ -50,3 +51,53 @@ def test_train_cli_validates_checkpoints_and_resumes(tmp_path):
     assert main([*common, "--probe-only", "--probe-steps", "2"]) == 0  # a new probe, the same model
     again, _ = ckpt_io.read_config(out)
     assert again.step == 6 and again.probe is not None and (out / "model.safetensors").read_bytes() == before
+
+
+def _params(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def _changed(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
+    return any(not torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))
+
+
+def test_phases_train_only_their_part_and_a_run_can_start_from_another_checkpoint(tmp_path):
+    from hiwm.world_model.config import ModelConfig, TrainConfig
+    from hiwm.world_model.data import load_episodes
+    from hiwm.world_model.model import WorldModel
+    from hiwm.world_model.train import train_autoencoder, train_latent_dynamics
+
+    collect(CollectConfig(episodes=3, max_steps=25, seed=0, noise=1.0), tmp_path / "ds")
+    episodes = load_episodes([tmp_path / "ds"], progress=False)
+    model = WorldModel(ModelConfig(**json.loads(TINY)))
+    cfg = TrainConfig(ae_minutes=0.01, ae_batch=2, latent_minutes=0.01, latent_batch=2, latent_rollout=3, warmup=1)
+    enc, dec, dyn = _params(model.encoder), _params(model.decoder), _params(model.dynamics)
+    done = train_autoencoder(model, episodes, cfg, torch.device("cpu"), progress=False)
+    assert done["steps"] > 0 and done["loss"] == done["loss"]  # not NaN
+    assert _changed(enc, model.encoder) and _changed(dec, model.decoder) and not _changed(dyn, model.dynamics)
+    enc, dec = _params(model.encoder), _params(model.decoder)
+    done = train_latent_dynamics(model, episodes, cfg, torch.device("cpu"), progress=False)
+    assert done["steps"] > 0
+    assert _changed(dyn, model.dynamics) and not _changed(enc, model.encoder) and not _changed(dec, model.decoder)
+
+    # the CLI: a first run with its probe, then phases only, starting from it and keeping its probe
+    first = tmp_path / "first"
+    common = ["train", "world-model", "--data", str(tmp_path / "ds"), "--model", TINY, "--horizons", "1", "5"]
+    small = ["--batch", "2", "--rollout", "2", "--val-windows", "2", "--probe-calibration", "0"]
+    assert main([*common, *small, "--out", str(first), "--steps", "2", "--probe-steps", "2"]) == 0
+    second = tmp_path / "second"
+    phases = ["--ae-minutes", "0.01", "--ae-batch", "2", "--latent-minutes", "0.01", "--latent-batch", "2"]
+    args = [*common, *small, "--out", str(second), "--init", str(first), "--steps", "0", "--probe-steps", "0"]
+    assert main([*args, *phases, "--latent-rollout", "3"]) == 0
+    saved, _ = ckpt_io.read_config(second)
+    assert saved.metrics["autoencoder"]["steps"] > 0 and saved.metrics["latent_dynamics"]["steps"] > 0
+    assert saved.probe == ckpt_io.read_config(first)[0].probe
+    assert (second / "probe.safetensors").read_bytes() == (first / "probe.safetensors").read_bytes()
+    assert (second / "model.safetensors").read_bytes() != (first / "model.safetensors").read_bytes()
+    lines = [json.loads(x) for x in (second / "metrics.jsonl").read_text().splitlines()]
+    assert [x.get("phase") for x in lines] == ["autoencoder", "latent_dynamics"]
+
+    other = json.dumps({**json.loads(TINY), "dyn_blocks": 2})
+    bad = ["train", "world-model", "--data", str(tmp_path / "ds"), "--model", other, "--out", str(tmp_path / "bad")]
+    with pytest.raises(SystemExit, match="differs"):
+        main([*bad, "--init", str(first), "--steps", "0", "--probe-steps", "0"])

@@ -24,7 +24,16 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         if idle:
             raise SystemExit(f"--base-policy {', '.join(idle)}: not a backbone of this run {profile.backbones}")
         profile = profile.replace(base_policies=given)
-    result = Experiment(profile, args.out or f"runs/experiment-{profile.name}").run()
+    if args.world_model:
+        profile = profile.replace(world_model=args.world_model)
+    from hiwm.checkpoints import CheckpointError
+
+    experiment = Experiment(profile, args.out or f"runs/experiment-{profile.name}")
+    try:
+        experiment.check()
+    except (ValueError, CheckpointError) as exc:  # a checkpoint given to the run that it cannot use
+        raise SystemExit(f"hiwm experiment: error: {exc}") from None
+    result = experiment.run()
     print(json.dumps({k: result[k] for k in ("pearson", "gains", "seconds")}))
     return 0
 
@@ -40,4 +49,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int)
     p.add_argument("--base-policy", nargs="+", metavar="BACKBONE=CHECKPOINT",
                    help="post-train this checkpoint (e.g. act=runs/act) instead of training a base policy")  # fmt: skip
+    p.add_argument("--world-model", metavar="CHECKPOINT",
+                   help="use this trained world model (with its state probe) instead of training one")  # fmt: skip
     p.set_defaults(func=cmd_experiment)

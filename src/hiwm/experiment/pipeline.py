@@ -4,7 +4,7 @@ Stages, each skipped when its output already exists (a run resumes where it stop
 
 1. data: limited expert demos (the base policy's) and sloppy/failing expert episodes (the world
    model's, with the demos);
-2. the world model and its state probe;
+2. the world model and its state probe (or a trained one: ``--world-model``);
 3. per backbone, the base policy on the demos (or a checkpoint trained elsewhere: ``--base-policy``);
 4. per backbone, Hi-WM rounds: rollouts in the world model from real initial states, the simulated
    operator's corrections into the branch cache, export of the successful corrections, post-training
@@ -56,16 +56,24 @@ class Experiment:
     def path(self, *parts: str) -> Path:
         return self.out.joinpath(*parts)
 
+    @property
+    def world(self) -> Path:
+        """The world-model checkpoint: the profile's, or the one trained in this run."""
+        return Path(self.p.world_model) if self.p.world_model else self.path("world_model")
+
     # -- stages ----------------------------------------------------------------
     def collect(self) -> None:
         from hiwm.data.collect import CollectConfig, collect
 
         p = self.p
-        if not self.path("data", "demos", "meta", "info.json").exists():
+        # the demos train the base policies and, with the sloppy episodes, the world model: only
+        # what this run trains is collected
+        need_demos = not p.world_model or any(b not in p.base_policies for b in p.backbones)
+        if need_demos and not self.path("data", "demos", "meta", "info.json").exists():
             collect(
                 CollectConfig(episodes=p.demo_episodes, seed=DEMO_SEED, workers=p.workers), self.path("data", "demos")
             )
-        if not self.path("data", "wm_noisy", "meta", "info.json").exists():
+        if not p.world_model and not self.path("data", "wm_noisy", "meta", "info.json").exists():
             cfg = CollectConfig(episodes=p.wm_noisy_episodes, seed=WM_SEED, noise=p.wm_noise, workers=p.workers)
             collect(cfg, self.path("data", "wm_noisy"))
 
@@ -73,6 +81,12 @@ class Experiment:
         from hiwm.world_model.config import ModelConfig, ProbeConfig, TrainConfig
         from hiwm.world_model.train import train
 
+        if self.p.world_model:
+            from hiwm.world_model.checkpoint import read_config
+
+            if read_config(self.world)[0].probe is None:
+                raise ValueError(f"world model {self.world}: no state probe; success in it cannot be judged")
+            return self.world
         out = self.path("world_model")
         if not (out / "config.json").exists() or not json.loads((out / "config.json").read_text()).get("done"):
             p = self.p
@@ -122,7 +136,7 @@ class Experiment:
         summary_path.parent.mkdir(parents=True, exist_ok=True)
         db = self.path("rollouts", f"{backbone}_{tag}.db")
         db.unlink(missing_ok=True)
-        world = ModelWorld(self.path("world_model"), max_steps=self.p.max_steps)
+        world = ModelWorld(self.world, max_steps=self.p.max_steps)
         pol = load_policy(policy)
         results = []
         with BranchStore(db) as store:
@@ -240,9 +254,7 @@ class Experiment:
         common = {"policy": str(ckpt), "seeds": seeds, "workers": p.workers, "max_steps": p.max_steps, "videos": 2}
         real = evaluate(EvalConfig(**common, out=str(self.path("eval", f"{backbone}_{method}_real"))))
         model = evaluate(
-            EvalConfig(
-                **common, world=str(self.path("world_model")), out=str(self.path("eval", f"{backbone}_{method}_model"))
-            )
+            EvalConfig(**common, world=str(self.world), out=str(self.path("eval", f"{backbone}_{method}_model")))
         )
         row = {
             "backbone": backbone,
@@ -254,8 +266,16 @@ class Experiment:
         path.write_text(json.dumps(row, indent=1))
         return row
 
+    def check(self) -> None:
+        """Refuse, before any work, checkpoints given to the run that it cannot use (ValueError)."""
+        if self.p.world_model:
+            self.world_model()
+        for backbone in self.p.base_policies:
+            self.base_policy(backbone)
+
     def run(self) -> dict[str, Any]:
         start = time.monotonic()
+        self.check()
         (self.out / "profile.json").write_text(json.dumps(asdict(self.p), indent=1))
         self._timed("collect", self.collect)
         self._timed("world model", self.world_model)

@@ -24,6 +24,9 @@ class Profile:
     # backbone -> a base checkpoint trained elsewhere (`hiwm train policy`), used as is; post-training
     # mixes the corrections with that checkpoint's own training data
     base_policies: dict[str, str] = field(default_factory=dict)
+    # a trained world model with its state probe (`hiwm train world-model`), used as is instead of
+    # training one here (its data need not be on this machine)
+    world_model: str = ""
     finetune_minutes: float = 6.0
     # the Hi-WM loop
     rounds: int = 1
@@ -64,8 +67,9 @@ PROFILES = {
         operator=OperatorConfig(forks=2, correction_steps=20),
         eval_episodes=20,
     ),
-    # the table: both backbones, 100 held-out episodes per checkpoint, two rounds
-    "full": Profile(name="full", rounds=2),
+    # the table: both backbones, 100 held-out episodes per checkpoint; three rounds give each backbone
+    # five checkpoints (base, three Hi-WM rounds, baseline): ten for the world-model/real correlation
+    "full": Profile(name="full", rounds=3),
     # CI's smoke of the same path: minutes, results meaningless
     "smoke": Profile(
         name="smoke",

@@ -65,11 +65,24 @@ class TrainConfig:
     probe_steps: int = 3000  # state probe training after the world model (0: none)
     probe_calibration: int = 60  # fresh real episodes to fit the probe's success threshold on (0: keep 0.95)
     max_minutes: float = 0.0  # stop early (checkpointing) after this wall time; 0: no limit
+    init: str = ""  # start from this checkpoint's weights (same model config); optimiser fresh
+    # Optional phases around the joint one (``steps``): on a CPU most of a joint step re-encodes
+    # and decodes frames, so an autoencoder phase (single frames) before it and a dynamics phase on
+    # cached latents after it train each part several times faster per wall-clock minute.
+    ae_minutes: float = 0.0  # encoder + decoder alone, ``ae_batch`` single frames per step
+    ae_batch: int = 64
+    latent_minutes: float = 0.0  # dynamics alone on frozen-encoder latents, ``latent_rollout`` open-loop steps
+    latent_batch: int = 64
+    latent_rollout: int = 8
 
     def __post_init__(self) -> None:
         self.horizons = tuple(int(h) for h in self.horizons)
         if self.steps < 0 or self.batch < 1 or self.rollout < 1:
             raise ValueError("steps >= 0, batch >= 1 and rollout >= 1 required")
+        if min(self.ae_minutes, self.latent_minutes) < 0 or min(self.ae_batch, self.latent_batch) < 1:
+            raise ValueError("ae_minutes, latent_minutes >= 0 and ae_batch, latent_batch >= 1 required")
+        if self.latent_rollout < 1:
+            raise ValueError(f"latent_rollout must be >= 1, got {self.latent_rollout}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 

@@ -32,11 +32,27 @@ from hiwm.world_model.metrics import psnr, ssim
 from hiwm.world_model.model import WorldModel, count_parameters
 from hiwm.world_model.probe import StateProbe, probe_loss, state_to_targets
 
+PHASES = ("autoencoder", "latent_dynamics")
+
 
 def autocast(device: torch.device) -> Any:
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()
+
+
+def foreground(x: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+    """Pixels away from the (learned) background, channel axis -3: the agent and the block."""
+    return (x - background).abs().amax(dim=-3, keepdim=True) > 0.15
+
+
+def weighted_mse(pred: torch.Tensor, target: torch.Tensor, fg: torch.Tensor, fg_weight: float) -> torch.Tensor:
+    return ((1.0 + fg_weight * fg.float()) * (pred.float() - target) ** 2).mean()
+
+
+def cosine_lr(base: float, progress: float) -> float:
+    """Cosine decay from ``base`` to a tenth of it over ``progress`` in [0, 1]."""
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress)))))
 
 
 def window_loss(model: WorldModel, frames: torch.Tensor, actions: torch.Tensor, cfg: TrainConfig) -> dict:
@@ -54,12 +70,9 @@ def window_loss(model: WorldModel, frames: torch.Tensor, actions: torch.Tensor, 
     # from the (learned, fixed) background and pixels that move are weighed up, or the model
     # settles on drawing the empty table
     bg = model.decoder.background.detach()
-    fg_pred = ((target - bg).abs().amax(dim=2, keepdim=True) > 0.15) | (
-        (target - x[:, k - 1 : length - 1]).abs().amax(dim=2, keepdim=True) > 0.1
-    )
-    fg_recon = (x[:, k - 1] - bg).abs().amax(dim=1, keepdim=True) > 0.15
-    pixel = ((1.0 + cfg.fg_weight * fg_pred.float()) * (pred.float() - target) ** 2).mean()
-    ae = ((1.0 + cfg.fg_weight * fg_recon.float()) * (recon.float() - x[:, k - 1]) ** 2).mean()
+    fg_pred = foreground(target, bg) | ((target - x[:, k - 1 : length - 1]).abs().amax(dim=2, keepdim=True) > 0.1)
+    pixel = weighted_mse(pred, target, fg_pred, cfg.fg_weight)
+    ae = weighted_mse(recon, x[:, k - 1], foreground(x[:, k - 1], bg), cfg.fg_weight)
     latent = F.mse_loss(zs.float(), z[:, k:].detach().float())
     loss = pixel + ae + cfg.latent_weight * latent
     return {"loss": loss, "pixel": pixel.detach(), "ae": ae.detach(), "latent": latent.detach()}
@@ -185,6 +198,87 @@ def probe_errors(probe: StateProbe, episodes: list[Episode], limit: int = 4000) 
     }
 
 
+def train_autoencoder(
+    model: WorldModel, episodes: list[Episode], cfg: TrainConfig, device: torch.device, progress: bool
+) -> dict[str, float]:
+    """Encoder and decoder alone on single frames for ``cfg.ae_minutes`` (the dynamics untouched)."""
+    sampler = WindowSampler(episodes, 1, cfg.seed + 1)
+    params = [*model.encoder.parameters(), *model.decoder.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    budget, t0, step, loss = 60 * cfg.ae_minutes, time.monotonic(), 0, float("nan")
+    bar = tqdm(desc="autoencoder", unit="step", disable=not progress)
+    while (elapsed := time.monotonic() - t0) < budget:
+        for g in opt.param_groups:
+            g["lr"] = cosine_lr(cfg.lr, elapsed / budget) * min(1.0, (step + 1) / cfg.warmup)
+        frames, _ = sampler.sample(cfg.ae_batch)
+        x = WorldModel.to_input(frames[:, 0].to(device))
+        with autocast(device):
+            recon = model.decode(model.encode(x))
+        fg = foreground(x, model.decoder.background.detach())
+        batch_loss = weighted_mse(recon, x, fg, cfg.fg_weight)
+        opt.zero_grad(set_to_none=True)
+        batch_loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        step += 1
+        bar.update()
+        if step % 20 == 0:
+            loss = batch_loss.item()
+            bar.set_postfix(loss=f"{loss:.4f}")
+    bar.close()
+    return {"steps": step, "minutes": round((time.monotonic() - t0) / 60, 2), "loss": loss}
+
+
+@torch.no_grad()
+def encode_episodes(
+    model: WorldModel, episodes: list[Episode], device: torch.device, progress: bool, batch: int = 256
+) -> list[Episode]:
+    """The episodes with their frames replaced by the encoder's latents (T, Z, g, g) float32."""
+    model.eval()
+    out = []
+    for e in tqdm(episodes, desc="encode", unit="episode", disable=not progress, leave=False):
+        chunks = [
+            model.encode(WorldModel.to_input(torch.from_numpy(e.frames[i : i + batch]).to(device))).float().cpu()
+            for i in range(0, len(e.frames), batch)
+        ]
+        out.append(dataclasses.replace(e, frames=torch.cat(chunks).numpy()))
+    model.train()
+    return out
+
+
+def train_latent_dynamics(
+    model: WorldModel, episodes: list[Episode], cfg: TrainConfig, device: torch.device, progress: bool
+) -> dict[str, float]:
+    """The dynamics alone, for ``cfg.latent_minutes``, on ``latent_rollout``-step open-loop windows of
+    latents encoded once by the (frozen) encoder: no frame is encoded or decoded per step."""
+    k = model.cfg.context
+    latents = encode_episodes(model, episodes, device, progress)
+    sampler = WindowSampler(latents, k + cfg.latent_rollout, cfg.seed + 2)
+    params = list(model.dynamics.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    budget, t0, step, loss = 60 * cfg.latent_minutes, time.monotonic(), 0, float("nan")
+    bar = tqdm(desc="latent dynamics", unit="step", disable=not progress)
+    while (elapsed := time.monotonic() - t0) < budget:
+        for g in opt.param_groups:
+            g["lr"] = cosine_lr(cfg.lr, elapsed / budget) * min(1.0, (step + 1) / cfg.warmup)
+        z, actions = (t.to(device) for t in sampler.sample(cfg.latent_batch))
+        prev = actions[:, k - 2] if k >= 2 else actions[:, 0]
+        with autocast(device):
+            zs = model.rollout(z[:, :k], actions[:, k - 1 : -1], prev)
+        batch_loss = F.mse_loss(zs.float(), z[:, k:])
+        opt.zero_grad(set_to_none=True)
+        batch_loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        step += 1
+        bar.update()
+        if step % 20 == 0:
+            loss = batch_loss.item()
+            bar.set_postfix(loss=f"{loss:.5f}")
+    bar.close()
+    return {"steps": step, "minutes": round((time.monotonic() - t0) / 60, 2), "loss": loss}
+
+
 def _ddp() -> tuple[int, int, torch.device]:
     """(rank, world size, device); sets up the process group under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -210,6 +304,8 @@ def train(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train; returns the final metrics (also in ``out/config.json`` and ``out/metrics.jsonl``)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and (cfg.ae_minutes or cfg.latent_minutes):
+        raise ValueError("the autoencoder and latent-dynamics phases run in one process; not under torchrun")
     rank, world, device = _ddp()
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed + rank)
@@ -222,6 +318,7 @@ def train(
     model = WorldModel(model_cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start = 0
+    phases: dict[str, dict] = {}  # the optional phases done: name -> steps, minutes, loss
     if resume and (out / ckpt_io.CONFIG).exists():
         saved, _ = ckpt_io.read_config(out)
         if saved.model != model_cfg:
@@ -229,6 +326,12 @@ def train(
         ckpt_io.load_weights(model, out / ckpt_io.MODEL)
         ckpt_io.load_optimizer_state(out, opt)
         start = saved.step
+        phases = {name: saved.metrics[name] for name in PHASES if name in saved.metrics}
+    elif cfg.init:
+        saved, _ = ckpt_io.read_config(cfg.init)
+        if saved.model != model_cfg:
+            raise ValueError(f"--init {cfg.init}: model config {saved.model} differs from {model_cfg}")
+        ckpt_io.load_weights(model, Path(cfg.init) / ckpt_io.MODEL)
     else:
         with torch.no_grad():  # the decoder's background starts as the mean training frame
             frames, _ = sampler.sample(64)
@@ -244,9 +347,7 @@ def train(
     def lr_at(step: int) -> float:
         if step < cfg.warmup:
             return cfg.lr * (step + 1) / cfg.warmup
-        return cfg.lr * (
-            0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)))
-        )
+        return cosine_lr(cfg.lr, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
 
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -267,8 +368,22 @@ def train(
             record = ckpt_io.Checkpoint(model_cfg, cfg, probe_cfg if probe is not None else None, step, metrics)
             ckpt_io.save(out, record, model, probe, opt)
 
+    def phase(name: str, fn: Any) -> dict[str, Any]:
+        """Run one optional phase (rank 0 only), validate, log and checkpoint; the new metrics."""
+        phases[name] = fn(model, train_eps, cfg, device, progress)
+        val = open_loop(model, val_eps or train_eps, cfg.horizons, cfg.val_windows, cfg.seed, device)
+        metrics = {**info, "step": start, "phase": name, **phases, **val}
+        log.write(json.dumps(metrics) + "\n")
+        log.flush()
+        if progress:
+            tqdm.write(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in metrics.items()}))
+        save(start, metrics)
+        return metrics
+
+    metrics: dict[str, Any] = {**info, **phases}
+    if main and cfg.ae_minutes > 0 and "autoencoder" not in phases:
+        metrics = phase("autoencoder", train_autoencoder)
     t0 = time.monotonic()
-    metrics: dict[str, Any] = dict(info)
     bar = tqdm(
         range(start, cfg.steps), desc="world model", disable=not (progress and main), initial=start, total=cfg.steps
     )
@@ -289,7 +404,7 @@ def train(
         over_time = cfg.max_minutes > 0 and time.monotonic() - t0 > 60 * cfg.max_minutes
         if main and (done or over_time or (step + 1) % cfg.val_every == 0):
             val = open_loop(model, val_eps or train_eps, cfg.horizons, cfg.val_windows, cfg.seed, device)
-            metrics = {**info, "step": step + 1, "minutes": (time.monotonic() - t0) / 60, **val}
+            metrics = {**info, "step": step + 1, "minutes": (time.monotonic() - t0) / 60, **phases, **val}
             log.write(json.dumps(metrics) + "\n")
             log.flush()
             tqdm.write(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in metrics.items()}))
@@ -301,6 +416,9 @@ def train(
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     final_step = step + 1 if cfg.steps > start else start
+    if main and cfg.latent_minutes > 0 and "latent_dynamics" not in phases:
+        start = final_step
+        metrics = phase("latent_dynamics", train_latent_dynamics)
     if main:
         if val_eps:
             rollout_figure(model, max(val_eps, key=lambda e: len(e.frames)), out / "rollout.png", device)
@@ -308,6 +426,10 @@ def train(
         if probe_cfg is not None and cfg.probe_steps > 0:
             probe, metrics["probe"] = fit_probe(train_eps, val_eps, probe_cfg, cfg, device)
             tqdm.write(json.dumps({"probe": metrics["probe"]}))
+        elif probe_cfg is not None and cfg.init:  # the probe reads real frames: the init's one still fits
+            init_ckpt, _, probe = ckpt_io.load(cfg.init, device=device)
+            if probe is not None:
+                probe_cfg, metrics["probe"] = init_ckpt.probe, init_ckpt.metrics.get("probe", {})
         save(final_step, metrics, probe)
         log.close()
     return metrics
