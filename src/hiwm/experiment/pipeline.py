@@ -125,6 +125,8 @@ class Experiment:
 
     def rollouts(self, backbone: str, policy: Path, tag: str, operator: bool) -> dict[str, Any]:
         """World-model rollouts of ``policy`` (with or without the operator) into a branch store."""
+        import torch
+
         from hiwm.branch_cache.store import BranchStore
         from hiwm.experiment.rollouts import run_session
         from hiwm.experiment.world import ModelWorld
@@ -134,6 +136,9 @@ class Experiment:
         if summary_path.exists():
             return json.loads(summary_path.read_text())
         summary_path.parent.mkdir(parents=True, exist_ok=True)
+        # batch-1 steps of small models gain nothing from a second thread, and two threads on a
+        # busy 2-core machine spin against the other process: measured 3x slower per session
+        torch.set_num_threads(1)
         db = self.path("rollouts", f"{backbone}_{tag}.db")
         db.unlink(missing_ok=True)
         world = ModelWorld(self.world, max_steps=self.p.max_steps)
