@@ -109,6 +109,12 @@ class Experiment:
 
         if (out / "done").exists():
             return out
+        tuning = {}
+        if init is not None:  # post-training: the init's batch size unless the profile names one
+            from hiwm.policy.checkpoint import read_config
+
+            batch = self.p.finetune_batch or int(read_config(init).get("train", {}).get("batch_size", 0))
+            tuning = {"lr": self.p.finetune_lr, **({"batch_size": batch} if batch else {})}
         cfg = TrainConfig(
             backbone=backbone,
             data=data,
@@ -118,6 +124,7 @@ class Experiment:
             threads=self.p.threads,
             intervention_weight=self.p.intervention_weight,
             init=str(init) if init else "",
+            **tuning,
         )
         train(cfg)
         (out / "done").write_text("")
