@@ -130,3 +130,20 @@ def test_a_given_world_model_is_used_as_is_and_nothing_is_collected_for_it(smoke
         Experiment(PROFILES["smoke"].replace(world_model=str(blind)), tmp_path / "run2").check()
     with pytest.raises(SystemExit, match=r"hiwm experiment: error: .*not_here"):
         hiwm(["experiment", "--profile", "smoke", "--out", str(tmp_path / "run3"), "--world-model", "not_here"])
+
+
+def test_post_training_keeps_the_base_batch_size_at_a_gentle_rate(tmp_path):
+    from hiwm.data.collect import CollectConfig, collect
+    from hiwm.policy import build_model, save_checkpoint
+    from hiwm.policy.checkpoint import read_config
+
+    demos = tmp_path / "demos"
+    collect(CollectConfig(episodes=2, seed=3, max_steps=20), demos)
+    model = build_model("act", {"image_size": 16, "crop": 16, "channels": [8], "dim": 16, "heads": 2, "ff_dim": 16})
+    base = save_checkpoint(tmp_path / "base", model, {"data": [{"path": str(demos)}], "batch_size": 8, "lr": 3e-4})
+    exp = Experiment(PROFILES["smoke"], tmp_path / "run", progress=False)
+    tuned = exp.train_policy("act", tmp_path / "tuned", [str(demos)], 0.02, base)
+    train = read_config(tuned)["train"]
+    assert train["batch_size"] == 8 and train["lr"] == exp.p.finetune_lr and train["init"] == str(base)
+    fresh = exp.train_policy("act", tmp_path / "fresh", [str(demos)], 0.02, None)  # a base policy: the defaults
+    assert read_config(fresh)["train"]["batch_size"] == 64
