@@ -226,6 +226,8 @@ def train_autoencoder(
             loss = batch_loss.item()
             bar.set_postfix(loss=f"{loss:.4f}")
     bar.close()
+    if step:  # the last batch's, however few steps the budget allowed
+        loss = batch_loss.item()
     return {"steps": step, "minutes": round((time.monotonic() - t0) / 60, 2), "loss": loss}
 
 
@@ -276,6 +278,8 @@ def train_latent_dynamics(
             loss = batch_loss.item()
             bar.set_postfix(loss=f"{loss:.5f}")
     bar.close()
+    if step:  # the last batch's, however few steps the budget allowed
+        loss = batch_loss.item()
     return {"steps": step, "minutes": round((time.monotonic() - t0) / 60, 2), "loss": loss}
 
 
