@@ -198,37 +198,47 @@ def probe_errors(probe: StateProbe, episodes: list[Episode], limit: int = 4000) 
     }
 
 
-def train_autoencoder(
-    model: WorldModel, episodes: list[Episode], cfg: TrainConfig, device: torch.device, progress: bool
+def timed_phase(
+    name: str, params: list[torch.nn.Parameter], batch_loss: Any, minutes: float, cfg: TrainConfig, progress: bool
 ) -> dict[str, float]:
-    """Encoder and decoder alone on single frames for ``cfg.ae_minutes`` (the dynamics untouched)."""
-    sampler = WindowSampler(episodes, 1, cfg.seed + 1)
-    params = [*model.encoder.parameters(), *model.decoder.parameters()]
+    """Optimise ``params`` on ``batch_loss()`` for ``minutes`` of wall time (warmup, cosine rate,
+    clipping); the steps taken, the minutes and the last batch's loss."""
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    budget, t0, step, loss = 60 * cfg.ae_minutes, time.monotonic(), 0, float("nan")
-    bar = tqdm(desc="autoencoder", unit="step", disable=not progress)
+    budget, t0, step, loss = 60 * minutes, time.monotonic(), 0, float("nan")
+    bar = tqdm(desc=name, unit="step", disable=not progress)
     while (elapsed := time.monotonic() - t0) < budget:
         for g in opt.param_groups:
             g["lr"] = cosine_lr(cfg.lr, elapsed / budget) * min(1.0, (step + 1) / cfg.warmup)
-        frames, _ = sampler.sample(cfg.ae_batch)
-        x = WorldModel.to_input(frames[:, 0].to(device))
-        with autocast(device):
-            recon = model.decode(model.encode(x))
-        fg = foreground(x, model.decoder.background.detach())
-        batch_loss = weighted_mse(recon, x, fg, cfg.fg_weight)
+        value = batch_loss()
         opt.zero_grad(set_to_none=True)
-        batch_loss.backward()
+        value.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         step += 1
         bar.update()
         if step % 20 == 0:
-            loss = batch_loss.item()
-            bar.set_postfix(loss=f"{loss:.4f}")
+            bar.set_postfix(loss=f"{value.item():.5f}")
     bar.close()
     if step:  # the last batch's, however few steps the budget allowed
-        loss = batch_loss.item()
+        loss = value.item()
     return {"steps": step, "minutes": round((time.monotonic() - t0) / 60, 2), "loss": loss}
+
+
+def train_autoencoder(
+    model: WorldModel, episodes: list[Episode], cfg: TrainConfig, device: torch.device, progress: bool
+) -> dict[str, float]:
+    """Encoder and decoder alone on single frames for ``cfg.ae_minutes`` (the dynamics untouched)."""
+    sampler = WindowSampler(episodes, 1, cfg.seed + 1)
+
+    def batch_loss() -> torch.Tensor:
+        frames, _ = sampler.sample(cfg.ae_batch)
+        x = WorldModel.to_input(frames[:, 0].to(device))
+        with autocast(device):
+            recon = model.decode(model.encode(x))
+        return weighted_mse(recon, x, foreground(x, model.decoder.background.detach()), cfg.fg_weight)
+
+    params = [*model.encoder.parameters(), *model.decoder.parameters()]
+    return timed_phase("autoencoder", params, batch_loss, cfg.ae_minutes, cfg, progress)
 
 
 @torch.no_grad()
@@ -254,33 +264,18 @@ def train_latent_dynamics(
     """The dynamics alone, for ``cfg.latent_minutes``, on ``latent_rollout``-step open-loop windows of
     latents encoded once by the (frozen) encoder: no frame is encoded or decoded per step."""
     k = model.cfg.context
-    latents = encode_episodes(model, episodes, device, progress)
-    sampler = WindowSampler(latents, k + cfg.latent_rollout, cfg.seed + 2)
-    params = list(model.dynamics.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    budget, t0, step, loss = 60 * cfg.latent_minutes, time.monotonic(), 0, float("nan")
-    bar = tqdm(desc="latent dynamics", unit="step", disable=not progress)
-    while (elapsed := time.monotonic() - t0) < budget:
-        for g in opt.param_groups:
-            g["lr"] = cosine_lr(cfg.lr, elapsed / budget) * min(1.0, (step + 1) / cfg.warmup)
+    sampler = WindowSampler(encode_episodes(model, episodes, device, progress), k + cfg.latent_rollout, cfg.seed + 2)
+
+    def batch_loss() -> torch.Tensor:
         z, actions = (t.to(device) for t in sampler.sample(cfg.latent_batch))
         prev = actions[:, k - 2] if k >= 2 else actions[:, 0]
         with autocast(device):
             zs = model.rollout(z[:, :k], actions[:, k - 1 : -1], prev)
-        batch_loss = F.mse_loss(zs.float(), z[:, k:])
-        opt.zero_grad(set_to_none=True)
-        batch_loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        step += 1
-        bar.update()
-        if step % 20 == 0:
-            loss = batch_loss.item()
-            bar.set_postfix(loss=f"{loss:.5f}")
-    bar.close()
-    if step:  # the last batch's, however few steps the budget allowed
-        loss = batch_loss.item()
-    return {"steps": step, "minutes": round((time.monotonic() - t0) / 60, 2), "loss": loss}
+        return F.mse_loss(zs.float(), z[:, k:])
+
+    return timed_phase(
+        "latent dynamics", list(model.dynamics.parameters()), batch_loss, cfg.latent_minutes, cfg, progress
+    )
 
 
 def _ddp() -> tuple[int, int, torch.device]:
