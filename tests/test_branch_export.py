@@ -94,3 +94,23 @@ def test_export_refuses_bad_branches_and_writes_nothing(store, tmp_path):
     with pytest.raises(Exception, match="no branch b99"):
         export_branches(store, ["b99"], tmp_path / "ds", progress=False)
     assert not (tmp_path / "ds").exists()
+
+
+def test_export_segments_start_at_the_fork_and_correction_stops_at_the_last_human_action(store, tmp_path):
+    main, failure_state, _ = build(store)
+    branch = store.fork(failure_state.id, "corrected")
+    node = failure_state
+    for step, source in ((7, SOURCE_HUMAN), (8, SOURCE_HUMAN), (9, SOURCE_POLICY), (10, SOURCE_POLICY)):
+        node = add(store, node, step, source, [float(step), 20.0])  # handed back after two corrections
+    export_branches(store, [branch.id], tmp_path / "branch", segment="branch", progress=False)
+    export_branches(store, [branch.id], tmp_path / "corr", segment="correction", progress=False)
+    ep = LeRobotDataset(tmp_path / "branch").episode(0)
+    assert ep["observation.state"][:, 0].tolist() == [6.0, 7.0, 8.0, 9.0]  # from the fork node on
+    assert ep["intervention"].tolist() == [True, True, False, False]
+    ep = LeRobotDataset(tmp_path / "corr").episode(0)
+    assert ep["action"][:, 0].tolist() == [7.0, 8.0] and ep["intervention"].all()
+    with pytest.raises(InvalidInputError, match="no human action"):
+        export_branches(store, [main[0].branch], tmp_path / "none", segment="correction", progress=False)
+    with pytest.raises(InvalidInputError, match="segment must be"):
+        export_branches(store, [branch.id], tmp_path / "bad", segment="tail", progress=False)
+    assert not (tmp_path / "none").exists() and not (tmp_path / "bad").exists()

@@ -15,6 +15,7 @@ from hiwm.experiment.pipeline import Experiment
 from hiwm.experiment.profiles import PROFILES
 from hiwm.experiment.rollouts import OperatorConfig, stalled
 from hiwm.experiment.stats import pearson
+from hiwm.experiment.world import RealWorld
 
 
 def test_pearson_and_its_interval():
@@ -26,6 +27,22 @@ def test_pearson_and_its_interval():
     assert pearson(np.ones(4), x[:4])["r"] is None  # no variation: undefined, not NaN
     with pytest.raises(ValueError):
         pearson(x, x[:3])
+
+
+def test_the_real_world_restores_a_snapshot_and_the_episode_goes_on():
+    world = RealWorld()
+    obs = world.reset(seed=3)
+    for _ in range(15):
+        obs = world.step(obs.agent_pos + np.array([12.0, 8.0]))  # into the block, on most seeds
+    snap, at = world.snapshot(), obs
+    for _ in range(10):
+        world.step(np.array([40.0, 40.0]))
+    back = world.restore(snap)
+    assert back.step == at.step == 15 and back.max_coverage == pytest.approx(at.max_coverage)
+    np.testing.assert_allclose(back.state, at.state, atol=1e-6)
+    assert world.step(at.agent_pos).step == 16
+    with pytest.raises(ValueError, match="not a RealWorld snapshot"):
+        world.restore(b"\x89PNG")
 
 
 def test_stall_detection():
@@ -45,7 +62,7 @@ def smoke(tmp_path_factory):
 def test_smoke_runs_the_whole_loop(smoke):
     results = json.loads((smoke / "results.json").read_text())
     assert {(r["backbone"], r["method"]) for r in results["rows"]} == {
-        ("act", "base"), ("act", "hiwm_r1"), ("act", "baseline")
+        ("act", "base"), ("act", "hiwm_r1"), ("act", "baseline"), ("act", "oracle")
     }  # fmt: skip
     for row in results["rows"]:
         assert row["real"]["episodes"] == 2 and row["model"]["episodes"] == 2
@@ -74,6 +91,12 @@ def test_smoke_runs_the_whole_loop(smoke):
     assert (corrections / "meta" / "branch_lineage.json").exists()
     base = (smoke / "policies/act/base/model.safetensors").read_bytes()
     assert (smoke / "policies/act/hiwm_r1/model.safetensors").read_bytes() != base
+
+    # the oracle control: the same sessions in the physics, its corrections exported as their own data
+    oracle = json.loads((smoke / "rollouts" / "act_oracle.json").read_text())
+    assert oracle["corrections"] == 2 * oracle["failure_states"] >= 2
+    assert LeRobotDataset(smoke / "data" / "act_oracle").num_episodes == len(oracle["kept_branches"])
+    assert (smoke / "policies/act/oracle/model.safetensors").read_bytes() != base
 
 
 def test_a_rerun_resumes_without_redoing_work(smoke):

@@ -12,6 +12,10 @@ trajectory of ``n`` nodes gives ``n - 1`` frames. Per frame:
 - ``branch.after_fork`` (bool): the frame belongs to the branch's own continuation (its action led
   to a node the branch owns), not to the prefix it shares with its parent branch.
 
+``segment`` picks how much of a branch becomes the episode: ``"trajectory"`` (all of it, the default),
+``"branch"`` (from its fork node on: the correction and what followed it) or ``"correction"`` (from its
+fork node through its last human action: the operator's frames only, as HG-DAgger trains on).
+
 Post-training weights frames by these (e.g. up-weight ``intervention`` and ``after_fork`` frames of
 branches labelled ``corrected``/``success``). The frames are the world model's node frames (the
 StateHandle ``thumbnail_png``, sent at the model's full resolution, 96x96 for Push-T).
@@ -62,8 +66,25 @@ def decode_png(data: bytes, where: str) -> np.ndarray:
         raise InvalidInputError(f"{where}: frame is not a readable PNG ({exc})") from exc
 
 
-def _episode(store: BranchStore, branch_id: str) -> list[Node]:
-    traj = store.trajectory(branch_id)
+SEGMENTS = ("trajectory", "branch", "correction")
+
+
+def _segment(store: BranchStore, branch_id: str, traj: list[Node], segment: str) -> list[Node]:
+    if segment == "trajectory":
+        return traj
+    base = store.branch(branch_id).base_node
+    start = next((i for i, n in enumerate(traj) if n.id == base), 0)
+    traj = traj[start:]
+    if segment == "correction":
+        human = [i for i, n in enumerate(traj) if n.source == SOURCE_HUMAN and n.branch == branch_id]
+        if not human:
+            raise InvalidInputError(f"branch {branch_id} has no human action after its fork: no correction to export")
+        traj = traj[: human[-1] + 1]
+    return traj
+
+
+def _episode(store: BranchStore, branch_id: str, segment: str = "trajectory") -> list[Node]:
+    traj = _segment(store, branch_id, store.trajectory(branch_id), segment)
     if len(traj) < 2:
         raise InvalidInputError(f"branch {branch_id} has {len(traj)} state(s): an episode needs at least 2")
     for node in traj:
@@ -101,15 +122,18 @@ def export_branches(
     *,
     fps: int = 10,
     task: str = DEFAULT_TASK,
+    segment: str = "trajectory",
     progress: bool = True,
 ) -> ExportResult:
     """Write one episode per branch (appending to an existing dataset); all or nothing per call."""
+    if segment not in SEGMENTS:
+        raise InvalidInputError(f"segment must be one of {SEGMENTS}, got {segment!r}")
     if not branch_ids:
         raise InvalidInputError("export needs at least one branch id")
     if len(set(branch_ids)) != len(branch_ids):
         raise InvalidInputError(f"branch ids repeat: {list(branch_ids)}")
     # validate everything before writing anything
-    episodes = {b: _episode(store, b) for b in branch_ids}
+    episodes = {b: _episode(store, b, segment) for b in branch_ids}
     first = decode_png(store.blob(episodes[branch_ids[0]][0].frame), f"node {episodes[branch_ids[0]][0].id}")
     size = first.shape[0]
     if first.shape != (size, size, 3):

@@ -88,7 +88,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from hiwm.branch_cache.export import export_branches
 
     with _open(args) as store:
-        result = export_branches(store, args.branches, args.output, fps=args.fps, task=args.task)
+        result = export_branches(store, args.branches, args.output, fps=args.fps, task=args.task, segment=args.segment)
     print(
         f"{result.root}: wrote {result.episodes} episodes, {result.frames} frames (episodes {result.episode_indices})"
     )
@@ -115,7 +115,7 @@ def _run(func):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from hiwm.branch_cache.export import DEFAULT_TASK
+    from hiwm.branch_cache.export import DEFAULT_TASK, SEGMENTS
 
     top = sub.add_parser("branches", help="inspect, draw and export the branch cache store (offline)")
     bsub = top.add_subparsers(dest="branches_command", required=True, metavar="SUBCOMMAND")
@@ -144,6 +144,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="dataset folder")
     p.add_argument("--fps", type=int, default=10)
     p.add_argument("--task", default=DEFAULT_TASK)
+    p.add_argument("--segment", choices=SEGMENTS, default="trajectory",
+                   help="trajectory: from the session start; branch: from the fork node; correction: the "
+                   "fork node through the last human action")  # fmt: skip
     p.set_defaults(func=_run(cmd_export))
 
     p = parser("check", "integrity report (exit 1 on problems)")

@@ -7,10 +7,12 @@ Stages, each skipped when its output already exists (a run resumes where it stop
 2. the world model and its state probe (or a trained one: ``--world-model``);
 3. per backbone, the base policy on the demos (or a checkpoint trained elsewhere: ``--base-policy``);
 4. per backbone, Hi-WM rounds: rollouts in the world model from real initial states, the simulated
-   operator's corrections into the branch cache, export of the successful corrections, post-training
-   of the policy on demos + corrections (intervention frames weighted);
+   operator's corrections into the branch cache, export of the corrections (all, or the successful
+   ones; whole trajectories or the operator's frames), post-training of the policy on demos +
+   corrections (intervention frames weighted);
 5. per backbone, the closed-loop baseline: the same rollouts with no operator, the successful ones
-   exported, the base policy fine-tuned on demos + those;
+   exported, the base policy fine-tuned on demos + those; with ``oracle``, one round of the Hi-WM
+   sessions in the physics instead of the model (what a perfect world model would give);
 6. evaluation of every checkpoint in the real env and in the world model from the same initial
    states; the report (markdown, plots, Pearson r between the two worlds).
 """
@@ -130,13 +132,14 @@ class Experiment:
         (out / "done").write_text("")
         return out
 
-    def rollouts(self, backbone: str, policy: Path, tag: str, operator: bool) -> dict[str, Any]:
-        """World-model rollouts of ``policy`` (with or without the operator) into a branch store."""
+    def rollouts(self, backbone: str, policy: Path, tag: str, operator: bool, real: bool = False) -> dict[str, Any]:
+        """World-model rollouts of ``policy`` (with or without the operator) into a branch store; with
+        ``real``, the same sessions in the physics (the oracle control)."""
         import torch
 
         from hiwm.branch_cache.store import BranchStore
         from hiwm.experiment.rollouts import run_session
-        from hiwm.experiment.world import ModelWorld
+        from hiwm.experiment.world import ModelWorld, RealWorld
         from hiwm.policy.runtime import load_policy
 
         summary_path = self.path("rollouts", f"{backbone}_{tag}.json")
@@ -148,7 +151,7 @@ class Experiment:
         torch.set_num_threads(1)
         db = self.path("rollouts", f"{backbone}_{tag}.db")
         db.unlink(missing_ok=True)
-        world = ModelWorld(self.world, max_steps=self.p.max_steps)
+        world = RealWorld() if real else ModelWorld(self.world, max_steps=self.p.max_steps)
         pol = load_policy(policy)
         results = []
         with BranchStore(db) as store:
@@ -176,8 +179,9 @@ class Experiment:
         summary_path.write_text(json.dumps(summary, indent=1))
         return summary
 
-    def export(self, summary: dict[str, Any], out: Path) -> bool:
-        """The kept branches into a dataset (appended); False when there was nothing to keep."""
+    def export(self, summary: dict[str, Any], out: Path, segment: str = "trajectory") -> bool:
+        """The kept branches (``segment`` of each) into a dataset (appended); False when there was
+        nothing to keep."""
         from hiwm.branch_cache.export import export_branches
         from hiwm.branch_cache.store import BranchStore
 
@@ -187,7 +191,7 @@ class Experiment:
         if not summary["kept_branches"]:
             return out.joinpath("meta", "info.json").exists()
         with BranchStore(summary["store"], readonly=True) as store:
-            export_branches(store, summary["kept_branches"], out, progress=self.progress)
+            export_branches(store, summary["kept_branches"], out, segment=segment, progress=self.progress)
         marker.write_text("")
         return True
 
@@ -234,7 +238,7 @@ class Experiment:
                 f"hi-wm rollouts {backbone} r{k}", self.rollouts, backbone, current, f"hiwm_r{k}", True
             )
             nxt = self.path("policies", backbone, f"hiwm_r{k}")
-            if self.export(summary, corrections):
+            if self.export(summary, corrections, p.correction_segment):
                 data = self.mix(base_data, corrections)
                 self._timed(
                     f"post-train {backbone} r{k}", self.train_policy, backbone, nxt, data, p.finetune_minutes, current
@@ -251,6 +255,16 @@ class Experiment:
                 f"baseline fine-tune {backbone}", self.train_policy, backbone, nxt, data, p.finetune_minutes, base
             )
             ckpts["baseline"] = nxt
+        if p.oracle:  # one round of the same sessions with the physics as the world
+            summary = self._timed(f"oracle rollouts {backbone}", self.rollouts, backbone, base, "oracle", True, True)
+            oracle_data = self.path("data", f"{backbone}_oracle")
+            if self.export(summary, oracle_data, p.correction_segment):
+                nxt = self.path("policies", backbone, "oracle")
+                data = self.mix(base_data, oracle_data)
+                self._timed(
+                    f"oracle fine-tune {backbone}", self.train_policy, backbone, nxt, data, p.finetune_minutes, base
+                )
+                ckpts["oracle"] = nxt
         return ckpts
 
     def evaluate(self, backbone: str, method: str, ckpt: Path) -> dict[str, Any]:

@@ -38,8 +38,15 @@ class Profile:
     max_steps: int = 300
     operator: OperatorConfig = field(default_factory=OperatorConfig)
     corrections_share: float = 0.25  # share of post-training batches drawn from corrections
-    keep_corrections: str = "successful"  # which corrections are exported: "successful" or "all"
+    # which corrections are exported, "successful" or "all", and how much of each becomes a training
+    # episode (hiwm.branch_cache.export.SEGMENTS): the operator is the expert, so all of its frames,
+    # as HG-DAgger trains (the world model's success verdict is too rare and too noisy to filter by)
+    keep_corrections: str = "all"
+    correction_segment: str = "correction"
     intervention_weight: float = 2.0
+    # the control: one round of the same sessions with the physics as the world, fine-tuned from the
+    # base like round 1 (method "oracle"): what the world model's fidelity costs
+    oracle: bool = False
     # evaluation
     eval_episodes: int = 100
     eval_first_seed: int = 100_000
@@ -49,6 +56,10 @@ class Profile:
     def __post_init__(self) -> None:
         if self.keep_corrections not in ("successful", "all"):
             raise ValueError(f"keep_corrections must be 'successful' or 'all', got {self.keep_corrections!r}")
+        from hiwm.branch_cache.export import SEGMENTS
+
+        if self.correction_segment not in SEGMENTS:
+            raise ValueError(f"correction_segment must be one of {SEGMENTS}, got {self.correction_segment!r}")
 
     def replace(self, **changes: object) -> Profile:
         return dataclasses.replace(self, **changes)
@@ -75,7 +86,7 @@ PROFILES = {
     # five checkpoints (base, three Hi-WM rounds, baseline): ten for the world-model/real correlation.
     # 30 sessions of up to 4 x 300 world-model steps per round and 4-minute fine-tunes keep one
     # backbone near 90 minutes of this 2-core CPU (given its base policy and world model)
-    "full": Profile(name="full", rounds=3, rollouts=30, finetune_minutes=4.0),
+    "full": Profile(name="full", rounds=3, rollouts=30, finetune_minutes=4.0, oracle=True),
     # CI's smoke of the same path: minutes, results meaningless
     "smoke": Profile(
         name="smoke",
@@ -91,7 +102,7 @@ PROFILES = {
         max_steps=40,
         operator=OperatorConfig(stall_steps=5, min_step=5, rollback_steps=3, forks=2, correction_steps=5),
         eval_episodes=2,
-        keep_corrections="all",  # an untrained policy's corrections rarely succeed: export them anyway
+        oracle=True,
         workers=1,
         threads=1,
     ),

@@ -16,7 +16,7 @@ import numpy as np
 from hiwm.experiment.profiles import Profile
 from hiwm.experiment.stats import pearson
 
-METHOD_ORDER = ("base", "baseline")
+METHOD_ORDER = ("base", "baseline", "oracle")
 
 
 def _order(method: str) -> tuple[int, str]:
@@ -129,7 +129,7 @@ def write_report(
     ci = f" (95 % CI {corr['ci_low']:.3f} to {corr['ci_high']:.3f})" if corr.get("ci_low") is not None else ""
     lines += ["", f"Pearson r between world-model and real success over {corr['n']} checkpoints: "
               + (f"{r:.3f}{ci}" if r is not None else "undefined (no variation)"), ""]  # fmt: skip
-    lines += ["| rollouts | sessions | policy success in WM | failure states | corrections | successful |",
+    lines += ["| rollouts | sessions | policy success in its world | failure states | corrections | successful |",
               "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for name, s in summaries.items():
         lines.append(f"| {name} | {s['sessions']} | {_pct(s['rollout_success'])} % | {s['failure_states']} "

@@ -29,13 +29,16 @@ log = logging.getLogger("hiwm.experiment")
 
 @dataclass
 class OperatorConfig:
-    stall_steps: int = 25  # failure-prone: no coverage progress over this many steps
+    # failure-prone: no coverage progress over this many steps. The #5 ACT's real episodes take up to
+    # 120 steps to first move the block and sit up to 70 steps on a plateau before succeeding; 25
+    # steps from step 30 stepped in on nearly every approach
+    stall_steps: int = 50
     min_progress: float = 0.02
-    min_step: int = 30  # no interventions before this step (the policy is still approaching)
-    rollback_steps: int = 10  # the operator goes back this far from the failure-prone state
+    min_step: int = 50  # no interventions before this step (the policy is still approaching)
+    rollback_steps: int = 20  # the operator goes back this far from the failure-prone state
     forks: int = 3  # corrections per failure state
-    correction_steps: int = 25  # length of each correction
-    noise: float = 0.3  # expert noise level of the corrections (diversity between forks)
+    correction_steps: int = 40  # length of each correction (the expert repositions, then pushes)
+    noise: float = 0.1  # expert noise level of the corrections (diversity between forks)
 
 
 @dataclass

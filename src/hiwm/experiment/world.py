@@ -1,13 +1,19 @@
-"""The world model as an environment: the reset/step/Observation interface of :class:`PushTEnv`.
+"""Worlds for Hi-WM sessions: reset/step/Observation as :class:`PushTEnv`, plus snapshot/restore.
 
-A thin adapter over :class:`hiwm.world_model.sim.WorldModelSim`, the world-model node's core: frames
-from the model, the rest (agent, block, coverage, success) from the state probe reading each frame.
-So one rollout loop (``hiwm.policy.evaluate.run_episode``) runs in either world, and a seed starts
-both from the same real initial state.
+:class:`ModelWorld` is the world model, a thin adapter over
+:class:`hiwm.world_model.sim.WorldModelSim`, the world-model node's core: frames from the model, the
+rest (agent, block, coverage, success) from the state probe reading each frame. So one rollout
+loop (``hiwm.policy.evaluate.run_episode``) runs in either world, and a seed starts both from the
+same real initial state.
+
+:class:`RealWorld` is the gym-pusht physics with the same snapshot/restore, for the oracle control:
+the same sessions, operator and post-training with a perfect world, which separates what the world
+model's fidelity costs from what the loop gives.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -40,3 +46,36 @@ class ModelWorld:
         from hiwm.world_model.sim import snapshot_id
 
         return self.sim.restore(snapshot_id(data), data).obs
+
+
+class RealWorld:
+    """The Push-T physics as a session world. A snapshot is the 5-vector state, the step and the
+    episode's best coverage (JSON); restoring resets gym-pusht to that state (velocities restart at
+    zero)."""
+
+    def __init__(self, image_size: int = 96) -> None:
+        from hiwm.pusht.env import PushTEnv
+
+        self.env = PushTEnv(image_size)
+
+    @property
+    def last(self) -> Observation:
+        return self.env.last
+
+    def reset(self, seed: int | None = None, state: np.ndarray | None = None) -> Observation:
+        return self.env.reset(seed=seed, state=state)
+
+    def step(self, action: np.ndarray) -> Observation:
+        return self.env.step(action)
+
+    def snapshot(self) -> bytes:
+        obs = self.env.last
+        return json.dumps({"state": obs.state.tolist(), "step": obs.step, "max_coverage": obs.max_coverage}).encode()
+
+    def restore(self, data: bytes) -> Observation:
+        try:
+            doc = json.loads(data)
+            state, step, best = np.asarray(doc["state"], dtype=np.float64), int(doc["step"]), float(doc["max_coverage"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"not a RealWorld snapshot: {exc}") from exc
+        return self.env.restore(state, step, best)

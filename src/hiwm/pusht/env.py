@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -119,6 +119,19 @@ class PushTEnv:
         self._step, self._max_coverage = 0, 0.0
         coverage = float(self._env._get_coverage())  # reset's info has no coverage
         return self._observe(obs, info, coverage)
+
+    def restore(self, state: np.ndarray, step: int, max_coverage: float) -> Observation:
+        """Continue an episode from a saved point: ``state`` (as reset takes it) at ``step`` with its
+        best coverage so far. Velocities restart at zero."""
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        self.reset(state=state)
+        self._step, self._max_coverage = int(step), max(float(max_coverage), self._max_coverage)
+        last = self._last
+        self._last = replace(
+            last, step=self._step, max_coverage=self._max_coverage, done=last.success or self._step >= MAX_STEPS
+        )
+        return self._last
 
     def step(self, action: np.ndarray) -> Observation:
         """One control step (0.1 s): the PD controller tracks ``action`` for 10 physics steps."""
