@@ -82,12 +82,13 @@ def test_smoke_runs_the_whole_loop(smoke):
         assert any(n.source == SOURCE_HUMAN for n in nodes) and nodes[0].step == 0
         assert all(b.parent_branch is not None for b in corrected)  # forks of the rollout
 
-    # exported corrections: intervention frames, lineage; the post-trained policy is a new checkpoint
+    # exported corrections: the operator's frames only (correction segment), lineage; the post-trained
+    # policy is a new checkpoint
     corrections = smoke / "data" / "act_corrections"
     assert verify(corrections).ok
     ds = LeRobotDataset(corrections)
     flags = np.concatenate([ds.episode(i, videos=False)["intervention"] for i in range(ds.num_episodes)])
-    assert flags.any() and not flags.all()
+    assert flags.all() and 0 < len(flags) <= summary["corrections"] * PROFILES["smoke"].operator.correction_steps
     assert (corrections / "meta" / "branch_lineage.json").exists()
     base = (smoke / "policies/act/base/model.safetensors").read_bytes()
     assert (smoke / "policies/act/hiwm_r1/model.safetensors").read_bytes() != base
