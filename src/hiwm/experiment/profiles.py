@@ -83,9 +83,10 @@ PROFILES = {
         eval_episodes=20,
     ),
     # the table: both backbones, 100 held-out episodes per checkpoint; three rounds give each backbone
-    # five checkpoints (base, three Hi-WM rounds, baseline): ten for the world-model/real correlation.
-    # 30 sessions of up to 4 x 300 world-model steps per round and 4-minute fine-tunes keep one
-    # backbone near 90 minutes of this 2-core CPU (given its base policy and world model)
+    # six checkpoints (base, three Hi-WM rounds, baseline, the physics oracle): twelve for the
+    # world-model/real correlation. 30 sessions of up to 4 x 300 world-model steps per round (8-10
+    # min) and 4-minute fine-tunes keep one backbone near 100 minutes of this 2-core CPU (given its
+    # base policy and world model)
     "full": Profile(name="full", rounds=3, rollouts=30, finetune_minutes=4.0, oracle=True),
     # CI's smoke of the same path: minutes, results meaningless
     "smoke": Profile(
