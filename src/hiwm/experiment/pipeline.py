@@ -226,45 +226,47 @@ class Experiment:
         share, total = self.p.corrections_share, sum(r for _, r in base_data)
         return [f"{path}:{(1 - share) * r / total}" for path, r in base_data] + [f"{extra}:{share}"]
 
+    def fine_tune(
+        self, backbone: str, method: str, stage: str, summary: dict[str, Any], data: Path, segment: str,
+        init: Path, base_data: list[tuple[str, float]],
+    ) -> Path | None:  # fmt: skip
+        """Export the rollouts' kept branches into ``data`` (appended) and fine-tune ``init`` on the
+        base data + ``data`` into ``policies/<backbone>/<method>``; None when there is nothing to
+        train on. ``stage`` names the step in timings.json."""
+        if not self.export(summary, data, segment):
+            return None
+        out = self.path("policies", backbone, method)
+        mixed = self.mix(base_data, data)
+        self._timed(stage, self.train_policy, backbone, out, mixed, self.p.finetune_minutes, init)
+        return out
+
     def post_train(self, backbone: str) -> dict[str, Path]:
-        """Base, Hi-WM rounds and the closed-loop baseline for one backbone: their checkpoints."""
+        """Base, Hi-WM rounds, the closed-loop baseline and (with ``oracle``) the physics control for
+        one backbone: their checkpoints."""
         p = self.p
         base, base_data = self.base_policy(backbone)
         ckpts = {"base": base}
         current = base
         corrections = self.path("data", f"{backbone}_corrections")
         for k in range(1, p.rounds + 1):
-            summary = self._timed(
-                f"hi-wm rollouts {backbone} r{k}", self.rollouts, backbone, current, f"hiwm_r{k}", True
-            )
-            nxt = self.path("policies", backbone, f"hiwm_r{k}")
-            if self.export(summary, corrections, p.correction_segment):
-                data = self.mix(base_data, corrections)
-                self._timed(
-                    f"post-train {backbone} r{k}", self.train_policy, backbone, nxt, data, p.finetune_minutes, current
-                )
-                current = nxt
-            ckpts[f"hiwm_r{k}"] = current
+            method = f"hiwm_r{k}"
+            summary = self._timed(f"hi-wm rollouts {backbone} r{k}", self.rollouts, backbone, current, method, True)
+            stage = f"post-train {backbone} r{k}"
+            args = (summary, corrections, p.correction_segment, current, base_data)
+            current = self.fine_tune(backbone, method, stage, *args) or current
+            ckpts[method] = current
         summary = self._timed(f"baseline rollouts {backbone}", self.rollouts, backbone, base, "baseline", False)
-        baseline_data = self.path("data", f"{backbone}_baseline")
-        ckpts["baseline"] = base
-        if self.export(summary, baseline_data):
-            nxt = self.path("policies", backbone, "baseline")
-            data = self.mix(base_data, baseline_data)
-            self._timed(
-                f"baseline fine-tune {backbone}", self.train_policy, backbone, nxt, data, p.finetune_minutes, base
-            )
-            ckpts["baseline"] = nxt
+        data = self.path("data", f"{backbone}_baseline")
+        stage = f"baseline fine-tune {backbone}"
+        tuned = self.fine_tune(backbone, "baseline", stage, summary, data, "trajectory", base, base_data)
+        ckpts["baseline"] = tuned or base
         if p.oracle:  # one round of the same sessions with the physics as the world
             summary = self._timed(f"oracle rollouts {backbone}", self.rollouts, backbone, base, "oracle", True, True)
-            oracle_data = self.path("data", f"{backbone}_oracle")
-            if self.export(summary, oracle_data, p.correction_segment):
-                nxt = self.path("policies", backbone, "oracle")
-                data = self.mix(base_data, oracle_data)
-                self._timed(
-                    f"oracle fine-tune {backbone}", self.train_policy, backbone, nxt, data, p.finetune_minutes, base
-                )
-                ckpts["oracle"] = nxt
+            data = self.path("data", f"{backbone}_oracle")
+            stage = f"oracle fine-tune {backbone}"
+            oracle = self.fine_tune(backbone, "oracle", stage, summary, data, p.correction_segment, base, base_data)
+            if oracle is not None:
+                ckpts["oracle"] = oracle
         return ckpts
 
     def evaluate(self, backbone: str, method: str, ckpt: Path) -> dict[str, Any]:

@@ -58,10 +58,6 @@ class RealWorld:
 
         self.env = PushTEnv(image_size)
 
-    @property
-    def last(self) -> Observation:
-        return self.env.last
-
     def reset(self, seed: int | None = None, state: np.ndarray | None = None) -> Observation:
         return self.env.reset(seed=seed, state=state)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -109,6 +109,16 @@ class PushTEnv:
         """Start an episode from a seed (random initial state) or an explicit 5-vector state."""
         if seed is None:
             seed, self._seed = self._seed, None  # the constructor's seed applies to the first reset
+        return self._start(seed, state, 0, 0.0)
+
+    def restore(self, state: np.ndarray, step: int, max_coverage: float) -> Observation:
+        """Continue an episode from a saved point: ``state`` (as reset takes it) at ``step`` with its
+        best coverage so far. Velocities restart at zero."""
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        return self._start(None, state, int(step), float(max_coverage))
+
+    def _start(self, seed: int | None, state: np.ndarray | None, step: int, max_coverage: float) -> Observation:
         options = None
         if state is not None:
             arr = np.asarray(state, dtype=np.float64).reshape(-1)
@@ -116,22 +126,9 @@ class PushTEnv:
                 raise ValueError(f"state must be 5 finite numbers (agent x, y, block x, y, angle), got {arr.tolist()}")
             options = {"reset_to_state": gym_reset_state(arr)}
         obs, info = self._env.reset(seed=seed, options=options)
-        self._step, self._max_coverage = 0, 0.0
+        self._step, self._max_coverage = step, max_coverage
         coverage = float(self._env._get_coverage())  # reset's info has no coverage
         return self._observe(obs, info, coverage)
-
-    def restore(self, state: np.ndarray, step: int, max_coverage: float) -> Observation:
-        """Continue an episode from a saved point: ``state`` (as reset takes it) at ``step`` with its
-        best coverage so far. Velocities restart at zero."""
-        if step < 0:
-            raise ValueError(f"step must be >= 0, got {step}")
-        self.reset(state=state)
-        self._step, self._max_coverage = int(step), max(float(max_coverage), self._max_coverage)
-        last = self._last
-        self._last = replace(
-            last, step=self._step, max_coverage=self._max_coverage, done=last.success or self._step >= MAX_STEPS
-        )
-        return self._last
 
     def step(self, action: np.ndarray) -> Observation:
         """One control step (0.1 s): the PD controller tracks ``action`` for 10 physics steps."""
