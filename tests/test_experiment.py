@@ -43,6 +43,8 @@ def test_the_real_world_restores_a_snapshot_and_the_episode_goes_on():
     assert world.step(at.agent_pos).step == 16
     with pytest.raises(ValueError, match="not a RealWorld snapshot"):
         world.restore(b"\x89PNG")
+    with pytest.raises(ValueError, match="step must be >= 0"):
+        world.env.restore(at.state, -1, 0.0)
 
 
 def test_stall_detection():
