@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from hiwm.branch_cache.store import SOURCE_HUMAN, BranchStore
+from hiwm.branch_cache.export import encode_png
+from hiwm.branch_cache.store import SOURCE_HUMAN, BranchStore, InvalidInputError
 from hiwm.cli.main import main as hiwm
 from hiwm.data import LeRobotDataset, verify
 from hiwm.experiment.pipeline import Experiment
@@ -45,6 +46,36 @@ def test_the_real_world_restores_a_snapshot_and_the_episode_goes_on():
         world.restore(b"\x89PNG")
     with pytest.raises(ValueError, match="step must be >= 0"):
         world.env.restore(at.state, -1, 0.0)
+
+
+def test_a_physics_session_exports_with_its_states_for_world_model_training(tmp_path):
+    from hiwm.branch_cache.export import export_branches
+    from hiwm.experiment.rollouts import Recorder
+    from hiwm.world_model.data import load_episodes
+
+    world = RealWorld()
+    with BranchStore(tmp_path / "cache.db") as store:
+        rec = Recorder(store, world, "s")
+        obs = world.reset(seed=3)
+        rec.add(obs, None, 0)
+        seen = [obs]
+        for _ in range(12):
+            obs = world.step(obs.agent_pos + np.array([12.0, 8.0]))
+            rec.add(obs, obs.agent_pos, SOURCE_HUMAN)
+            seen.append(obs)
+        root = store.session("s").root_branch
+        export_branches(store, [root], tmp_path / "ds", env_state=RealWorld.state_of, progress=False)
+        with pytest.raises(InvalidInputError, match="no Push-T state"):  # a model's snapshot has none
+            store.append("s", b"latent bytes", parent=rec.cursor, step=13, action=[1.0, 2.0], source=0,
+                         frame=encode_png(obs.image), state=[1.0, 2.0])  # fmt: skip
+            export_branches(store, [root], tmp_path / "bad", env_state=RealWorld.state_of, progress=False)
+    assert not (tmp_path / "bad").exists()
+    episode = LeRobotDataset(tmp_path / "ds").episode(0)
+    np.testing.assert_allclose(episode["observation.environment_state"], [o.state for o in seen[:-1]], atol=1e-3)
+    np.testing.assert_allclose(episode["next.coverage"], [o.coverage for o in seen[1:]], atol=1e-4)
+    assert episode["next.done"][-1] and not episode["next.done"][:-1].any()
+    assert verify(tmp_path / "ds").ok
+    assert load_episodes([tmp_path / "ds"], progress=False)[0].states.shape == (12, 5)  # the world model reads it
 
 
 def test_stall_detection():
@@ -95,6 +126,15 @@ def test_smoke_runs_the_whole_loop(smoke):
     base = (smoke / "policies/act/base/model.safetensors").read_bytes()
     assert (smoke / "policies/act/hiwm_r1/model.safetensors").read_bytes() != base
 
+    # the world model also learned from the base policy's takeover sessions in the physics: exported
+    # with their physics states, before the world model was trained
+    takeover = json.loads((smoke / "rollouts" / "act_takeover.json").read_text())
+    ds = LeRobotDataset(smoke / "data" / "act_takeover")
+    assert ds.num_episodes == takeover["sessions"] + takeover["corrections"] >= 1
+    assert "observation.environment_state" in ds.features and verify(smoke / "data" / "act_takeover").ok
+    stages = list(json.loads((smoke / "timings.json").read_text()))
+    assert stages.index("train base act") < stages.index("takeover sessions act") < stages.index("world model")
+
     # the oracle control: the same sessions in the physics, its corrections exported as their own data
     oracle = json.loads((smoke / "rollouts" / "act_oracle.json").read_text())
     assert oracle["corrections"] == 2 * oracle["failure_states"] >= 2
@@ -108,6 +148,7 @@ def test_a_rerun_resumes_without_redoing_work(smoke):
     after = json.loads((smoke / "timings.json").read_text())
     assert after["world model"] - before["world model"] < 2.0
     assert after["train base act"] - before["train base act"] < 2.0
+    assert after["takeover sessions act"] - before["takeover sessions act"] < 2.0
 
 
 def test_a_given_base_policy_is_post_trained_on_its_own_data(tmp_path):
@@ -137,6 +178,8 @@ def test_a_given_base_policy_is_post_trained_on_its_own_data(tmp_path):
     with pytest.raises(SystemExit, match="not a backbone of this run"):  # smoke runs ACT only
         out = str(tmp_path / "run5")
         hiwm(["experiment", "--profile", "smoke", "--out", out, "--base-policy", f"diffusion={ckpt}"])
+    with pytest.raises(SystemExit, match="must be >= 0"):
+        hiwm(["experiment", "--profile", "smoke", "--out", str(tmp_path / "run6"), "--wm-takeover-sessions", "-1"])
 
 
 def test_a_given_world_model_is_used_as_is_and_nothing_is_collected_for_it(smoke, tmp_path):

@@ -16,6 +16,11 @@ trajectory of ``n`` nodes gives ``n - 1`` frames. Per frame:
 ``"branch"`` (from its fork node on: the correction and what followed it) or ``"correction"`` (from its
 fork node through its last human action: the operator's frames only, as HG-DAgger trains on).
 
+With ``env_state`` (a function from a node's snapshot to the 5-vector Push-T state, e.g.
+:meth:`hiwm.experiment.world.RealWorld.state_of`), a store recorded in the physics exports with the
+privileged extras of a collected dataset too (``observation.environment_state``, ``next.coverage``,
+``next.reward``, ``next.success``, ``next.done``): world-model training data.
+
 Post-training weights frames by these (e.g. up-weight ``intervention`` and ``after_fork`` frames of
 branches labelled ``corrected``/``success``). The frames are the world model's node frames (the
 StateHandle ``thumbnail_png``, sent at the model's full resolution, 96x96 for Push-T).
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,9 +59,9 @@ class ExportResult:
     episode_indices: list[int]
 
 
-def export_features(image_size: int) -> dict[str, dict]:
-    """Push-T features (no privileged extras) plus the lineage features."""
-    return {**pusht_features(image_size, extras=False), **LINEAGE_FEATURES}
+def export_features(image_size: int, extras: bool = False) -> dict[str, dict]:
+    """Push-T features (the privileged extras only with ``extras``) plus the lineage features."""
+    return {**pusht_features(image_size, extras=extras), **LINEAGE_FEATURES}
 
 
 def decode_png(data: bytes, where: str) -> np.ndarray:
@@ -101,6 +106,37 @@ def _episode(store: BranchStore, branch_id: str, segment: str = "trajectory") ->
     return traj
 
 
+def _env_states(store: BranchStore, traj: list[Node], env_state: Callable[[bytes], np.ndarray]) -> np.ndarray:
+    """The Push-T state of every node of ``traj`` read from its snapshot, with its coverage."""
+    from hiwm.world_model.probe import coverage_from_pose
+
+    rows = []
+    for node in traj:
+        try:
+            state = np.asarray(env_state(store.snapshot(node.id)), dtype=np.float64)
+        except ValueError as exc:
+            raise InvalidInputError(f"node {node.id}: no Push-T state in its snapshot ({exc})") from exc
+        if state.shape != (5,) or not np.all(np.isfinite(state)):
+            raise InvalidInputError(f"node {node.id}: Push-T state {state.tolist()}, expected 5 finite numbers")
+        rows.append([*state, coverage_from_pose(state[2:])])
+    return np.asarray(rows)
+
+
+def _extras(states: np.ndarray, t: int) -> dict[str, np.ndarray]:
+    """Frame ``t``'s privileged extras, as :mod:`hiwm.data.collect` writes them."""
+    from hiwm.pusht.env import SUCCESS_COVERAGE  # lazily: gym-pusht is heavy to import
+
+    coverage = float(states[t + 1, 5])
+    success = coverage > SUCCESS_COVERAGE
+    return {
+        "observation.environment_state": states[t, :5].astype(np.float32),
+        "next.reward": np.asarray([min(1.0, coverage / SUCCESS_COVERAGE)], dtype=np.float32),
+        "next.coverage": np.asarray([coverage], dtype=np.float32),
+        "next.success": np.asarray([success]),
+        "next.done": np.asarray([success or t + 2 == len(states)]),
+    }
+
+
 def _lineage_entry(store: BranchStore, branch_id: str, store_path: str) -> dict:
     ancestry = store.lineage(branch_id)
     branch = ancestry[0]
@@ -123,9 +159,11 @@ def export_branches(
     fps: int = 10,
     task: str = DEFAULT_TASK,
     segment: str = "trajectory",
+    env_state: Callable[[bytes], np.ndarray] | None = None,
     progress: bool = True,
 ) -> ExportResult:
-    """Write one episode per branch (appending to an existing dataset); all or nothing per call."""
+    """Write one episode per branch (appending to an existing dataset); all or nothing per call.
+    ``segment`` as :data:`SEGMENTS`; ``env_state`` adds the physics extras (module docstring)."""
     if segment not in SEGMENTS:
         raise InvalidInputError(f"segment must be one of {SEGMENTS}, got {segment!r}")
     if not branch_ids:
@@ -134,6 +172,7 @@ def export_branches(
         raise InvalidInputError(f"branch ids repeat: {list(branch_ids)}")
     # validate everything before writing anything
     episodes = {b: _episode(store, b, segment) for b in branch_ids}
+    states = {b: _env_states(store, episodes[b], env_state) for b in branch_ids} if env_state else {}
     first = decode_png(store.blob(episodes[branch_ids[0]][0].frame), f"node {episodes[branch_ids[0]][0].id}")
     size = first.shape[0]
     if first.shape != (size, size, 3):
@@ -143,17 +182,20 @@ def export_branches(
     doc = json.loads(lineage_path.read_text()) if lineage_path.exists() else {"branches": [], "episodes": []}
     indices = []
     frames = 0
-    with LeRobotDatasetWriter(root, fps, export_features(size), flush_every=len(branch_ids)) as writer:
+    features = export_features(size, extras=env_state is not None)
+    with LeRobotDatasetWriter(root, fps, features, flush_every=len(branch_ids)) as writer:
         for branch_id in tqdm(branch_ids, desc="export", unit="branch", disable=not progress):
             traj = episodes[branch_id]
             lineage_index = len(doc["branches"])
             doc["branches"].append(_lineage_entry(store, branch_id, str(store.path)))
-            for node, nxt in itertools.pairwise(traj):
+            for t, (node, nxt) in enumerate(itertools.pairwise(traj)):
                 image = decode_png(store.blob(node.frame, f"node {node.id} (frame)"), f"node {node.id}")
                 if image.shape != (size, size, 3):
                     raise InvalidInputError(f"node {node.id}: frame {image.shape}, expected {(size, size, 3)}")
+                extras = _extras(states[branch_id], t) if env_state else {}
                 writer.add_frame(
                     {
+                        **extras,
                         "observation.image": image,
                         "observation.state": np.asarray(node.state, dtype=np.float32),
                         "action": np.asarray(nxt.action, dtype=np.float32),

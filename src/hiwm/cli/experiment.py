@@ -26,6 +26,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         profile = profile.replace(base_policies=given)
     if args.world_model:
         profile = profile.replace(world_model=args.world_model)
+    if args.wm_takeover_sessions is not None:
+        if args.wm_takeover_sessions < 0:
+            raise SystemExit(f"--wm-takeover-sessions must be >= 0, got {args.wm_takeover_sessions}")
+        profile = profile.replace(wm_takeover_sessions=args.wm_takeover_sessions)
     from hiwm.checkpoints import CheckpointError
 
     experiment = Experiment(profile, args.out or f"runs/experiment-{profile.name}")
@@ -51,4 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="post-train this checkpoint (e.g. act=runs/act) instead of training a base policy")  # fmt: skip
     p.add_argument("--world-model", metavar="CHECKPOINT",
                    help="use this trained world model (with its state probe) instead of training one")  # fmt: skip
+    p.add_argument("--wm-takeover-sessions", type=int, metavar="N",
+                   help="train the world model also on N sessions of each base policy with the operator "
+                        "in the physics (the profile's number unless given)")  # fmt: skip
     p.set_defaults(func=cmd_experiment)

@@ -4,8 +4,10 @@ Stages, each skipped when its output already exists (a run resumes where it stop
 
 1. data: limited expert demos (the base policy's) and sloppy/failing expert episodes (the world
    model's, with the demos);
-2. the world model and its state probe (or a trained one: ``--world-model``);
-3. per backbone, the base policy on the demos (or a checkpoint trained elsewhere: ``--base-policy``);
+2. per backbone, the base policy on the demos (or a checkpoint trained elsewhere: ``--base-policy``);
+   with ``wm_takeover_sessions``, sessions of it with the operator in the physics, recorded for the
+   world model with their states (the failure states a policy reaches and the recoveries from them);
+3. the world model and its state probe on all of that (or a trained one: ``--world-model``);
 4. per backbone, Hi-WM rounds: rollouts in the world model from real initial states, the simulated
    operator's corrections into the branch cache, export of the corrections (all, or the successful
    ones; whole trajectories or the operator's frames), post-training of the policy on demos +
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -32,7 +35,7 @@ from hiwm.experiment.profiles import Profile
 
 log = logging.getLogger("hiwm.experiment")
 
-DEMO_SEED, WM_SEED, ROLLOUT_SEED = 0, 50_000, 20_000
+DEMO_SEED, WM_SEED, ROLLOUT_SEED, TAKEOVER_SEED = 0, 50_000, 20_000, 30_000
 
 
 class Experiment:
@@ -100,6 +103,7 @@ class Experiment:
                 probe_calibration=p.probe_calibration,
             )
             data = [self.path("data", "demos"), self.path("data", "wm_noisy")]
+            data += [t for b in p.backbones if (t := self.path("data", f"{b}_takeover")).joinpath("meta").exists()]
             train(data, out, ModelConfig(), cfg, ProbeConfig(), progress=self.progress)
             doc = json.loads((out / "config.json").read_text())
             doc["done"] = True
@@ -132,9 +136,12 @@ class Experiment:
         (out / "done").write_text("")
         return out
 
-    def rollouts(self, backbone: str, policy: Path, tag: str, operator: bool, real: bool = False) -> dict[str, Any]:
+    def rollouts(
+        self, backbone: str, policy: Path, tag: str, operator: bool, real: bool = False, seeds: range | None = None
+    ) -> dict[str, Any]:
         """World-model rollouts of ``policy`` (with or without the operator) into a branch store; with
-        ``real``, the same sessions in the physics (the oracle control)."""
+        ``real``, the same sessions in the physics (the oracle control). ``seeds``: the profile's
+        ``rollouts`` sessions from ``ROLLOUT_SEED`` unless given."""
         import torch
 
         from hiwm.branch_cache.store import BranchStore
@@ -155,7 +162,7 @@ class Experiment:
         pol = load_policy(policy)
         results = []
         with BranchStore(db) as store:
-            seeds = range(ROLLOUT_SEED, ROLLOUT_SEED + self.p.rollouts)
+            seeds = seeds or range(ROLLOUT_SEED, ROLLOUT_SEED + self.p.rollouts)
             for seed in tqdm(seeds, desc=f"rollouts {backbone} {tag}", unit="session", disable=not self.progress):
                 r = run_session(
                     pol, world, store, f"{tag}-{seed}", seed, self.p.max_steps, self.p.operator if operator else None
@@ -194,6 +201,32 @@ class Experiment:
             export_branches(store, summary["kept_branches"], out, segment=segment, progress=self.progress)
         marker.write_text("")
         return True
+
+    def takeovers(self, backbone: str) -> None:
+        """``wm_takeover_sessions`` sessions of the base policy with the operator in the physics (seeds
+        of their own), exported with their physics states as world-model data: each session's policy
+        rollout whole and each correction from its fork node on."""
+        from hiwm.branch_cache.export import export_branches
+        from hiwm.branch_cache.store import BranchStore
+        from hiwm.experiment.world import RealWorld
+
+        out = self.path("data", f"{backbone}_takeover")
+        if out.joinpath(".done").exists():
+            return
+        shutil.rmtree(out, ignore_errors=True)  # a half export from a stopped run: the store is redone whole
+        base, _ = self.base_policy(backbone)
+        seeds = range(TAKEOVER_SEED, TAKEOVER_SEED + self.p.wm_takeover_sessions)
+        summary = self.rollouts(backbone, base, "takeover", True, True, seeds)
+        with BranchStore(summary["store"], readonly=True) as store:
+            branches = store.branches()
+            roots = [b.id for b in branches if b.parent_branch is None]
+            forks = [b.id for b in branches if b.parent_branch is not None]
+            export_branches(store, roots, out, env_state=RealWorld.state_of, progress=self.progress)
+            if forks:
+                export_branches(
+                    store, forks, out, segment="branch", env_state=RealWorld.state_of, progress=self.progress
+                )
+        out.joinpath(".done").write_text("")
 
     def base_policy(self, backbone: str) -> tuple[Path, list[tuple[str, float]]]:
         """The base checkpoint and the data it was trained on, (path, ratio): what post-training
@@ -306,6 +339,10 @@ class Experiment:
         self.check()
         (self.out / "profile.json").write_text(json.dumps(asdict(self.p), indent=1))
         self._timed("collect", self.collect)
+        if not self.p.world_model and self.p.wm_takeover_sessions:
+            for backbone in self.p.backbones:
+                self.base_policy(backbone)  # trained (and timed) on its own before its sessions
+                self._timed(f"takeover sessions {backbone}", self.takeovers, backbone)
         self._timed("world model", self.world_model)
         rows = []
         for backbone in self.p.backbones:

@@ -16,6 +16,10 @@ class Profile:
     demo_episodes: int = 60  # the base policy's limited demonstrations
     wm_noisy_episodes: int = 150  # sloppy and failing expert episodes: the states a weak policy reaches
     wm_noise: float = 1.5
+    # sessions of each base policy with the operator in the physics, recorded for the world model: the
+    # failure states a policy reaches and the recoveries from them, which expert data lacks (a lab
+    # records these on the robot); 0 trains the world model on expert data only
+    wm_takeover_sessions: int = 0
     # training budgets (minutes of wall clock on this machine)
     wm_minutes: float = 30.0
     probe_steps: int = 3000  # state probe training after the world model
@@ -72,12 +76,12 @@ PROFILES = {
         backbones=["act"],
         demo_episodes=30,
         wm_noisy_episodes=40,
-        wm_minutes=4.5,
+        wm_minutes=4.0,
         probe_steps=500,
-        probe_calibration=30,
-        policy_minutes=3.0,
+        probe_calibration=20,
+        policy_minutes=2.5,
         finetune_minutes=1.5,
-        rollouts=12,
+        rollouts=10,
         max_steps=200,
         operator=OperatorConfig(forks=2, correction_steps=20),
         eval_episodes=20,
@@ -104,6 +108,7 @@ PROFILES = {
         operator=OperatorConfig(stall_steps=5, min_step=5, rollback_steps=3, forks=2, correction_steps=5),
         eval_episodes=2,
         oracle=True,
+        wm_takeover_sessions=1,
         workers=1,
         threads=1,
     ),

@@ -69,9 +69,18 @@ class RealWorld:
         return json.dumps({"state": obs.state.tolist(), "step": obs.step, "max_coverage": obs.max_coverage}).encode()
 
     def restore(self, data: bytes) -> Observation:
+        return self.env.restore(*self.parse(data))
+
+    @staticmethod
+    def parse(data: bytes) -> tuple[np.ndarray, int, float]:
+        """A snapshot's state, step and best coverage; ValueError if it is not a RealWorld snapshot."""
         try:
             doc = json.loads(data)
-            state, step, best = np.asarray(doc["state"], dtype=np.float64), int(doc["step"]), float(doc["max_coverage"])
+            return np.asarray(doc["state"], dtype=np.float64), int(doc["step"]), float(doc["max_coverage"])
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"not a RealWorld snapshot: {exc}") from exc
-        return self.env.restore(state, step, best)
+
+    @staticmethod
+    def state_of(data: bytes) -> np.ndarray:
+        """The Push-T state (agent xy, block xy, angle) in a snapshot: ``export_branches``'s ``env_state``."""
+        return RealWorld.parse(data)[0]
