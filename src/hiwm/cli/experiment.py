@@ -27,9 +27,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if args.world_model:
         profile = profile.replace(world_model=args.world_model)
     if args.wm_takeover_sessions is not None:
-        if args.wm_takeover_sessions < 0:
-            raise SystemExit(f"--wm-takeover-sessions must be >= 0, got {args.wm_takeover_sessions}")
-        profile = profile.replace(wm_takeover_sessions=args.wm_takeover_sessions)
+        try:
+            profile = profile.replace(wm_takeover_sessions=args.wm_takeover_sessions)
+        except ValueError as exc:
+            raise SystemExit(f"--wm-takeover-sessions: {exc}") from None
     from hiwm.checkpoints import CheckpointError
 
     experiment = Experiment(profile, args.out or f"runs/experiment-{profile.name}")

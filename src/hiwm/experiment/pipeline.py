@@ -162,7 +162,8 @@ class Experiment:
         pol = load_policy(policy)
         results = []
         with BranchStore(db) as store:
-            seeds = seeds or range(ROLLOUT_SEED, ROLLOUT_SEED + self.p.rollouts)
+            if seeds is None:
+                seeds = range(ROLLOUT_SEED, ROLLOUT_SEED + self.p.rollouts)
             for seed in tqdm(seeds, desc=f"rollouts {backbone} {tag}", unit="session", disable=not self.progress):
                 r = run_session(
                     pol, world, store, f"{tag}-{seed}", seed, self.p.max_steps, self.p.operator if operator else None

@@ -58,6 +58,8 @@ class Profile:
     threads: int = 2
 
     def __post_init__(self) -> None:
+        if self.wm_takeover_sessions < 0:
+            raise ValueError(f"wm_takeover_sessions must be >= 0, got {self.wm_takeover_sessions}")
         if self.keep_corrections not in ("successful", "all"):
             raise ValueError(f"keep_corrections must be 'successful' or 'all', got {self.keep_corrections!r}")
         from hiwm.branch_cache.export import SEGMENTS
