@@ -33,6 +33,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -122,18 +123,16 @@ def _env_states(store: BranchStore, traj: list[Node], env_state: Callable[[bytes
     return np.asarray(rows)
 
 
-def _extras(states: np.ndarray, t: int) -> dict[str, np.ndarray]:
+def _extras(states: np.ndarray, t: int) -> dict[str, Any]:
     """Frame ``t``'s privileged extras, as :mod:`hiwm.data.collect` writes them."""
-    from hiwm.pusht.env import SUCCESS_COVERAGE  # lazily: gym-pusht is heavy to import
+    from hiwm.pusht.env import SUCCESS_COVERAGE, outcome_fields  # lazily: gym-pusht is heavy to import
 
     coverage = float(states[t + 1, 5])
     success = coverage > SUCCESS_COVERAGE
+    done = success or t + 2 == len(states)
     return {
         "observation.environment_state": states[t, :5].astype(np.float32),
-        "next.reward": np.asarray([min(1.0, coverage / SUCCESS_COVERAGE)], dtype=np.float32),
-        "next.coverage": np.asarray([coverage], dtype=np.float32),
-        "next.success": np.asarray([success]),
-        "next.done": np.asarray([success or t + 2 == len(states)]),
+        **outcome_fields(coverage, success, done),
     }
 
 

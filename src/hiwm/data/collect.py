@@ -78,6 +78,7 @@ def expert_episode(
     learns how to recover from the states its own mistakes lead to. Such episodes teach a policy,
     not a world model (the recorded action did not cause the next frame).
     """
+    from hiwm.pusht.env import outcome_fields
     from hiwm.pusht.expert import ExpertConfig, ScriptedExpert
 
     env = _env(image_size)
@@ -113,10 +114,8 @@ def expert_episode(
         cols["intervention"].append(False)
         cols["action.source"].append(SOURCE_SCRIPTED)
         cols["observation.environment_state"].append(obs.state)
-        cols["next.reward"].append(min(1.0, max(0.0, nxt.coverage / 0.95)))
-        cols["next.coverage"].append(nxt.coverage)
-        cols["next.success"].append(nxt.success)
-        cols["next.done"].append(done)
+        for key, value in outcome_fields(nxt.coverage, nxt.success, done).items():
+            cols[key].append(value)
         publish(nxt, t, done)
         obs = nxt
     frames = {k: np.asarray(v) for k, v in cols.items()}

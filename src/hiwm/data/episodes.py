@@ -33,7 +33,7 @@ import numpy as np
 from hiwm.comm.images import image_to_numpy
 from hiwm.comm.interfaces import InterfaceError
 from hiwm.data.lerobot import SOURCE_HUMAN
-from hiwm.pusht.env import SUCCESS_COVERAGE
+from hiwm.pusht.env import outcome_fields
 from hiwm.pusht.messages import TASK_STATE_NAMES as STATE_NAMES
 
 
@@ -280,10 +280,7 @@ class EpisodeAssembler:
                 "intervention": cmd.source == SOURCE_HUMAN,
                 "action.source": cmd.source,
                 "observation.environment_state": obs[t].env_state,
-                "next.reward": min(1.0, max(0.0, nxt.coverage / SUCCESS_COVERAGE)),
-                "next.coverage": nxt.coverage,
-                "next.success": nxt.success,
-                "next.done": nxt.done and t == len(obs) - 2,
+                **outcome_fields(nxt.coverage, nxt.success, nxt.done and t == len(obs) - 2),
             }
             if frame["observation.environment_state"] is None and "observation.environment_state" in self.features:
                 self._warn("env_state", "robot/state has no block pose; observation.environment_state left at zeros")

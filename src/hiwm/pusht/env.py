@@ -24,6 +24,14 @@ ACTION_LOW, ACTION_HIGH = 0.0, 512.0
 MAX_STEPS = 300
 CONTROL_HZ = 10.0
 SUCCESS_COVERAGE = 0.95
+
+
+def outcome_fields(coverage: float, success: bool, done: bool) -> dict[str, float | bool]:
+    """A recorded frame's ``next.*`` values (LeRobot's Push-T reward: coverage / 0.95, clipped)."""
+    reward = min(1.0, max(0.0, coverage / SUCCESS_COVERAGE))
+    return {"next.reward": reward, "next.coverage": coverage, "next.success": success, "next.done": done}
+
+
 #: Goal pose of the T block: x, y, angle.
 GOAL_POSE = np.array([256.0, 256.0, math.pi / 4])
 #: Centre of gravity of the T in its body frame (gym-pusht's ``add_tee``): (0, 45).
