@@ -8,7 +8,8 @@ with the real env on >= 90 % of held-out real episodes.
 
 Speed is measured on the checkpoint's model (or the default size with ``--untrained``). Quality:
 PSNR/SSIM of open-loop predictions at horizons 1, 10, 50 on the held-out datasets' episodes,
-driven by their recorded actions (with the copy-the-last-frame baseline); the probe's errors on
+driven by their recorded actions (with the copy-the-last-frame baseline), and how far from the
+recorded states the probe reads the predicted agent and block there; the probe's errors on
 their real frames; its success verdict (at its calibrated threshold) vs. the real env on fresh
 expert episodes (clean, sloppy and failing, seeds used neither for training nor for calibration),
 and the verdict inside the model on those datasets.
@@ -121,7 +122,7 @@ def main() -> None:
         from hiwm.world_model.train import open_loop, probe_errors
 
         episodes = load_episodes(args.data, progress=False)
-        q = open_loop(model, episodes, (1, 10, 50), args.windows, 0, torch.device("cpu"))
+        q = open_loop(model, episodes, (1, 10, 50), args.windows, 0, torch.device("cpu"), probe)
         out["open_loop"] = {k: round(v, 3) if isinstance(v, float) else v for k, v in q.items()}
         if probe is not None:
             out["probe_errors_real_frames"] = probe_errors(probe, episodes)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -80,20 +81,28 @@ def window_loss(model: WorldModel, frames: torch.Tensor, actions: torch.Tensor, 
 
 @torch.no_grad()
 def open_loop(
-    model: WorldModel, episodes: list[Episode], horizons: tuple[int, ...], windows: int, seed: int, device: torch.device
+    model: WorldModel,
+    episodes: list[Episode],
+    horizons: tuple[int, ...],
+    windows: int,
+    seed: int,
+    device: torch.device,
+    probe: StateProbe | None = None,
 ) -> dict[str, Any]:
-    """PSNR/SSIM of open-loop predictions at each horizon, and of copying the last real frame."""
+    """PSNR/SSIM of open-loop predictions at each horizon, and of copying the last real frame; with a
+    ``probe``, also how far from the recorded states it reads the predicted agent and block (px)."""
     k, h_max = model.cfg.context, max(horizons)
     eligible = [e for e in episodes if len(e.frames) >= k + h_max]
     if not eligible:
         return {"windows": 0}
     rng = np.random.default_rng(seed)
-    frames, actions = [], []
+    frames, actions, states = [], [], []
     for i in range(windows):
         ep = eligible[i % len(eligible)]
         t = int(rng.integers(0, len(ep.frames) - (k + h_max) + 1))
         frames.append(ep.frames[t : t + k + h_max])
         actions.append(ep.actions[t : t + k + h_max])
+        states.append(ep.states[t : t + k + h_max])
     f = torch.from_numpy(np.stack(frames)).to(device)
     a = torch.from_numpy(np.stack(actions)).to(device)
     x = WorldModel.to_input(f)
@@ -110,6 +119,11 @@ def open_loop(
             out[f"psnr@{h}"] = float(psnr(pred, target).mean())
             out[f"ssim@{h}"] = float(ssim(pred, target).mean())
             out[f"copy_psnr@{h}"] = float(psnr(x[:, k - 1], target).mean())
+            if probe is not None:
+                read = probe.predict(WorldModel.to_frames(pred))
+                true = np.stack(states)[:, k - 1 + h]
+                out[f"agent_px@{h}"] = float(np.linalg.norm(read[:, :2] - true[:, :2], axis=1).mean())
+                out[f"block_px@{h}"] = float(np.linalg.norm(read[:, 2:4] - true[:, 2:4], axis=1).mean())
     model.train(was_training)
     return out
 
@@ -258,24 +272,54 @@ def encode_episodes(
     return out
 
 
+def state_loss(
+    model: WorldModel, probe: StateProbe, zs: torch.Tensor, states: np.ndarray, n: int, rng: np.random.Generator
+) -> torch.Tensor:
+    """The probe's loss on ``n`` decoded predictions (random windows and steps) against their recorded
+    states: zs (B, T, Z, g, g), states (B, T, 5). Gradients reach the dynamics through the decoder."""
+    b, t = zs.shape[:2]
+    idx = rng.choice(b * t, size=min(n, b * t), replace=False)
+    frames = model.decode(zs.flatten(0, 1)[torch.from_numpy(idx).to(zs.device)]).float().clamp(0.0, 1.0)
+    targets = torch.from_numpy(state_to_targets(states.reshape(b * t, -1)[idx])).to(frames.device)
+    return probe_loss(probe(frames), targets)
+
+
 def train_latent_dynamics(
-    model: WorldModel, episodes: list[Episode], cfg: TrainConfig, device: torch.device, progress: bool
+    model: WorldModel,
+    episodes: list[Episode],
+    cfg: TrainConfig,
+    device: torch.device,
+    progress: bool,
+    probe: StateProbe | None = None,
 ) -> dict[str, float]:
     """The dynamics alone, for ``cfg.latent_minutes``, on ``latent_rollout``-step open-loop windows of
-    latents encoded once by the (frozen) encoder: no frame is encoded or decoded per step."""
+    latents encoded once by the (frozen) encoder: no frame is encoded per step. With ``cfg.state_weight``
+    and a ``probe``, ``cfg.state_frames`` predictions per batch are also decoded and read by the probe."""
     k = model.cfg.context
     sampler = WindowSampler(encode_episodes(model, episodes, device, progress), k + cfg.latent_rollout, cfg.seed + 2)
+    grounded = probe is not None and cfg.state_weight > 0
+    rng = np.random.default_rng(cfg.seed + 3)
+    if grounded:  # frozen: only the dynamics learns; the decoder and probe just pass gradients on
+        probe.eval().requires_grad_(False)
+        model.decoder.requires_grad_(False)
 
     def batch_loss() -> torch.Tensor:
-        z, actions = (t.to(device) for t in sampler.sample(cfg.latent_batch))
+        z, actions, states = sampler.sample_with_states(cfg.latent_batch)
+        z, actions = z.to(device), actions.to(device)
         prev = actions[:, k - 2] if k >= 2 else actions[:, 0]
         with autocast(device):
             zs = model.rollout(z[:, :k], actions[:, k - 1 : -1], prev)
-        return F.mse_loss(zs.float(), z[:, k:])
+            loss = F.mse_loss(zs.float(), z[:, k:])
+            if grounded:
+                loss = loss + cfg.state_weight * state_loss(model, probe, zs, states[:, k:], cfg.state_frames, rng)
+        return loss
 
-    return timed_phase(
-        "latent dynamics", list(model.dynamics.parameters()), batch_loss, cfg.latent_minutes, cfg, progress
-    )
+    try:
+        return timed_phase(
+            "latent dynamics", list(model.dynamics.parameters()), batch_loss, cfg.latent_minutes, cfg, progress
+        )
+    finally:
+        model.decoder.requires_grad_(True)
 
 
 def _ddp() -> tuple[int, int, torch.device]:
@@ -305,6 +349,8 @@ def train(
     """Train; returns the final metrics (also in ``out/config.json`` and ``out/metrics.jsonl``)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and (cfg.ae_minutes or cfg.latent_minutes):
         raise ValueError("the autoencoder and latent-dynamics phases run in one process; not under torchrun")
+    if cfg.state_weight > 0 and cfg.latent_minutes > 0 and (probe_cfg is None or not (cfg.probe_steps or cfg.init)):
+        raise ValueError("state_weight reads predictions with the state probe: train one (probe_steps > 0) or --init")
     rank, world, device = _ddp()
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed + rank)
@@ -367,10 +413,25 @@ def train(
             record = ckpt_io.Checkpoint(model_cfg, cfg, probe_cfg if probe is not None else None, step, metrics)
             ckpt_io.save(out, record, model, probe, opt)
 
+    probe: StateProbe | None = None
+    probe_metrics: dict | None = None
+
+    def state_probe() -> StateProbe | None:
+        """The probe the checkpoint ships, made once: fitted here, or the init's (it reads real frames)."""
+        nonlocal probe, probe_cfg, probe_metrics
+        if probe is None and probe_cfg is not None and cfg.probe_steps > 0:
+            probe, probe_metrics = fit_probe(train_eps, val_eps, probe_cfg, cfg, device)
+            tqdm.write(json.dumps({"probe": probe_metrics}))
+        elif probe is None and probe_cfg is not None and cfg.init:
+            init_ckpt, _, probe = ckpt_io.load(cfg.init, device=device)
+            if probe is not None:
+                probe_cfg, probe_metrics = init_ckpt.probe, init_ckpt.metrics.get("probe", {})
+        return probe
+
     def phase(name: str, fn: Any) -> dict[str, Any]:
         """Run one optional phase (rank 0 only), validate, log and checkpoint; the new metrics."""
         phases[name] = fn(model, train_eps, cfg, device, progress)
-        val = open_loop(model, val_eps or train_eps, cfg.horizons, cfg.val_windows, cfg.seed, device)
+        val = open_loop(model, val_eps or train_eps, cfg.horizons, cfg.val_windows, cfg.seed, device, probe)
         metrics = {**info, "step": start, "phase": name, **phases, **val}
         log.write(json.dumps(metrics) + "\n")
         log.flush()
@@ -417,18 +478,14 @@ def train(
     final_step = step + 1 if cfg.steps > start else start
     if main and cfg.latent_minutes > 0 and "latent_dynamics" not in phases:
         start = final_step
-        metrics = phase("latent_dynamics", train_latent_dynamics)
+        if cfg.state_weight > 0:
+            state_probe()
+        metrics = phase("latent_dynamics", functools.partial(train_latent_dynamics, probe=probe))
     if main:
         if val_eps:
             rollout_figure(model, max(val_eps, key=lambda e: len(e.frames)), out / "rollout.png", device)
-        probe = None
-        if probe_cfg is not None and cfg.probe_steps > 0:
-            probe, metrics["probe"] = fit_probe(train_eps, val_eps, probe_cfg, cfg, device)
-            tqdm.write(json.dumps({"probe": metrics["probe"]}))
-        elif probe_cfg is not None and cfg.init:  # the probe reads real frames: the init's one still fits
-            init_ckpt, _, probe = ckpt_io.load(cfg.init, device=device)
-            if probe is not None:
-                probe_cfg, metrics["probe"] = init_ckpt.probe, init_ckpt.metrics.get("probe", {})
+        if state_probe() is not None:
+            metrics["probe"] = probe_metrics
         save(final_step, metrics, probe)
         log.close()
     return metrics
