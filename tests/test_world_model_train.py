@@ -104,46 +104,25 @@ def test_phases_train_only_their_part_and_a_run_can_start_from_another_checkpoin
         main([*bad, "--init", str(first), "--steps", "0", "--probe-steps", "0"])
 
 
-def test_the_latent_phase_grounded_in_the_probe_trains_the_dynamics_against_recorded_states(tmp_path):
-    from hiwm.world_model.config import ModelConfig, ProbeConfig, TrainConfig
-    from hiwm.world_model.data import WindowSampler, load_episodes
-    from hiwm.world_model.model import WorldModel
-    from hiwm.world_model.probe import StateProbe
-    from hiwm.world_model.train import state_loss, train_latent_dynamics
+def test_open_loop_reports_how_far_the_probe_reads_the_predicted_agent_and_block(tmp_path):
+    import dataclasses
 
-    collect(CollectConfig(episodes=3, max_steps=25, seed=0, noise=1.0), tmp_path / "ds")
+    from hiwm.world_model.data import load_episodes
+    from hiwm.world_model.train import open_loop
+
+    collect(CollectConfig(episodes=2, max_steps=20, seed=0, noise=1.0), tmp_path / "ds")
+    out = tmp_path / "run"
+    args = ["train", "world-model", "--data", str(tmp_path / "ds"), "--out", str(out), "--model", TINY, "--steps", "2"]
+    assert main([*args, "--batch", "2", "--rollout", "2", "--probe-steps", "2", "--probe-calibration", "0"]) == 0
+    _, model, probe = ckpt_io.load(out)
     episodes = load_episodes([tmp_path / "ds"], progress=False)
-    model, probe = WorldModel(ModelConfig(**json.loads(TINY))), StateProbe(ProbeConfig())
-
-    # the probe's reading of decoded predictions sends a gradient to the dynamics, which the
-    # recorded states of the sampled windows steer
-    frames, actions, states = WindowSampler(episodes, 5, seed=0).sample_with_states(2)
-    assert states.shape == (2, 5, 5)
-    z = model.encode(WorldModel.to_input(frames).flatten(0, 1)).unflatten(0, (2, 5)).detach()
-    zs = model.rollout(z[:, :2], actions[:, 1:4], actions[:, 0])
-    loss = state_loss(model, probe, zs, states[:, 2:], 4, np.random.default_rng(0))
-    far = state_loss(model, probe, zs, states[:, 2:] + 200.0, 4, np.random.default_rng(0))
-    assert far.item() > loss.item() > 0
-    loss.backward()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.dynamics.parameters())
-
-    # the phase with it: only the dynamics changes, the decoder trains again afterwards
-    cfg = TrainConfig(latent_minutes=0.01, latent_batch=2, latent_rollout=3, warmup=1, state_weight=1.0, state_frames=4)
-    enc, dec, dyn, prb = _params(model.encoder), _params(model.decoder), _params(model.dynamics), _params(probe)
-    done = train_latent_dynamics(model, episodes, cfg, torch.device("cpu"), progress=False, probe=probe)
-    assert done["steps"] > 0 and done["loss"] == done["loss"]
-    assert _changed(dyn, model.dynamics) and not _changed(dec, model.decoder) and not _changed(enc, model.encoder)
-    assert not _changed(prb, probe) and all(p.requires_grad for p in model.decoder.parameters())
-
-    # the CLI: the probe's errors on predictions at each horizon land in the metrics; without a
-    # probe to read with, a clear error
-    common = ["train", "world-model", "--data", str(tmp_path / "ds"), "--model", TINY, "--horizons", "1", "5"]
-    small = ["--batch", "2", "--rollout", "2", "--val-windows", "2", "--probe-calibration", "0", "--steps", "1"]
-    phase = ["--latent-minutes", "0.01", "--latent-batch", "2", "--latent-rollout", "3", "--state-weight", "1"]
-    out = tmp_path / "grounded"
-    assert main([*common, *small, *phase, "--out", str(out), "--probe-steps", "2", "--state-frames", "4"]) == 0
-    saved, _ = ckpt_io.read_config(out)
-    assert saved.train.state_weight == 1.0 and saved.probe is not None and "agent_px" in saved.metrics["probe"]
-    assert saved.metrics["latent_dynamics"]["steps"] > 0 and saved.metrics["agent_px@5"] >= 0
-    with pytest.raises(SystemExit, match="state probe"):
-        main([*common, *small, *phase, "--out", str(tmp_path / "bad"), "--no-probe"])
+    cpu = torch.device("cpu")
+    plain = open_loop(model, episodes, (1, 5), 3, 0, cpu)
+    read = open_loop(model, episodes, (1, 5), 3, 0, cpu, probe)
+    assert "agent_px@1" not in plain and plain["psnr@5"] == read["psnr@5"]
+    # the agent's columns and the block's are read separately: moving the recorded agent moves only its error
+    moved = [dataclasses.replace(e, states=e.states + np.array([200.0, 200.0, 0.0, 0.0, 0.0])) for e in episodes]
+    shifted = open_loop(model, moved, (1, 5), 3, 0, cpu, probe)
+    for h in (1, 5):
+        assert read[f"agent_px@{h}"] >= 0 and shifted[f"block_px@{h}"] == read[f"block_px@{h}"]
+        assert shifted[f"agent_px@{h}"] != read[f"agent_px@{h}"]

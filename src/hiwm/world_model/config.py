@@ -74,12 +74,6 @@ class TrainConfig:
     latent_minutes: float = 0.0  # dynamics alone on frozen-encoder latents, ``latent_rollout`` open-loop steps
     latent_batch: int = 64
     latent_rollout: int = 8
-    # In the latent phase, also read the agent and block off ``state_frames`` decoded predictions per
-    # batch with the (frozen) state probe and pull them to the recorded states: latent MSE alone lets
-    # the generated agent lag its command and the block drift, which is what the operator's
-    # corrections then fight. 0: latents only. Needs a probe (the init's, or one fitted first).
-    state_weight: float = 0.0
-    state_frames: int = 32
 
     def __post_init__(self) -> None:
         self.horizons = tuple(int(h) for h in self.horizons)
@@ -89,8 +83,6 @@ class TrainConfig:
             raise ValueError("ae_minutes, latent_minutes >= 0 and ae_batch, latent_batch >= 1 required")
         if self.latent_rollout < 1:
             raise ValueError(f"latent_rollout must be >= 1, got {self.latent_rollout}")
-        if self.state_weight < 0 or self.state_frames < 1:
-            raise ValueError("state_weight >= 0 and state_frames >= 1 required")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 

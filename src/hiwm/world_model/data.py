@@ -70,16 +70,10 @@ class WindowSampler:
 
     def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(frames (B, L, H, W, 3) uint8, actions (B, L, 2)); actions[:, t] leads from frame t to t + 1."""
-        frames, actions, _ = self.sample_with_states(batch)
-        return frames, actions
-
-    def sample_with_states(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        """``sample`` and the windows' recorded states (B, L, 5) (agent x, y, block x, y, angle)."""
-        frames, actions, states = [], [], []
+        frames, actions = [], []
         for e in self.rng.choice(len(self.episodes), size=batch, p=self.weights):
             ep = self.episodes[e]
             t = self.rng.integers(0, len(ep.frames) - self.length + 1)
             frames.append(ep.frames[t : t + self.length])
             actions.append(ep.actions[t : t + self.length])
-            states.append(ep.states[t : t + self.length])
-        return torch.from_numpy(np.stack(frames)), torch.from_numpy(np.stack(actions)), np.stack(states)
+        return torch.from_numpy(np.stack(frames)), torch.from_numpy(np.stack(actions))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import math
 import os
@@ -272,54 +271,24 @@ def encode_episodes(
     return out
 
 
-def state_loss(
-    model: WorldModel, probe: StateProbe, zs: torch.Tensor, states: np.ndarray, n: int, rng: np.random.Generator
-) -> torch.Tensor:
-    """The probe's loss on ``n`` decoded predictions (random windows and steps) against their recorded
-    states: zs (B, T, Z, g, g), states (B, T, 5). Gradients reach the dynamics through the decoder."""
-    b, t = zs.shape[:2]
-    idx = rng.choice(b * t, size=min(n, b * t), replace=False)
-    frames = model.decode(zs.flatten(0, 1)[torch.from_numpy(idx).to(zs.device)]).float().clamp(0.0, 1.0)
-    targets = torch.from_numpy(state_to_targets(states.reshape(b * t, -1)[idx])).to(frames.device)
-    return probe_loss(probe(frames), targets)
-
-
 def train_latent_dynamics(
-    model: WorldModel,
-    episodes: list[Episode],
-    cfg: TrainConfig,
-    device: torch.device,
-    progress: bool,
-    probe: StateProbe | None = None,
+    model: WorldModel, episodes: list[Episode], cfg: TrainConfig, device: torch.device, progress: bool
 ) -> dict[str, float]:
     """The dynamics alone, for ``cfg.latent_minutes``, on ``latent_rollout``-step open-loop windows of
-    latents encoded once by the (frozen) encoder: no frame is encoded per step. With ``cfg.state_weight``
-    and a ``probe``, ``cfg.state_frames`` predictions per batch are also decoded and read by the probe."""
+    latents encoded once by the (frozen) encoder: no frame is encoded or decoded per step."""
     k = model.cfg.context
     sampler = WindowSampler(encode_episodes(model, episodes, device, progress), k + cfg.latent_rollout, cfg.seed + 2)
-    grounded = probe is not None and cfg.state_weight > 0
-    rng = np.random.default_rng(cfg.seed + 3)
-    if grounded:  # frozen: only the dynamics learns; the decoder and probe just pass gradients on
-        probe.eval().requires_grad_(False)
-        model.decoder.requires_grad_(False)
 
     def batch_loss() -> torch.Tensor:
-        z, actions, states = sampler.sample_with_states(cfg.latent_batch)
-        z, actions = z.to(device), actions.to(device)
+        z, actions = (t.to(device) for t in sampler.sample(cfg.latent_batch))
         prev = actions[:, k - 2] if k >= 2 else actions[:, 0]
         with autocast(device):
             zs = model.rollout(z[:, :k], actions[:, k - 1 : -1], prev)
-            loss = F.mse_loss(zs.float(), z[:, k:])
-            if grounded:
-                loss = loss + cfg.state_weight * state_loss(model, probe, zs, states[:, k:], cfg.state_frames, rng)
-        return loss
+        return F.mse_loss(zs.float(), z[:, k:])
 
-    try:
-        return timed_phase(
-            "latent dynamics", list(model.dynamics.parameters()), batch_loss, cfg.latent_minutes, cfg, progress
-        )
-    finally:
-        model.decoder.requires_grad_(True)
+    return timed_phase(
+        "latent dynamics", list(model.dynamics.parameters()), batch_loss, cfg.latent_minutes, cfg, progress
+    )
 
 
 def _ddp() -> tuple[int, int, torch.device]:
@@ -349,8 +318,6 @@ def train(
     """Train; returns the final metrics (also in ``out/config.json`` and ``out/metrics.jsonl``)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and (cfg.ae_minutes or cfg.latent_minutes):
         raise ValueError("the autoencoder and latent-dynamics phases run in one process; not under torchrun")
-    if cfg.state_weight > 0 and cfg.latent_minutes > 0 and (probe_cfg is None or not (cfg.probe_steps or cfg.init)):
-        raise ValueError("state_weight reads predictions with the state probe: train one (probe_steps > 0) or --init")
     rank, world, device = _ddp()
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed + rank)
@@ -413,25 +380,10 @@ def train(
             record = ckpt_io.Checkpoint(model_cfg, cfg, probe_cfg if probe is not None else None, step, metrics)
             ckpt_io.save(out, record, model, probe, opt)
 
-    probe: StateProbe | None = None
-    probe_metrics: dict | None = None
-
-    def state_probe() -> StateProbe | None:
-        """The probe the checkpoint ships, made once: fitted here, or the init's (it reads real frames)."""
-        nonlocal probe, probe_cfg, probe_metrics
-        if probe is None and probe_cfg is not None and cfg.probe_steps > 0:
-            probe, probe_metrics = fit_probe(train_eps, val_eps, probe_cfg, cfg, device)
-            tqdm.write(json.dumps({"probe": probe_metrics}))
-        elif probe is None and probe_cfg is not None and cfg.init:
-            init_ckpt, _, probe = ckpt_io.load(cfg.init, device=device)
-            if probe is not None:
-                probe_cfg, probe_metrics = init_ckpt.probe, init_ckpt.metrics.get("probe", {})
-        return probe
-
     def phase(name: str, fn: Any) -> dict[str, Any]:
         """Run one optional phase (rank 0 only), validate, log and checkpoint; the new metrics."""
         phases[name] = fn(model, train_eps, cfg, device, progress)
-        val = open_loop(model, val_eps or train_eps, cfg.horizons, cfg.val_windows, cfg.seed, device, probe)
+        val = open_loop(model, val_eps or train_eps, cfg.horizons, cfg.val_windows, cfg.seed, device)
         metrics = {**info, "step": start, "phase": name, **phases, **val}
         log.write(json.dumps(metrics) + "\n")
         log.flush()
@@ -478,14 +430,18 @@ def train(
     final_step = step + 1 if cfg.steps > start else start
     if main and cfg.latent_minutes > 0 and "latent_dynamics" not in phases:
         start = final_step
-        if cfg.state_weight > 0:
-            state_probe()
-        metrics = phase("latent_dynamics", functools.partial(train_latent_dynamics, probe=probe))
+        metrics = phase("latent_dynamics", train_latent_dynamics)
     if main:
         if val_eps:
             rollout_figure(model, max(val_eps, key=lambda e: len(e.frames)), out / "rollout.png", device)
-        if state_probe() is not None:
-            metrics["probe"] = probe_metrics
+        probe = None
+        if probe_cfg is not None and cfg.probe_steps > 0:
+            probe, metrics["probe"] = fit_probe(train_eps, val_eps, probe_cfg, cfg, device)
+            tqdm.write(json.dumps({"probe": metrics["probe"]}))
+        elif probe_cfg is not None and cfg.init:  # the probe reads real frames: the init's one still fits
+            init_ckpt, _, probe = ckpt_io.load(cfg.init, device=device)
+            if probe is not None:
+                probe_cfg, metrics["probe"] = init_ckpt.probe, init_ckpt.metrics.get("probe", {})
         save(final_step, metrics, probe)
         log.close()
     return metrics
