@@ -105,6 +105,7 @@ def open_loop(
     f = torch.from_numpy(np.stack(frames)).to(device)
     a = torch.from_numpy(np.stack(actions)).to(device)
     x = WorldModel.to_input(f)
+    true_states = np.stack(states)
     was_training = model.training
     model.eval()
     with autocast(device):
@@ -119,10 +120,8 @@ def open_loop(
             out[f"ssim@{h}"] = float(ssim(pred, target).mean())
             out[f"copy_psnr@{h}"] = float(psnr(x[:, k - 1], target).mean())
             if probe is not None:
-                read = probe.predict(WorldModel.to_frames(pred))
-                true = np.stack(states)[:, k - 1 + h]
-                out[f"agent_px@{h}"] = float(np.linalg.norm(read[:, :2] - true[:, :2], axis=1).mean())
-                out[f"block_px@{h}"] = float(np.linalg.norm(read[:, 2:4] - true[:, 2:4], axis=1).mean())
+                errors = position_errors(probe.predict(WorldModel.to_frames(pred)), true_states[:, k - 1 + h])
+                out.update({f"{name}@{h}": value for name, value in errors.items()})
     model.train(was_training)
     return out
 
@@ -197,18 +196,21 @@ def fit_probe(
     return probe, errors
 
 
+def position_errors(read: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """Mean distance (px) between read and true agent positions and block positions, (N, 5) states."""
+    return {
+        "agent_px": float(np.linalg.norm(read[:, :2] - true[:, :2], axis=1).mean()),
+        "block_px": float(np.linalg.norm(read[:, 2:4] - true[:, 2:4], axis=1).mean()),
+    }
+
+
 def probe_errors(probe: StateProbe, episodes: list[Episode], limit: int = 4000) -> dict[str, float]:
     """Mean absolute errors of the probe on real frames: agent and block position (px), angle (deg)."""
     frames = np.concatenate([e.frames for e in episodes])[:limit]
     states = np.concatenate([e.states for e in episodes])[:limit]
     pred = np.concatenate([probe.predict(frames[i : i + 256]) for i in range(0, len(frames), 256)])
     dangle = np.abs((pred[:, 4] - states[:, 4] + math.pi) % (2 * math.pi) - math.pi)
-    return {
-        "frames": len(frames),
-        "agent_px": float(np.linalg.norm(pred[:, :2] - states[:, :2], axis=1).mean()),
-        "block_px": float(np.linalg.norm(pred[:, 2:4] - states[:, 2:4], axis=1).mean()),
-        "angle_deg": float(np.degrees(dangle).mean()),
-    }
+    return {"frames": len(frames), **position_errors(pred, states), "angle_deg": float(np.degrees(dangle).mean())}
 
 
 def timed_phase(
