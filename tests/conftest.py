@@ -70,6 +70,42 @@ def procs(tmp_path: Path) -> Iterator[Procs]:
         p.stop_all()
 
 
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers", "probe(attack, expected): an attack or fault probe; listed in the probe table after the run"
+    )
+
+
+_PROBES: list[tuple[str, str, str]] = []
+
+
+def pytest_runtest_logreport(report) -> None:
+    """Keep each probe's outcome (its call, or a setup failure or skip) for the table."""
+    marker = next((m for m in getattr(report, "probe_markers", ())), None)
+    if marker is None or (report.when != "call" and report.passed):
+        return
+    attack, expected = marker
+    outcome = "refused as expected" if report.passed else report.outcome.upper()
+    _PROBES.append((attack, expected, outcome))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    report.probe_markers = [tuple(m.args) for m in item.iter_markers("probe")]
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """One line per probe: what was tried, what must happen, what did."""
+    if not _PROBES:
+        return
+    terminalreporter.section("security and robustness probes")
+    width = max(len(a) for a, _, _ in _PROBES)
+    for attack, expected, outcome in _PROBES:
+        terminalreporter.write_line(f"{attack:<{width}}  {outcome:<19}  {expected}")
+
+
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
