@@ -134,6 +134,9 @@ def test_smoke_runs_the_whole_loop(smoke):
     assert "observation.environment_state" in ds.features and verify(smoke / "data" / "act_takeover").ok
     stages = list(json.loads((smoke / "timings.json").read_text()))
     assert stages.index("train base act") < stages.index("takeover sessions act") < stages.index("world model")
+    # the stages the run announces ("[stage i/n] ...") are the ones it ran, in its order
+    plan = [name for name, _, _ in Experiment(PROFILES["smoke"], smoke, progress=False).stages()]
+    assert set(stages) <= set(plan) and stages == [name for name in plan if name in stages]
 
     # the oracle control: the same sessions in the physics, its corrections exported as their own data
     oracle = json.loads((smoke / "rollouts" / "act_oracle.json").read_text())

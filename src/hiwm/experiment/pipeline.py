@@ -17,6 +17,9 @@ Stages, each skipped when its output already exists (a run resumes where it stop
    sessions in the physics instead of the model (what a perfect world model would give);
 6. evaluation of every checkpoint in the real env and in the world model from the same initial
    states; the report (markdown, plots, Pearson r between the two worlds).
+
+Each stage that starts says which of how many it is and how long the rest should take: the training
+budgets of the stages to come, or the measured durations of stages of their kind.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -44,6 +48,7 @@ class Experiment:
         self.out.mkdir(parents=True, exist_ok=True)
         self.timings: dict[str, float] = {}
         self._load_timings()
+        self._announced: set[str] = set()
 
     # -- bookkeeping -----------------------------------------------------------
     def _load_timings(self) -> None:
@@ -51,7 +56,74 @@ class Experiment:
         if path.exists():
             self.timings = json.loads(path.read_text())
 
+    def stages(self) -> list[tuple[str, str, float]]:
+        """The run's stages in order as (name, kind, training budget in minutes or 0): the names
+        ``timings.json`` records; a stage with nothing to do (nothing exported to train on) is skipped."""
+        p = self.p
+        plan = [("collect", "collect", 0.0)]
+        trained = [b for b in p.backbones if b not in p.base_policies]
+        if self.takeover_data:
+            for b in p.backbones:
+                plan += [(f"train base {b}", "train base", p.policy_minutes)] if b in trained else []
+                plan.append((f"takeover sessions {b}", "takeover sessions", 0.0))
+        plan.append(("world model", "world model", 0.0 if p.world_model else p.wm_minutes))
+        for b in p.backbones:
+            if b in trained and not self.takeover_data:
+                plan.append((f"train base {b}", "train base", p.policy_minutes))
+            methods = ["base"]
+            for k in range(1, p.rounds + 1):
+                plan.append((f"hi-wm rollouts {b} r{k}", "hi-wm rollouts", 0.0))
+                plan.append((f"post-train {b} r{k}", "fine-tune", p.finetune_minutes))
+                methods.append(f"hiwm_r{k}")
+            plan.append((f"baseline rollouts {b}", "baseline rollouts", 0.0))
+            plan.append((f"baseline fine-tune {b}", "fine-tune", p.finetune_minutes))
+            methods.append("baseline")
+            if p.oracle:
+                plan.append((f"oracle rollouts {b}", "oracle rollouts", 0.0))
+                plan.append((f"oracle fine-tune {b}", "fine-tune", p.finetune_minutes))
+                methods.append("oracle")
+            plan += [(f"eval {b} {m}", "eval", 0.0) for m in methods]
+        return plan
+
+    def forecast(self, after: int) -> tuple[float, int]:
+        """Minutes the stages after the ``after``-th (0-based) should take, and how many of them have
+        no estimate yet. Stages done (in the timings) count nothing; the others the mean measured
+        duration of the stages of their kind, else their training budget."""
+        plan = self.stages()
+        measured: dict[str, list[float]] = {}
+        for name, kind, _ in plan:
+            if name in self.timings:
+                measured.setdefault(kind, []).append(self.timings[name])
+        minutes, unknown = 0.0, 0
+        for name, kind, budget in plan[after + 1 :]:
+            if name in self.timings:
+                continue
+            if kind in measured:
+                minutes += sum(measured[kind]) / len(measured[kind]) / 60
+            elif budget:
+                minutes += budget
+            else:
+                unknown += 1
+        return minutes, unknown
+
+    def stage_line(self, name: str) -> str:
+        """``[stage 3/11] train base act (budget 2.5 min); the rest: ~40 min + 2 stages not yet timed``."""
+        plan = self.stages()
+        index = next((i for i, (n, _, _) in enumerate(plan) if n == name), None)
+        if index is None:
+            return f"[stage] {name}"
+        budget = plan[index][2]
+        minutes, unknown = self.forecast(index)
+        line = f"[stage {index + 1}/{len(plan)}] {name}" + (f" (budget {budget:g} min)" if budget else "")
+        if index + 1 < len(plan):
+            line += f"; the rest: ~{minutes:.{int(minutes < 10)}f} min" if minutes or not unknown else "; the rest:"
+            line += f" + {unknown} stage{'s' * (unknown > 1)} not yet timed" if unknown else ""
+        return line
+
     def _timed(self, name: str, fn: Any, *args: Any) -> Any:
+        if self.progress and name not in self._announced and name not in self.timings:
+            tqdm.write(self.stage_line(name), file=sys.stderr)
+        self._announced.add(name)
         start = time.monotonic()
         result = fn(*args)
         self.timings[name] = round(self.timings.get(name, 0.0) + time.monotonic() - start, 1)
@@ -65,6 +137,11 @@ class Experiment:
     def world(self) -> Path:
         """The world-model checkpoint: the profile's, or the one trained in this run."""
         return Path(self.p.world_model) if self.p.world_model else self.path("world_model")
+
+    @property
+    def takeover_data(self) -> bool:
+        """Whether the world model trained here learns from takeover sessions too."""
+        return not self.p.world_model and self.p.wm_takeover_sessions > 0
 
     # -- stages ----------------------------------------------------------------
     def collect(self) -> None:
@@ -340,7 +417,7 @@ class Experiment:
         self.check()
         (self.out / "profile.json").write_text(json.dumps(asdict(self.p), indent=1))
         self._timed("collect", self.collect)
-        if not self.p.world_model and self.p.wm_takeover_sessions:
+        if self.takeover_data:
             for backbone in self.p.backbones:
                 self.base_policy(backbone)  # trained (and timed) on its own before its sessions
                 self._timed(f"takeover sessions {backbone}", self.takeovers, backbone)

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from hiwm.policy.checkpoint import TRAIN_STATE, build_model, load_train_state, save_checkpoint
 from hiwm.policy.data import FrameStore, MixedSampler, action_offsets, gather, load_dataset, parse_data_spec
+from hiwm.progress import BudgetBar
 
 
 @dataclass
@@ -151,12 +150,12 @@ def train(cfg: TrainConfig) -> Path:
     log = out / "log.jsonl"
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-    start_time, last_val = time.monotonic(), None
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.backbone}", disable=rank != 0, dynamic_ncols=True)
+    last_val = None
+    bar = BudgetBar(f"train {cfg.backbone}", cfg.steps, cfg.max_minutes, initial=step, disable=rank != 0)
     net.train()
     while step < cfg.steps:
         for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * _lr_factor(step, cfg, (time.monotonic() - start_time) / 60)
+            group["lr"] = cfg.lr * _lr_factor(step, cfg, bar.elapsed_minutes)
         batch = {
             k: v.to(device, non_blocking=True)
             for k, v in sampler.batch(cfg.batch_size, mc.n_obs_steps, mc.horizon, mc.action_start).items()
@@ -175,15 +174,13 @@ def train(cfg: TrainConfig) -> Path:
             with torch.no_grad():
                 for e, p in zip(ema.state_dict().values(), model.state_dict().values(), strict=True):
                     e.copy_(e * decay + p * (1 - decay)) if e.is_floating_point() else e.copy_(p)
-        out_of_time = cfg.max_minutes > 0 and time.monotonic() - start_time > cfg.max_minutes * 60
+        out_of_time = bar.out_of_time()
         if world > 1:  # every rank stops at the same step
             flag = torch.tensor(float(out_of_time), device=device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             out_of_time = bool(flag.item())
         done = step >= cfg.steps or out_of_time
         if rank == 0:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}", val=f"{last_val:.4f}" if last_val is not None else "-")
             if step % cfg.val_every == 0 or done:
                 inference = ema if ema is not None else model
                 last_val = validate(inference, val, cfg, device) if val is not None else None
@@ -192,7 +189,7 @@ def train(cfg: TrainConfig) -> Path:
                     "loss": loss.item(),
                     "val_loss": last_val,
                     "lr": optimizer.param_groups[0]["lr"],
-                    "minutes": (time.monotonic() - start_time) / 60,
+                    "minutes": bar.elapsed_minutes,
                 }
                 with log.open("a") as f:
                     f.write(json.dumps(record) + "\n")
@@ -204,6 +201,7 @@ def train(cfg: TrainConfig) -> Path:
                     optimizer=optimizer,
                     extra={"step": step, "val_loss": last_val},
                 )
+            bar.update(step, loss=loss.item(), val=last_val)
         if done:
             break
     bar.close()

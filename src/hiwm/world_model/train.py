@@ -15,7 +15,6 @@ import dataclasses
 import json
 import math
 import os
-import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from hiwm.progress import BudgetBar
 from hiwm.world_model import checkpoint as ckpt_io
 from hiwm.world_model.config import ModelConfig, ProbeConfig, TrainConfig
 from hiwm.world_model.data import Episode, WindowSampler, load_episodes, split_episodes
@@ -166,8 +166,8 @@ def train_probe(
     frames = np.concatenate([e.frames for e in episodes])
     targets = state_to_targets(np.concatenate([e.states for e in episodes]))
     rng = np.random.default_rng(seed)
-    bar = tqdm(range(steps), desc="probe", leave=False)
-    for step in bar:
+    bar = BudgetBar("probe", steps, leave=False)
+    for step in range(steps):
         lr = 2e-3 * 0.5 * (1 + math.cos(math.pi * step / max(1, steps)))
         for g in opt.param_groups:
             g["lr"] = lr
@@ -177,8 +177,8 @@ def train_probe(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+        bar.update(step + 1, loss=loss.item() if step % 50 == 0 else None)
+    bar.close()
     probe.eval()
     return probe, probe_errors(probe, val or episodes)
 
@@ -219,24 +219,23 @@ def timed_phase(
     """Optimise ``params`` on ``batch_loss()`` for ``minutes`` of wall time (warmup, cosine rate,
     clipping); the steps taken, the minutes and the last batch's loss."""
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    budget, t0, step, loss = 60 * minutes, time.monotonic(), 0, float("nan")
-    bar = tqdm(desc=name, unit="step", disable=not progress)
-    while (elapsed := time.monotonic() - t0) < budget:
+    step, loss = 0, float("nan")
+    bar = BudgetBar(name, minutes=minutes, disable=not progress)
+    while not bar.out_of_time():
         for g in opt.param_groups:
-            g["lr"] = cosine_lr(cfg.lr, elapsed / budget) * min(1.0, (step + 1) / cfg.warmup)
+            g["lr"] = cosine_lr(cfg.lr, bar.fraction()) * min(1.0, (step + 1) / cfg.warmup)
         value = batch_loss()
         opt.zero_grad(set_to_none=True)
         value.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         step += 1
-        bar.update()
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{value.item():.5f}")
-    bar.close()
+        bar.update(step, loss=value.item() if step % 20 == 0 else None)
     if step:  # the last batch's, however few steps the budget allowed
         loss = value.item()
-    return {"steps": step, "minutes": round((time.monotonic() - t0) / 60, 2), "loss": loss}
+        bar.update(step, loss=loss)
+    bar.close()
+    return {"steps": step, "minutes": round(bar.elapsed_minutes, 2), "loss": loss}
 
 
 def train_autoencoder(
@@ -397,12 +396,9 @@ def train(
     metrics: dict[str, Any] = {**info, **phases}
     if main and cfg.ae_minutes > 0 and "autoencoder" not in phases:
         metrics = phase("autoencoder", train_autoencoder)
-    t0 = time.monotonic()
-    bar = tqdm(
-        range(start, cfg.steps), desc="world model", disable=not (progress and main), initial=start, total=cfg.steps
-    )
+    bar = BudgetBar("world model", cfg.steps, cfg.max_minutes, initial=start, disable=not (progress and main))
     step = start
-    for step in bar:
+    for step in range(start, cfg.steps):
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         frames, actions = sampler.sample(cfg.batch)
@@ -413,12 +409,14 @@ def train(
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         if step % 20 == 0:
-            bar.set_postfix({k: f"{v.item():.4f}" for k, v in losses.items() if k != "loss"})
+            bar.update(step + 1, **{k: v.item() for k, v in losses.items()})
+        else:
+            bar.update(step + 1)
         done = step + 1 == cfg.steps
-        over_time = cfg.max_minutes > 0 and time.monotonic() - t0 > 60 * cfg.max_minutes
+        over_time = bar.out_of_time()
         if main and (done or over_time or (step + 1) % cfg.val_every == 0):
             val = open_loop(model, val_eps or train_eps, cfg.horizons, cfg.val_windows, cfg.seed, device)
-            metrics = {**info, "step": step + 1, "minutes": (time.monotonic() - t0) / 60, **phases, **val}
+            metrics = {**info, "step": step + 1, "minutes": bar.elapsed_minutes, **phases, **val}
             log.write(json.dumps(metrics) + "\n")
             log.flush()
             tqdm.write(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in metrics.items()}))
@@ -426,6 +424,7 @@ def train(
             save(step + 1, metrics)
         if over_time:
             break
+    bar.close()
     if world > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
