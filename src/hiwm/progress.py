@@ -22,7 +22,9 @@ _TOTAL = 1000  # the bar counts thousandths of the budget
 class _Bar(tqdm):
     """tqdm with a ``{status}`` field for the bar format (its ``{postfix}`` starts with a comma)."""
 
-    status = ""
+    def __init__(self, *args: Any, status: str = "", **kwargs: Any) -> None:
+        self.status = status  # before tqdm's first drawing, in its __init__
+        super().__init__(*args, **kwargs)
 
     @property
     def format_dict(self) -> dict[str, Any]:
@@ -59,8 +61,9 @@ class BudgetBar:
         tty = bool(getattr(file, "isatty", lambda: False)())
         if interval is None:
             interval = 0.2 if tty else (max(10.0, self.budget / 20) if self.budget else 30.0)
-        self.interval, self._drawn = interval, -float("inf")
+        self.interval, self._drawn = interval, self._t0
         self._bar = _Bar(
+            status=self.status(),
             total=_TOTAL,
             desc=desc,
             file=file,
@@ -70,7 +73,6 @@ class BudgetBar:
             mininterval=0,
             bar_format="{desc}: {percentage:3.0f}%|{bar}| {status}",
         )
-        self._draw()
 
     # -- where the work stands ---------------------------------------------------
     @property
@@ -133,18 +135,20 @@ class BudgetBar:
         if self._clock() - self._drawn >= self.interval:
             self._draw()
 
-    def _draw(self, final: bool = False) -> None:
+    def _draw(self, refresh: bool = True) -> None:
         self._drawn = self._clock()
         if self._bar.disable:
             return
-        self._bar.n = _TOTAL if final and self.done else round(_TOTAL * self.fraction())
+        self._bar.n = round(_TOTAL * self.fraction())
         self._bar.status = self.status()
-        self._bar.refresh()
+        if refresh:
+            self._bar.refresh()
 
     def close(self) -> None:
-        """The last drawing: at 100 % when a limit was reached."""
-        if not self._bar.disable:
-            self._draw(final=True)
+        """The last drawing (tqdm's, when it leaves the bar): at 100 % when a limit was reached."""
+        self._draw(refresh=False)
+        if self.done:
+            self._bar.n = _TOTAL
         self._bar.close()
 
     def __enter__(self) -> BudgetBar:
