@@ -116,7 +116,8 @@ class Experiment:
         minutes, unknown = self.forecast(index)
         line = f"[stage {index + 1}/{len(plan)}] {name}" + (f" (budget {budget:g} min)" if budget else "")
         if index + 1 < len(plan):
-            line += f"; the rest: ~{minutes:.{int(minutes < 10)}f} min" if minutes or not unknown else "; the rest:"
+            rest = f"~{minutes:.{int(minutes < 10)}f} min" if minutes >= 0.05 else "< 0.1 min"
+            line += f"; the rest: {rest}" if minutes or not unknown else "; the rest:"
             line += f" + {unknown} stage{'s' * (unknown > 1)} not yet timed" if unknown else ""
         return line
 
