@@ -8,7 +8,7 @@ import pytest
 
 from hiwm.experiment.pipeline import Experiment
 from hiwm.experiment.profiles import PROFILES
-from hiwm.progress import BudgetBar
+from hiwm.progress import BudgetBar, redraw_interval
 
 
 class Clock:
@@ -70,6 +70,9 @@ def test_off_a_terminal_the_bar_redraws_a_few_times_not_every_step():
     bar.close()
     draws = out.getvalue().count("\r")
     assert 10 <= draws <= 30 and "100%" in last_line(out)
+    # bars that count work (episodes, sessions) use the same pace as tqdm's mininterval
+    assert redraw_interval(io.StringIO()) == 30.0 and redraw_interval(io.StringIO(), 600.0) == 30.0
+    assert redraw_interval(io.StringIO(), 60.0) == 10.0
 
 
 def test_a_disabled_bar_still_keeps_time():

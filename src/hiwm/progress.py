@@ -19,6 +19,16 @@ from tqdm import tqdm
 _TOTAL = 1000  # the bar counts thousandths of the budget
 
 
+def redraw_interval(file: IO[str] | None = None, budget_s: float = 0.0) -> float:
+    """Seconds between redrawings of a bar on ``file`` (stderr): 0.2 on a terminal; off one (a CI
+    log, where every redrawing is a line) a twentieth of ``budget_s``, 10 s at least, 30 s with no
+    budget. Also tqdm's ``mininterval`` for bars that count work (episodes, sessions)."""
+    file = file if file is not None else sys.stderr
+    if getattr(file, "isatty", lambda: False)():
+        return 0.2
+    return max(10.0, budget_s / 20) if budget_s else 30.0
+
+
 class _Bar(tqdm):
     """tqdm with a ``{status}`` field for the bar format (its ``{postfix}`` starts with a comma)."""
 
@@ -34,9 +44,8 @@ class _Bar(tqdm):
 class BudgetBar:
     """A bar for work that stops after ``steps`` steps or ``minutes`` of wall time, whichever comes
     first (0: no such limit). ``initial``: steps already done (a resumed run); the remaining time is
-    projected from this run's rate. ``clock`` (seconds) is injectable for tests. Off a terminal the
-    bar redraws at most every ``interval`` seconds (default: a twentieth of the time budget, 10 s at
-    least; 30 s with no time budget)."""
+    projected from this run's rate. ``clock`` (seconds) is injectable for tests. It redraws at most
+    every ``interval`` seconds (default: ``redraw_interval`` for its file and time budget)."""
 
     def __init__(
         self,
@@ -60,7 +69,7 @@ class BudgetBar:
         file = file if file is not None else sys.stderr
         tty = bool(getattr(file, "isatty", lambda: False)())
         if interval is None:
-            interval = 0.2 if tty else (max(10.0, self.budget / 20) if self.budget else 30.0)
+            interval = redraw_interval(file, self.budget)
         self.interval, self._drawn = interval, self._t0
         self._bar = _Bar(
             status=self.status(),

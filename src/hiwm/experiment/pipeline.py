@@ -36,6 +36,7 @@ from typing import Any
 from tqdm import tqdm
 
 from hiwm.experiment.profiles import Profile
+from hiwm.progress import redraw_interval
 
 log = logging.getLogger("hiwm.experiment")
 
@@ -242,7 +243,14 @@ class Experiment:
         with BranchStore(db) as store:
             if seeds is None:
                 seeds = range(ROLLOUT_SEED, ROLLOUT_SEED + self.p.rollouts)
-            for seed in tqdm(seeds, desc=f"rollouts {backbone} {tag}", unit="session", disable=not self.progress):
+            bar = tqdm(
+                seeds,
+                f"rollouts {backbone} {tag}",
+                unit="session",
+                disable=not self.progress,
+                mininterval=redraw_interval(),
+            )
+            for seed in bar:
                 r = run_session(
                     pol, world, store, f"{tag}-{seed}", seed, self.p.max_steps, self.p.operator if operator else None
                 )
