@@ -33,7 +33,7 @@ class Profile:
     world_model: str = ""
     finetune_minutes: float = 6.0
     # post-training from a converged checkpoint: its batch size (0) and a gentle rate; the defaults
-    # of a fresh training (batch 64, lr 3e-4) took the #5 ACT from 44 % to 16 % real success in 4 min
+    # of a fresh training (batch 64, lr 3e-4) took the base ACT from 44 % to 16 % real success in 4 min
     finetune_batch: int = 0
     finetune_lr: float = 1e-4
     # the Hi-WM loop

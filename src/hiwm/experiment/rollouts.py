@@ -29,7 +29,7 @@ log = logging.getLogger("hiwm.experiment")
 
 @dataclass
 class OperatorConfig:
-    # failure-prone: no coverage progress over this many steps. The #5 ACT's real episodes take up to
+    # failure-prone: no coverage progress over this many steps. The base ACT's real episodes take up to
     # 120 steps to first move the block and sit up to 70 steps on a plateau before succeeding; 25
     # steps from step 30 stepped in on nearly every approach
     stall_steps: int = 50
