@@ -16,7 +16,7 @@ from hiwm.experiment.pipeline import Experiment
 from hiwm.experiment.profiles import PROFILES
 from hiwm.experiment.rollouts import OperatorConfig, stalled
 from hiwm.experiment.stats import pearson
-from hiwm.experiment.world import RealWorld
+from hiwm.worlds import RealWorld
 
 
 def test_pearson_and_its_interval():

@@ -17,7 +17,7 @@ trajectory of ``n`` nodes gives ``n - 1`` frames. Per frame:
 fork node through its last human action: the operator's frames only, as HG-DAgger trains on).
 
 With ``env_state`` (a function from a node's snapshot to the 5-vector Push-T state, e.g.
-:meth:`hiwm.experiment.world.RealWorld.state_of`), a store recorded in the physics exports with the
+:meth:`hiwm.worlds.RealWorld.state_of`), a store recorded in the physics exports with the
 privileged extras of a collected dataset too (``observation.environment_state``, ``next.coverage``,
 ``next.reward``, ``next.success``, ``next.done``): world-model training data.
 

@@ -225,8 +225,9 @@ class Experiment:
 
         from hiwm.branch_cache.store import BranchStore
         from hiwm.experiment.rollouts import run_session
-        from hiwm.experiment.world import ModelWorld, RealWorld
         from hiwm.policy.runtime import load_policy
+        from hiwm.world_model.world import ModelWorld
+        from hiwm.worlds import RealWorld
 
         summary_path = self.path("rollouts", f"{backbone}_{tag}.json")
         if summary_path.exists():
@@ -295,7 +296,7 @@ class Experiment:
         rollout whole and each correction from its fork node on."""
         from hiwm.branch_cache.export import export_branches
         from hiwm.branch_cache.store import BranchStore
-        from hiwm.experiment.world import RealWorld
+        from hiwm.worlds import RealWorld
 
         out = self.path("data", f"{backbone}_takeover")
         if out.joinpath(".done").exists():

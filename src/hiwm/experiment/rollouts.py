@@ -20,9 +20,9 @@ import numpy as np
 
 from hiwm.branch_cache.store import SOURCE_HUMAN, SOURCE_POLICY, BranchStore
 from hiwm.comm.images import encode_png
-from hiwm.policy.evaluate import policy_steps
 from hiwm.pusht.env import Observation
 from hiwm.pusht.expert import ExpertConfig, ScriptedExpert
+from hiwm.worlds import policy_steps
 
 log = logging.getLogger("hiwm.experiment")
 

@@ -12,13 +12,14 @@ import csv
 import json
 import math
 import multiprocessing as mp
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
+
+from hiwm.worlds import run_episode
 
 
 @dataclass
@@ -67,45 +68,6 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def policy_steps(policy: Any, env: Any, obs: Any, max_steps: int) -> Iterator[tuple[int, np.ndarray, Any]]:
-    """The policy closed loop from ``obs``: query a chunk, execute it row by row, showing the policy
-    every observation in between. Yields (row index in its chunk, action, next observation) until done
-    or ``max_steps``; a caller stops earlier by leaving the loop."""
-    observe = getattr(policy, "observe", None)
-    while not obs.done and obs.step < max_steps:
-        chunk = np.asarray(policy.act({"image": obs.image, "state": obs.agent_pos}), dtype=np.float64).reshape(-1, 2)
-        for i, action in enumerate(chunk):
-            obs = env.step(action)
-            yield i, action, obs
-            if obs.done or obs.step >= max_steps:
-                return
-            if observe is not None and i < len(chunk) - 1:
-                observe({"image": obs.image, "state": obs.agent_pos})
-
-
-def run_episode(policy: Any, env: Any, seed: int, max_steps: int, record: bool = False) -> dict[str, Any]:
-    """One episode from ``seed``'s initial state (see :func:`policy_steps`)."""
-    policy.reset()
-    obs = env.reset(seed=seed)
-    frames, coverage = [obs.image], [obs.coverage]
-    queries = 0
-    for row, _, nxt in policy_steps(policy, env, obs, max_steps):
-        obs = nxt
-        queries += row == 0
-        frames.append(obs.image)
-        coverage.append(obs.coverage)
-    return {
-        "seed": seed,
-        "success": bool(obs.success),
-        "max_coverage": float(obs.max_coverage),
-        "final_coverage": float(obs.coverage),
-        "steps": int(obs.step),
-        "queries": queries,
-        "coverage": coverage,
-        "frames": np.stack(frames) if record else None,
-    }
-
-
 _WORKER: dict[str, Any] = {}
 
 
@@ -119,7 +81,7 @@ def _init_worker(cfg: EvalConfig) -> None:
     outside = ":" in cfg.policy and not Path(cfg.policy).exists()
     kwargs = (json.loads(cfg.policy_args) if cfg.policy_args else {}) if outside else {"seed": cfg.policy_seed}
     if cfg.world:  # the same seeds' initial states, stepped by the world model, judged by its probe
-        from hiwm.experiment.world import ModelWorld
+        from hiwm.world_model.world import ModelWorld
 
         env = ModelWorld(cfg.world, max_steps=cfg.max_steps)
     else:
