@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,10 +81,21 @@ def start_ranks(device: str = "auto") -> Ranks:
 
 
 def stop_ranks(ranks: Ranks) -> None:
-    """Wait for every rank, then leave the process group (a no-op in a single process)."""
+    """Wait for every rank, then leave the process group (a no-op in a single process or once left)."""
     if ranks.distributed and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+@contextmanager
+def ranks_started(device: str = "auto") -> Iterator[Ranks]:
+    """:func:`start_ranks` for a block, :func:`stop_ranks` after it (an error leaves the group too)."""
+    ranks = start_ranks(device)
+    try:
+        yield ranks
+    finally:
+        if ranks.distributed and dist.is_initialized():
+            dist.destroy_process_group()  # no barrier: the other ranks may never reach it
 
 
 @dataclass(frozen=True)

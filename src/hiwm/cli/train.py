@@ -29,7 +29,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
         init=args.init or "",
     )
-    print(train(cfg))
+    print(train(cfg).out)
     return 0
 
 

@@ -19,7 +19,7 @@ import torch
 
 from hiwm.policy.checkpoint import TRAIN_STATE, build_model, load_train_state, save_checkpoint
 from hiwm.policy.data import FrameStore, MixedSampler, action_offsets, gather, load_dataset, parse_data_spec
-from hiwm.training import Budget, TrainStep, start_ranks, stop_ranks, train_loop
+from hiwm.training import Budget, Ranks, TrainStep, ranks_started, stop_ranks, train_loop
 
 
 @dataclass
@@ -68,23 +68,23 @@ def validate(model: torch.nn.Module, store: FrameStore, cfg: TrainConfig, device
     return total / max(n, 1)
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Run training; returns the checkpoint folder."""
-    return fit(cfg).out
-
-
 @dataclass
-class Trained:
+class TrainedPolicy:
     out: Path  # the checkpoint folder (rank 0 writes it)
     model: torch.nn.Module  # this rank's trained weights (not the EMA)
     step: int  # the step this rank stopped at
 
 
-def fit(cfg: TrainConfig) -> Trained:
-    """Run training on this rank (all ranks under torchrun); this rank's model and step."""
+def train(cfg: TrainConfig) -> TrainedPolicy:
+    """Run training on this rank (every rank under torchrun); the checkpoint folder, this rank's
+    model and step."""
     if not cfg.data:
         raise ValueError("no training data: give at least one dataset")
-    ranks = start_ranks(cfg.device)
+    with ranks_started(cfg.device) as ranks:
+        return _train(cfg, ranks)
+
+
+def _train(cfg: TrainConfig, ranks: Ranks) -> TrainedPolicy:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = ranks.device
@@ -168,13 +168,10 @@ def fit(cfg: TrainConfig) -> Trained:
         return {"val": last_val}
 
     budget = Budget(cfg.steps, cfg.max_minutes, cfg.lr, cfg.warmup, 0.0, cfg.grad_clip)
-    try:
-        done = train_loop(
-            f"train {cfg.backbone}", model, batch_loss, optimizer, budget, ranks, start=step, on_step=on_step
-        )
-    finally:
-        stop_ranks(ranks)
-    return Trained(out, model, done.step)
+    name = f"train {cfg.backbone}"
+    done = train_loop(name, model, batch_loss, optimizer, budget, ranks, start=step, on_step=on_step)
+    stop_ranks(ranks)
+    return TrainedPolicy(out, model, done.step)
 
 
 def _merge(stores: list[FrameStore]) -> FrameStore:

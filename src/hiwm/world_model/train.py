@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from hiwm.training import Budget, Ranks, TrainStep, autocast, start_ranks, stop_ranks, train_loop
+from hiwm.training import Budget, Ranks, TrainStep, autocast, ranks_started, stop_ranks, train_loop
 from hiwm.world_model import checkpoint as ckpt_io
 from hiwm.world_model.config import ModelConfig, ProbeConfig, TrainConfig
 from hiwm.world_model.data import Episode, WindowSampler, load_episodes, split_episodes
@@ -167,7 +167,11 @@ def train_probe(
 
 
 def fit_probe(
-    episodes: list[Episode], val: list[Episode], probe_cfg: ProbeConfig, cfg: TrainConfig, device: torch.device
+    episodes: list[Episode],
+    val: list[Episode],
+    probe_cfg: ProbeConfig,
+    cfg: TrainConfig,
+    device: torch.device,
 ) -> tuple[StateProbe, dict]:
     """Train the probe, then fit its success threshold on fresh real episodes (``cfg.probe_calibration``)."""
     probe, errors = train_probe(episodes, val, probe_cfg, cfg.probe_steps, cfg.seed, device)
@@ -287,6 +291,13 @@ def train_latent_dynamics(
     return timed_phase("latent dynamics", model, params, batch_loss, cfg.latent_minutes, cfg, progress, ranks)
 
 
+@dataclasses.dataclass
+class TrainedWorldModel:
+    metrics: dict[str, Any]  # rank 0's are the checkpoint's
+    model: WorldModel  # this rank's weights
+    step: int  # the joint phase's step this rank stopped at
+
+
 def train(
     data: list[str | Path],
     out: str | Path,
@@ -295,160 +306,126 @@ def train(
     probe_cfg: ProbeConfig | None = None,
     resume: bool = False,
     progress: bool = True,
-) -> dict[str, Any]:
-    """Train; returns the final metrics (also in ``out/config.json`` and ``out/metrics.jsonl``)."""
-    return fit(data, out, model_cfg, cfg, probe_cfg, resume, progress).metrics
+) -> TrainedWorldModel:
+    """Train on this rank (every rank under torchrun; the state probe is rank 0's alone); the final
+    metrics (also in ``out/config.json`` and ``out/metrics.jsonl``), this rank's model and step."""
+    out = Path(out)
+    with ranks_started() as ranks:
+        device, main = ranks.device, ranks.main
+        torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed + ranks.rank)
+        episodes = load_episodes([Path(d) for d in data], progress=progress and main)
+        train_eps, val_eps = split_episodes(episodes, cfg.val_fraction, cfg.seed)
+        sampler = WindowSampler(train_eps, model_cfg.context + cfg.rollout, cfg.seed * 1000 + ranks.rank)
 
+        model = WorldModel(model_cfg).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        start = 0
+        phases: dict[str, dict] = {}  # the optional phases done: name -> steps, minutes, loss
+        if resume and (out / ckpt_io.CONFIG).exists():
+            saved, _ = ckpt_io.read_config(out)
+            if saved.model != model_cfg:
+                raise ValueError(f"{out}: checkpoint model config {saved.model} differs from {model_cfg}")
+            ckpt_io.load_weights(model, out / ckpt_io.MODEL)
+            ckpt_io.load_optimizer_state(out, opt)
+            start = saved.step
+            phases = {name: saved.metrics[name] for name in PHASES if name in saved.metrics}
+        elif cfg.init:
+            saved, _ = ckpt_io.read_config(cfg.init)
+            if saved.model != model_cfg:
+                raise ValueError(f"--init {cfg.init}: model config {saved.model} differs from {model_cfg}")
+            ckpt_io.load_weights(model, Path(cfg.init) / ckpt_io.MODEL)
+        else:  # (under DDP rank 0's background reaches every rank with its weights)
+            with torch.no_grad():  # the decoder's background starts as the mean training frame
+                frames, _ = sampler.sample(64)
+                model.decoder.background.copy_(
+                    WorldModel.to_input(frames.to(device)).flatten(0, 1).median(0, keepdim=True).values
+                )
 
-@dataclasses.dataclass
-class Trained:
-    metrics: dict[str, Any]  # rank 0's are the checkpoint's
-    model: WorldModel  # this rank's weights
-    step: int  # the joint phase's step this rank stopped at
-
-
-def fit(
-    data: list[str | Path],
-    out: str | Path,
-    model_cfg: ModelConfig,
-    cfg: TrainConfig,
-    probe_cfg: ProbeConfig | None = None,
-    resume: bool = False,
-    progress: bool = True,
-) -> Trained:
-    """Train on this rank (every rank under torchrun); the state probe is rank 0's alone."""
-    ranks = start_ranks()
-    try:
-        return _fit(ranks, data, Path(out), model_cfg, cfg, probe_cfg, resume, progress)
-    finally:
-        stop_ranks(ranks)
-
-
-def _fit(
-    ranks: Ranks,
-    data: list[str | Path],
-    out: Path,
-    model_cfg: ModelConfig,
-    cfg: TrainConfig,
-    probe_cfg: ProbeConfig | None,
-    resume: bool,
-    progress: bool,
-) -> Trained:
-    device, main = ranks.device, ranks.main
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed + ranks.rank)
-    episodes = load_episodes([Path(d) for d in data], progress=progress and main)
-    train_eps, val_eps = split_episodes(episodes, cfg.val_fraction, cfg.seed)
-    sampler = WindowSampler(train_eps, model_cfg.context + cfg.rollout, cfg.seed * 1000 + ranks.rank)
-
-    model = WorldModel(model_cfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start = 0
-    phases: dict[str, dict] = {}  # the optional phases done: name -> steps, minutes, loss
-    if resume and (out / ckpt_io.CONFIG).exists():
-        saved, _ = ckpt_io.read_config(out)
-        if saved.model != model_cfg:
-            raise ValueError(f"{out}: checkpoint model config {saved.model} differs from {model_cfg}")
-        ckpt_io.load_weights(model, out / ckpt_io.MODEL)
-        ckpt_io.load_optimizer_state(out, opt)
-        start = saved.step
-        phases = {name: saved.metrics[name] for name in PHASES if name in saved.metrics}
-    elif cfg.init:
-        saved, _ = ckpt_io.read_config(cfg.init)
-        if saved.model != model_cfg:
-            raise ValueError(f"--init {cfg.init}: model config {saved.model} differs from {model_cfg}")
-        ckpt_io.load_weights(model, Path(cfg.init) / ckpt_io.MODEL)
-    else:  # (under DDP rank 0's background reaches every rank with its weights)
-        with torch.no_grad():  # the decoder's background starts as the mean training frame
-            frames, _ = sampler.sample(64)
-            model.decoder.background.copy_(
-                WorldModel.to_input(frames.to(device)).flatten(0, 1).median(0, keepdim=True).values
-            )
-
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-    log = (out / "metrics.jsonl").open("a") if main else None
-    info = {
-        "params": count_parameters(model),
-        "train_episodes": len(train_eps),
-        "val_episodes": len(val_eps),
-        "train_frames": int(sum(len(e.frames) for e in train_eps)),
-        "device": str(device),
-        "world_size": ranks.world,
-    }
-    if main and progress:
-        tqdm.write(json.dumps(info))
-
-    def save(step: int, metrics: dict, probe: StateProbe | None = None) -> None:
         if main:
-            record = ckpt_io.Checkpoint(model_cfg, cfg, probe_cfg if probe is not None else None, step, metrics)
-            ckpt_io.save(out, record, model, probe, opt)
+            out.mkdir(parents=True, exist_ok=True)
+        log = (out / "metrics.jsonl").open("a") if main else None
+        info = {
+            "params": count_parameters(model),
+            "train_episodes": len(train_eps),
+            "val_episodes": len(val_eps),
+            "train_frames": int(sum(len(e.frames) for e in train_eps)),
+            "device": str(device),
+            "world_size": ranks.world,
+        }
+        if main and progress:
+            tqdm.write(json.dumps(info))
 
-    def validate(extra: dict[str, Any]) -> dict[str, Any]:
-        """Rank 0: the open-loop metrics, logged; the metrics."""
-        val = open_loop(model, val_eps or train_eps, cfg.horizons, cfg.val_windows, cfg.seed, device)
-        metrics = {**info, **extra, **phases, **val}
-        log.write(json.dumps(metrics) + "\n")
-        log.flush()
-        if progress:
-            tqdm.write(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in metrics.items()}))
-        return metrics
+        def save(step: int, metrics: dict, probe: StateProbe | None = None) -> None:
+            if main:
+                record = ckpt_io.Checkpoint(model_cfg, cfg, probe_cfg if probe is not None else None, step, metrics)
+                ckpt_io.save(out, record, model, probe, opt)
 
-    def phase(name: str, fn: Any) -> dict[str, Any]:
-        """Run one optional phase (every rank), validate, log and checkpoint on rank 0; the metrics."""
-        phases[name] = fn(model, train_eps, cfg, device, progress and main, ranks)
-        if not main:
-            return {**info, **phases}
-        metrics = validate({"step": start, "phase": name})
-        save(start, metrics)
-        return metrics
+        def validate(extra: dict[str, Any]) -> dict[str, Any]:
+            """Rank 0: the open-loop metrics, logged; the metrics."""
+            val = open_loop(model, val_eps or train_eps, cfg.horizons, cfg.val_windows, cfg.seed, device)
+            metrics = {**info, **extra, **phases, **val}
+            log.write(json.dumps(metrics) + "\n")
+            log.flush()
+            if progress:
+                tqdm.write(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in metrics.items()}))
+            return metrics
 
-    metrics: dict[str, Any] = {**info, **phases}
-    if cfg.ae_minutes > 0 and "autoencoder" not in phases:
-        metrics = phase("autoencoder", train_autoencoder)
+        def phase(name: str, fn: Any) -> dict[str, Any]:
+            """Run one optional phase (every rank), validate, log and checkpoint on rank 0; the metrics."""
+            phases[name] = fn(model, train_eps, cfg, device, progress and main, ranks)
+            if not main:
+                return {**info, **phases}
+            metrics = validate({"step": start, "phase": name})
+            save(start, metrics)
+            return metrics
 
-    def batch_loss() -> dict[str, torch.Tensor]:
-        frames, actions = sampler.sample(cfg.batch)
-        return window_loss(model, frames.to(device), actions.to(device), cfg)
+        metrics: dict[str, Any] = {**info, **phases}
+        if cfg.ae_minutes > 0 and "autoencoder" not in phases:
+            metrics = phase("autoencoder", train_autoencoder)
 
-    def on_step(s: TrainStep) -> None:
-        nonlocal metrics
-        if s.done or s.step % cfg.val_every == 0:
-            metrics = validate({"step": s.step, "minutes": s.minutes})
-        if s.done or s.step % cfg.checkpoint_every == 0:
-            save(s.step, metrics)
+        def batch_loss() -> dict[str, torch.Tensor]:
+            frames, actions = sampler.sample(cfg.batch)
+            return window_loss(model, frames.to(device), actions.to(device), cfg)
 
-    final_step = start
-    if cfg.steps > start:
-        final_step = train_loop(
-            "world model",
-            model,
-            batch_loss,
-            opt,
-            schedule(cfg, cfg.steps, cfg.max_minutes),
-            ranks,
-            start=start,
-            on_step=on_step,
-            progress=progress,
-        ).step
-    if cfg.latent_minutes > 0 and "latent_dynamics" not in phases:
-        start = final_step
-        metrics = phase("latent_dynamics", train_latent_dynamics)
-    stop_ranks(ranks)  # what is left is rank 0's alone, however long its probe takes
-    if main:
-        if val_eps:
-            rollout_figure(model, max(val_eps, key=lambda e: len(e.frames)), out / "rollout.png", device)
-        probe = None
-        if probe_cfg is not None and cfg.probe_steps > 0:
-            probe, metrics["probe"] = fit_probe(train_eps, val_eps, probe_cfg, cfg, device)
-            tqdm.write(json.dumps({"probe": metrics["probe"]}))
-        elif probe_cfg is not None and cfg.init:  # the probe reads real frames: the init's one still fits
-            init_ckpt, _, probe = ckpt_io.load(cfg.init, device=device)
-            if probe is not None:
-                probe_cfg, metrics["probe"] = init_ckpt.probe, init_ckpt.metrics.get("probe", {})
-        save(final_step, metrics, probe)
-        log.close()
-    return Trained(metrics, model, final_step)
+        def on_step(s: TrainStep) -> None:
+            nonlocal metrics
+            if s.done or s.step % cfg.val_every == 0:
+                metrics = validate({"step": s.step, "minutes": s.minutes})
+            if s.done or s.step % cfg.checkpoint_every == 0:
+                save(s.step, metrics)
+
+        final_step = start
+        if cfg.steps > start:
+            final_step = train_loop(
+                "world model",
+                model,
+                batch_loss,
+                opt,
+                schedule(cfg, cfg.steps, cfg.max_minutes),
+                ranks,
+                start=start,
+                on_step=on_step,
+                progress=progress,
+            ).step
+        if cfg.latent_minutes > 0 and "latent_dynamics" not in phases:
+            start = final_step
+            metrics = phase("latent_dynamics", train_latent_dynamics)
+        stop_ranks(ranks)  # what is left is rank 0's alone, however long its probe takes
+        if main:
+            if val_eps:
+                rollout_figure(model, max(val_eps, key=lambda e: len(e.frames)), out / "rollout.png", device)
+            probe = None
+            if probe_cfg is not None and cfg.probe_steps > 0:
+                probe, metrics["probe"] = fit_probe(train_eps, val_eps, probe_cfg, cfg, device)
+                tqdm.write(json.dumps({"probe": metrics["probe"]}))
+            elif probe_cfg is not None and cfg.init:  # the probe reads real frames: the init's one still fits
+                init_ckpt, _, probe = ckpt_io.load(cfg.init, device=device)
+                if probe is not None:
+                    probe_cfg, metrics["probe"] = init_ckpt.probe, init_ckpt.metrics.get("probe", {})
+            save(final_step, metrics, probe)
+            log.close()
+        return TrainedWorldModel(metrics, model, final_step)
 
 
 def retrain_probe(data: list[str | Path], out: str | Path, probe_cfg: ProbeConfig, cfg: TrainConfig) -> dict:
@@ -475,7 +452,7 @@ def run(args: argparse.Namespace) -> int:
         if args.probe_only:
             metrics = retrain_probe(args.data, args.out, probe_cfg or ProbeConfig(), cfg)
         else:
-            metrics = train(args.data, args.out, model_cfg, cfg, probe_cfg, resume=args.resume)
+            metrics = train(args.data, args.out, model_cfg, cfg, probe_cfg, resume=args.resume).metrics
     except (DatasetError, ckpt_io.CheckpointError, ValueError) as exc:
         raise SystemExit(f"hiwm train world-model: error: {exc}") from None
     if int(os.environ.get("RANK", "0")) == 0:
