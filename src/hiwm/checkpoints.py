@@ -6,12 +6,13 @@ A checkpoint is a folder of safetensors files plus JSON; the model packages (``h
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from hiwm.files import replacing
 
 
 class CheckpointError(RuntimeError):
@@ -25,9 +26,8 @@ def state_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Write a safetensors file atomically: a crash leaves the old file or the new one, never half of one."""
-    tmp = path.with_name(f".tmp-{path.name}")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:

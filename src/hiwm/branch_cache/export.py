@@ -42,7 +42,8 @@ from hiwm.branch_cache.store import SOURCE_HUMAN, BranchStore, InvalidInputError
 from hiwm.comm import images
 from hiwm.comm.images import encode_png  # noqa: F401  (re-exported: the frame format of the cache)
 from hiwm.comm.interfaces import InterfaceError
-from hiwm.data.lerobot import PUSHT_TASK, LeRobotDatasetWriter, atomic_write_json, pusht_features
+from hiwm.data.lerobot import PUSHT_TASK, LeRobotDatasetWriter, pusht_features
+from hiwm.files import atomic_write_json
 
 LINEAGE_PATH = "meta/branch_lineage.json"
 DEFAULT_TASK = PUSHT_TASK  # as every other hiwm dataset names it

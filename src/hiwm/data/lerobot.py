@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from hiwm.data import stats as st
 from hiwm.data.video import INFO_CODEC, VideoEncoder, decode_frames
+from hiwm.files import atomic_write_json, is_tmp, replacing, tmp_name
 
 CODEBASE_VERSION = "v3.0"
 CHUNK_FILE = "chunk-{chunk_index:03d}/file-{file_index:03d}"
@@ -44,7 +45,6 @@ INFO_PATH = "meta/info.json"
 STATS_PATH = "meta/stats.json"
 TASKS_PATH = "meta/tasks.parquet"
 LOCK_NAME = ".writer.lock"
-TMP_MARK = ".tmp-"
 CHUNK_FILE_RE = re.compile(r"chunk-(\d{3,})/file-(\d{3,})\.(parquet|mp4)$")
 
 #: Columns LeRobot adds to every dataset.
@@ -112,31 +112,9 @@ def pusht_features(image_size: int = 96, extras: bool = True) -> dict[str, dict]
 # ---------------------------------------------------------------------------- files
 
 
-def tmp_name(path: Path) -> Path:
-    return path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
-
-
-def is_tmp(path: Path) -> bool:
-    return TMP_MARK in path.name
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that it is either absent/old or complete, never partial."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_name(path)
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, doc: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(doc, indent=2) + "\n").encode())
-
-
 def atomic_write_parquet(path: Path, table: pa.Table) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_name(path)
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def chunk_path(template: str, flush: int, chunks_size: int, **kw: Any) -> str:

@@ -36,6 +36,7 @@ from typing import Any
 from tqdm import tqdm
 
 from hiwm.experiment.profiles import Profile
+from hiwm.files import atomic_write_json
 from hiwm.progress import redraw_interval
 
 log = logging.getLogger("hiwm.experiment")
@@ -129,7 +130,7 @@ class Experiment:
         start = time.monotonic()
         result = fn(*args)
         self.timings[name] = round(self.timings.get(name, 0.0) + time.monotonic() - start, 1)
-        (self.out / "timings.json").write_text(json.dumps(self.timings, indent=1))
+        atomic_write_json(self.out / "timings.json", self.timings, indent=1)
         return result
 
     def path(self, *parts: str) -> Path:
@@ -186,7 +187,7 @@ class Experiment:
             train(data, out, ModelConfig(), cfg, ProbeConfig(), progress=self.progress)
             doc = json.loads((out / "config.json").read_text())
             doc["done"] = True
-            (out / "config.json").write_text(json.dumps(doc, indent=1))
+            atomic_write_json(out / "config.json", doc, indent=1)
         return out
 
     def train_policy(self, backbone: str, out: Path, data: list[str], minutes: float, init: Path | None) -> Path:
@@ -271,7 +272,7 @@ class Experiment:
             "successful_per_failure_state": [sum(b.success for b in r.corrections) for r in results if r.failure_state],
             "kept_branches": keep,
         }
-        summary_path.write_text(json.dumps(summary, indent=1))
+        atomic_write_json(summary_path, summary, indent=1)
         return summary
 
     def export(self, summary: dict[str, Any], out: Path, segment: str = "trajectory") -> bool:
@@ -412,7 +413,7 @@ class Experiment:
             "real": {k: real[k] for k in ("success_rate", "success_ci95", "mean_max_coverage", "episodes")},
             "model": {k: model[k] for k in ("success_rate", "success_ci95", "mean_max_coverage", "episodes")},
         }
-        path.write_text(json.dumps(row, indent=1))
+        atomic_write_json(path, row, indent=1)
         return row
 
     def check(self) -> None:
@@ -425,7 +426,7 @@ class Experiment:
     def run(self) -> dict[str, Any]:
         start = time.monotonic()
         self.check()
-        (self.out / "profile.json").write_text(json.dumps(asdict(self.p), indent=1))
+        atomic_write_json(self.out / "profile.json", asdict(self.p), indent=1)
         self._timed("collect", self.collect)
         if self.takeover_data:
             for backbone in self.p.backbones:

@@ -15,6 +15,7 @@ import numpy as np
 
 from hiwm.experiment.profiles import Profile
 from hiwm.experiment.stats import pearson
+from hiwm.files import atomic_write_json, atomic_write_text
 
 METHOD_ORDER = ("base", "baseline", "oracle")
 
@@ -137,7 +138,7 @@ def write_report(
     lines += ["", "![success](success.png) ![correlation](correlation.png) ![corrections](corrections.png)", ""]
     lines += ["Time per stage (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()), ""]
     lines += ["Settings:", "", "```json", json.dumps(asdict(profile), indent=1), "```", ""]
-    (out / "report.md").write_text("\n".join(lines))
+    atomic_write_text(out / "report.md", "\n".join(lines))
     result = {"rows": rows, "pearson": corr, "gains": gains, "seconds": round(seconds, 1), "timings": timings}
-    (out / "results.json").write_text(json.dumps(result, indent=1))
+    atomic_write_json(out / "results.json", result, indent=1)
     return result

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from hiwm.checkpoints import CheckpointError, load_tensors, load_weights, save_tensors, state_tensors
-from hiwm.data.lerobot import atomic_write_json
+from hiwm.files import atomic_write_json
 from hiwm.policy.act import ACTConfig, ACTPolicy
 from hiwm.policy.diffusion import DiffusionConfig, DiffusionPolicy
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from hiwm.checkpoints import CheckpointError, load_tensors, load_weights, save_tensors, state_tensors
-from hiwm.data.lerobot import atomic_write_json
+from hiwm.files import atomic_write_json
 from hiwm.world_model.config import ModelConfig, ProbeConfig, TrainConfig, from_dict, to_dict
 
 FORMAT = "hiwm.world_model/1"
