@@ -17,7 +17,7 @@ from test_policy import TINY_ACT
 from test_world_model_train import TINY
 
 from hiwm.data.collect import CollectConfig, collect
-from hiwm.training import Budget, autocast, autocast_dtype, pick_device, train_loop
+from hiwm.training import Budget, autocast, autocast_dtype, pick_device, ranks_started, stop_ranks, train_loop
 
 
 def test_warmup_then_cosine_along_whichever_limit_ends_first():
@@ -117,8 +117,36 @@ def _worker(rank: int, world: int, port: int, kind: str, root: str) -> None:
         json.dump(report, f)
 
 
-def _two_ranks(kind: str, root) -> list[dict]:
-    ctx = mp.start_processes(_worker, (2, _free_port(), kind, str(root)), nprocs=2, join=False, start_method="spawn")
+def _uneven_worker(rank: int, world: int, port: int, root: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world)
+    )
+    torch.set_num_threads(1)
+    torch.manual_seed(rank)  # different starting weights: DDP must hand every rank rank 0's
+    model = torch.nn.Linear(3, 1)
+    x, y = torch.randn(16, 3), torch.randn(16, 1)
+    with ranks_started("cpu") as ranks:
+        # rank 0 may train for 0.6 s, rank 1 for an hour: rank 1 must stop when rank 0 does
+        budget = Budget(steps=10**9, minutes=0.01 if rank == 0 else 60.0, lr=0.01)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        done = train_loop("t", model, lambda: ((model(x) - y) ** 2).mean(), opt, budget, ranks, progress=False)
+        stop_ranks(ranks)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, f"{root}/rank{rank}.safetensors")
+    with open(f"{root}/rank{rank}.json", "w") as f:
+        json.dump({"step": done.step}, f)
+
+
+def test_the_rank_whose_budget_ends_first_stops_every_rank(tmp_path):
+    reports = _two_ranks(None, tmp_path, _uneven_worker)
+    assert reports[0]["step"] == reports[1]["step"] > 0
+    rank0, rank1 = (load_file(tmp_path / f"rank{r}.safetensors") for r in range(2))
+    assert _same(rank0, rank1)
+
+
+def _two_ranks(kind: str | None, root, worker=None) -> list[dict]:
+    args = (2, _free_port(), kind, str(root)) if worker is None else (2, _free_port(), str(root))
+    ctx = mp.start_processes(worker or _worker, args, nprocs=2, join=False, start_method="spawn")
     deadline = time.monotonic() + 600
     while not ctx.join(timeout=5):
         if time.monotonic() > deadline:
