@@ -63,6 +63,7 @@ def _changed(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
 
 
 def test_phases_train_only_their_part_and_a_run_can_start_from_another_checkpoint(tmp_path):
+    from hiwm.training import Ranks
     from hiwm.world_model.config import ModelConfig, TrainConfig
     from hiwm.world_model.data import load_episodes
     from hiwm.world_model.model import WorldModel
@@ -73,11 +74,11 @@ def test_phases_train_only_their_part_and_a_run_can_start_from_another_checkpoin
     model = WorldModel(ModelConfig(**json.loads(TINY)))
     cfg = TrainConfig(ae_minutes=0.01, ae_batch=2, latent_minutes=0.01, latent_batch=2, latent_rollout=3, warmup=1)
     enc, dec, dyn = _params(model.encoder), _params(model.decoder), _params(model.dynamics)
-    done = train_autoencoder(model, episodes, cfg, torch.device("cpu"), progress=False)
+    done = train_autoencoder(model, episodes, cfg, Ranks(), progress=False)
     assert done["steps"] > 0 and done["loss"] == done["loss"]  # not NaN
     assert _changed(enc, model.encoder) and _changed(dec, model.decoder) and not _changed(dyn, model.dynamics)
     enc, dec = _params(model.encoder), _params(model.decoder)
-    done = train_latent_dynamics(model, episodes, cfg, torch.device("cpu"), progress=False)
+    done = train_latent_dynamics(model, episodes, cfg, Ranks(), progress=False)
     assert done["steps"] > 0
     assert _changed(dyn, model.dynamics) and not _changed(enc, model.encoder) and not _changed(dec, model.decoder)
 

@@ -226,15 +226,10 @@ def timed_phase(
 
 
 def train_autoencoder(
-    model: WorldModel,
-    episodes: list[Episode],
-    cfg: TrainConfig,
-    device: torch.device,
-    progress: bool,
-    ranks: Ranks | None = None,
+    model: WorldModel, episodes: list[Episode], cfg: TrainConfig, ranks: Ranks, progress: bool
 ) -> dict[str, float]:
     """Encoder and decoder alone on single frames for ``cfg.ae_minutes`` (the dynamics untouched)."""
-    ranks = ranks or Ranks(device=device)
+    device = ranks.device
     sampler = WindowSampler(episodes, 1, cfg.seed + 1 + 1000 * ranks.rank)
 
     def batch_loss() -> torch.Tensor:
@@ -266,16 +261,11 @@ def encode_episodes(
 
 
 def train_latent_dynamics(
-    model: WorldModel,
-    episodes: list[Episode],
-    cfg: TrainConfig,
-    device: torch.device,
-    progress: bool,
-    ranks: Ranks | None = None,
+    model: WorldModel, episodes: list[Episode], cfg: TrainConfig, ranks: Ranks, progress: bool
 ) -> dict[str, float]:
     """The dynamics alone, for ``cfg.latent_minutes``, on ``latent_rollout``-step open-loop windows of
     latents encoded once by the (frozen) encoder: no frame is encoded or decoded per step."""
-    ranks = ranks or Ranks(device=device)
+    device = ranks.device
     k = model.cfg.context
     latents = encode_episodes(model, episodes, device, progress and ranks.main)
     sampler = WindowSampler(latents, k + cfg.latent_rollout, cfg.seed + 2 + 1000 * ranks.rank)
@@ -373,7 +363,7 @@ def train(
 
         def phase(name: str, fn: Any) -> dict[str, Any]:
             """Run one optional phase (every rank), validate, log and checkpoint on rank 0; the metrics."""
-            phases[name] = fn(model, train_eps, cfg, device, progress and main, ranks)
+            phases[name] = fn(model, train_eps, cfg, ranks, progress and main)
             if not main:
                 return {**info, **phases}
             metrics = validate({"step": start, "phase": name})
