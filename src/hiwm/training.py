@@ -174,13 +174,14 @@ class _Objective(torch.nn.Module):
         return out if isinstance(out, dict) else {"loss": out}
 
 
-def _all_agree(flag: bool, ranks: Ranks) -> bool:
-    """True on every rank when any rank says so."""
+def _agree(stop: bool, time_fraction: float, ranks: Ranks) -> tuple[bool, float]:
+    """Whether any rank stops, and the furthest rank's share of the time budget: every rank then
+    stops at the same step and sets the same rate (their clocks differ a little)."""
     if not ranks.distributed:
-        return flag
-    t = torch.tensor([float(flag)], device=ranks.device)
+        return stop, time_fraction
+    t = torch.tensor([float(stop), time_fraction], device=ranks.device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return bool(t[0].item()), float(t[1].item())
 
 
 def train_loop(
@@ -224,11 +225,11 @@ def train_loop(
     bar = BudgetBar(
         name, budget.steps, budget.minutes, initial=start, disable=not (progress and ranks.main), leave=leave
     )
-    step, losses = start, {}
+    step, losses, time_fraction = start, {}, 0.0
     try:
         model.train()
         while True:
-            lr = budget.lr_at(step, bar.fraction() if budget.minutes else 0.0)
+            lr = budget.lr_at(step, time_fraction)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with autocast(ranks.device):
@@ -239,7 +240,8 @@ def train_loop(
                 torch.nn.utils.clip_grad_norm_(trained, budget.grad_clip)
             optimizer.step()
             step += 1
-            done = _all_agree((budget.steps > 0 and step >= budget.steps) or bar.out_of_time(), ranks)
+            used = bar.elapsed / (60 * budget.minutes) if budget.minutes else 0.0
+            done, time_fraction = _agree((budget.steps > 0 and step >= budget.steps) or bar.out_of_time(), used, ranks)
             extra: dict[str, Any] = {}
             if ranks.main and on_step is not None:
                 extra = on_step(TrainStep(step, losses, lr, bar.elapsed_minutes, done)) or {}
