@@ -122,3 +122,14 @@ def test_the_layer_check_sees_an_upward_import(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from hiwm.experiment.pipeline import run\n    from . import sim\n")
     assert list(_imports(bad, ("hiwm", "policy"))) == [(2, "experiment"), (3, "policy")]
+
+
+def test_no_class_name_has_two_meanings():
+    src = ROOT / "src" / "hiwm"
+    where: dict[str, list[str]] = {}
+    for path in sorted(src.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                where.setdefault(node.name, []).append(f"{path.relative_to(src)}:{node.lineno}")
+    twice = {name: places for name, places in where.items() if len(places) > 1}
+    assert not twice, f"class names defined more than once: {twice}"

@@ -92,19 +92,19 @@ def _worker(rank: int, world: int, port: int, kind: str, root: str) -> None:
     )
     torch.set_num_threads(1)
     if kind == "policy":
-        from hiwm.policy.train import TrainConfig, train
+        from hiwm.policy.train import PolicyTrainConfig, train
 
-        cfg = TrainConfig(
+        cfg = PolicyTrainConfig(
             backbone="act", data=[f"{root}/ds"], out=f"{root}/out", steps=10**6, max_minutes=0.08, batch_size=4,
             val_every=10**6, val_fraction=0.34, threads=1, model=TINY_ACT, device="cpu",
         )  # fmt: skip
         trained = train(cfg)
         report = {"step": trained.step}
     else:
-        from hiwm.world_model.config import ModelConfig, ProbeConfig, TrainConfig
+        from hiwm.world_model.config import ModelConfig, ProbeConfig, WorldModelTrainConfig
         from hiwm.world_model.train import train
 
-        cfg = TrainConfig(
+        cfg = WorldModelTrainConfig(
             steps=10**6, max_minutes=0.08, batch=2, rollout=2, horizons=(1, 2), val_windows=1, val_every=10**6,
             checkpoint_every=10**6, probe_steps=2, probe_calibration=0, ae_minutes=0.03, ae_batch=2,
         )  # fmt: skip

@@ -64,7 +64,7 @@ def _changed(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
 
 def test_phases_train_only_their_part_and_a_run_can_start_from_another_checkpoint(tmp_path):
     from hiwm.training import Ranks
-    from hiwm.world_model.config import ModelConfig, TrainConfig
+    from hiwm.world_model.config import ModelConfig, WorldModelTrainConfig
     from hiwm.world_model.data import load_episodes
     from hiwm.world_model.model import WorldModel
     from hiwm.world_model.train import train_autoencoder, train_latent_dynamics
@@ -72,7 +72,9 @@ def test_phases_train_only_their_part_and_a_run_can_start_from_another_checkpoin
     collect(CollectConfig(episodes=3, max_steps=25, seed=0, noise=1.0), tmp_path / "ds")
     episodes = load_episodes([tmp_path / "ds"], progress=False)
     model = WorldModel(ModelConfig(**json.loads(TINY)))
-    cfg = TrainConfig(ae_minutes=0.01, ae_batch=2, latent_minutes=0.01, latent_batch=2, latent_rollout=3, warmup=1)
+    cfg = WorldModelTrainConfig(
+        ae_minutes=0.01, ae_batch=2, latent_minutes=0.01, latent_batch=2, latent_rollout=3, warmup=1
+    )
     enc, dec, dyn = _params(model.encoder), _params(model.decoder), _params(model.dynamics)
     done = train_autoencoder(model, episodes, cfg, Ranks(), progress=False)
     assert done["steps"] > 0 and done["loss"] == done["loss"]  # not NaN

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from hiwm.branch_cache.store import SOURCE_HUMAN, BranchStore, InvalidInputError, Node
+from hiwm.branch_cache.store import SOURCE_HUMAN, BranchStore, InvalidInputError, TreeNode
 from hiwm.comm import images
 from hiwm.comm.images import encode_png  # noqa: F401  (re-exported: the frame format of the cache)
 from hiwm.comm.interfaces import InterfaceError
@@ -76,7 +76,7 @@ def decode_png(data: bytes, where: str) -> np.ndarray:
 SEGMENTS = ("trajectory", "branch", "correction")
 
 
-def _segment(store: BranchStore, branch_id: str, traj: list[Node], segment: str) -> list[Node]:
+def _segment(store: BranchStore, branch_id: str, traj: list[TreeNode], segment: str) -> list[TreeNode]:
     if segment == "trajectory":
         return traj
     base = store.branch(branch_id).base_node
@@ -90,7 +90,7 @@ def _segment(store: BranchStore, branch_id: str, traj: list[Node], segment: str)
     return traj
 
 
-def _episode(store: BranchStore, branch_id: str, segment: str = "trajectory") -> list[Node]:
+def _episode(store: BranchStore, branch_id: str, segment: str = "trajectory") -> list[TreeNode]:
     traj = _segment(store, branch_id, store.trajectory(branch_id), segment)
     if len(traj) < 2:
         raise InvalidInputError(f"branch {branch_id} has {len(traj)} state(s): an episode needs at least 2")
@@ -108,7 +108,7 @@ def _episode(store: BranchStore, branch_id: str, segment: str = "trajectory") ->
     return traj
 
 
-def _env_states(store: BranchStore, traj: list[Node], env_state: Callable[[bytes], np.ndarray]) -> np.ndarray:
+def _env_states(store: BranchStore, traj: list[TreeNode], env_state: Callable[[bytes], np.ndarray]) -> np.ndarray:
     """The Push-T state of every node of ``traj`` read from its snapshot, with its coverage."""
     from hiwm.world_model.probe import coverage_from_pose
 

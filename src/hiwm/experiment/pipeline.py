@@ -163,7 +163,7 @@ class Experiment:
             collect(cfg, self.path("data", "wm_noisy"))
 
     def world_model(self) -> Path:
-        from hiwm.world_model.config import ModelConfig, ProbeConfig, TrainConfig
+        from hiwm.world_model.config import ModelConfig, ProbeConfig, WorldModelTrainConfig
         from hiwm.world_model.train import train
 
         if self.p.world_model:
@@ -175,7 +175,7 @@ class Experiment:
         out = self.path("world_model")
         if not (out / "config.json").exists() or not json.loads((out / "config.json").read_text()).get("done"):
             p = self.p
-            cfg = TrainConfig(
+            cfg = WorldModelTrainConfig(
                 steps=1_000_000,
                 max_minutes=p.wm_minutes,
                 threads=p.threads,
@@ -191,7 +191,7 @@ class Experiment:
         return out
 
     def train_policy(self, backbone: str, out: Path, data: list[str], minutes: float, init: Path | None) -> Path:
-        from hiwm.policy.train import TrainConfig, train
+        from hiwm.policy.train import PolicyTrainConfig, train
 
         if (out / "done").exists():
             return out
@@ -201,7 +201,7 @@ class Experiment:
 
             batch = self.p.finetune_batch or int(read_config(init).get("train", {}).get("batch_size", 0))
             tuning = {"lr": self.p.finetune_lr, **({"batch_size": batch} if batch else {})}
-        cfg = TrainConfig(
+        cfg = PolicyTrainConfig(
             backbone=backbone,
             data=data,
             out=str(out),

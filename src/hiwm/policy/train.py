@@ -23,7 +23,7 @@ from hiwm.training import Budget, Ranks, TrainStep, ranks_started, stop_ranks, t
 
 
 @dataclass
-class TrainConfig:
+class PolicyTrainConfig:
     backbone: str = "diffusion"
     data: list[str] = field(default_factory=list)  # "path" or "path:ratio"
     out: str = "runs/policy"
@@ -49,7 +49,7 @@ class TrainConfig:
 
 
 @torch.no_grad()
-def validate(model: torch.nn.Module, store: FrameStore, cfg: TrainConfig, device: torch.device) -> float:
+def validate(model: torch.nn.Module, store: FrameStore, cfg: PolicyTrainConfig, device: torch.device) -> float:
     """Mean loss over fixed windows of the held-out episodes (fixed noise seed, eval mode)."""
     mc = model.cfg
     idx = np.linspace(0, len(store) - 1, min(cfg.val_windows, len(store))).astype(int)
@@ -75,7 +75,7 @@ class TrainedPolicy:
     step: int  # the step this rank stopped at
 
 
-def train(cfg: TrainConfig) -> TrainedPolicy:
+def train(cfg: PolicyTrainConfig) -> TrainedPolicy:
     """Run training on this rank (every rank under torchrun); the checkpoint folder, this rank's
     model and step."""
     if not cfg.data:
@@ -84,7 +84,7 @@ def train(cfg: TrainConfig) -> TrainedPolicy:
         return _train(cfg, ranks)
 
 
-def _train(cfg: TrainConfig, ranks: Ranks) -> TrainedPolicy:
+def _train(cfg: PolicyTrainConfig, ranks: Ranks) -> TrainedPolicy:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = ranks.device

@@ -15,17 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from hiwm.pusht.env import Observation, PushTEnv, validate_action
+from hiwm.robot import BadCommand
 
 CLOCKS = ("lockstep", "realtime")
 ACTION_DIM = 2
-
-
-class BadCommand(ValueError):
-    """A refused command; ``kind`` names the problem (for throttled logging per kind)."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 @dataclass

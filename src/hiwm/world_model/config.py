@@ -43,7 +43,7 @@ class ModelConfig:
 
 
 @dataclass
-class TrainConfig:
+class WorldModelTrainConfig:
     """One training run; ``steps`` optimiser steps of ``batch`` windows of ``rollout`` predicted frames."""
 
     steps: int = 3000

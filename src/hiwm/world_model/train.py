@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from hiwm.training import Budget, Ranks, TrainStep, autocast, ranks_started, stop_ranks, train_loop
 from hiwm.world_model import checkpoint as ckpt_io
-from hiwm.world_model.config import ModelConfig, ProbeConfig, TrainConfig
+from hiwm.world_model.config import ModelConfig, ProbeConfig, WorldModelTrainConfig
 from hiwm.world_model.data import Episode, WindowSampler, load_episodes, split_episodes
 from hiwm.world_model.metrics import psnr, ssim
 from hiwm.world_model.model import WorldModel, count_parameters
@@ -44,7 +44,7 @@ def weighted_mse(pred: torch.Tensor, target: torch.Tensor, fg: torch.Tensor, fg_
     return ((1.0 + fg_weight * fg.float()) * (pred.float() - target) ** 2).mean()
 
 
-def window_loss(model: WorldModel, frames: torch.Tensor, actions: torch.Tensor, cfg: TrainConfig) -> dict:
+def window_loss(model: WorldModel, frames: torch.Tensor, actions: torch.Tensor, cfg: WorldModelTrainConfig) -> dict:
     """Losses of one batch of windows: autoencoding of the context, open-loop prediction of the rest."""
     k = model.cfg.context
     x = WorldModel.to_input(frames)  # (B, L, 3, H, W)
@@ -170,7 +170,7 @@ def fit_probe(
     episodes: list[Episode],
     val: list[Episode],
     probe_cfg: ProbeConfig,
-    cfg: TrainConfig,
+    cfg: WorldModelTrainConfig,
     device: torch.device,
 ) -> tuple[StateProbe, dict]:
     """Train the probe, then fit its success threshold on fresh real episodes (``cfg.probe_calibration``)."""
@@ -200,7 +200,7 @@ def probe_errors(probe: StateProbe, episodes: list[Episode], limit: int = 4000) 
     return {"frames": len(frames), **position_errors(pred, states), "angle_deg": float(np.degrees(dangle).mean())}
 
 
-def schedule(cfg: TrainConfig, steps: int = 0, minutes: float = 0.0) -> Budget:
+def schedule(cfg: WorldModelTrainConfig, steps: int = 0, minutes: float = 0.0) -> Budget:
     """The training loop's budget for ``steps`` and/or ``minutes``: warmup, then a cosine down to a
     tenth of ``cfg.lr``, clipping at ``cfg.grad_clip``."""
     return Budget(steps, minutes, cfg.lr, cfg.warmup, final_lr=0.1, grad_clip=cfg.grad_clip)
@@ -212,7 +212,7 @@ def timed_phase(
     params: list[torch.nn.Parameter],
     batch_loss: Any,
     minutes: float,
-    cfg: TrainConfig,
+    cfg: WorldModelTrainConfig,
     progress: bool,
     ranks: Ranks,
 ) -> dict[str, float]:
@@ -226,7 +226,7 @@ def timed_phase(
 
 
 def train_autoencoder(
-    model: WorldModel, episodes: list[Episode], cfg: TrainConfig, ranks: Ranks, progress: bool
+    model: WorldModel, episodes: list[Episode], cfg: WorldModelTrainConfig, ranks: Ranks, progress: bool
 ) -> dict[str, float]:
     """Encoder and decoder alone on single frames for ``cfg.ae_minutes`` (the dynamics untouched)."""
     device = ranks.device
@@ -261,7 +261,7 @@ def encode_episodes(
 
 
 def train_latent_dynamics(
-    model: WorldModel, episodes: list[Episode], cfg: TrainConfig, ranks: Ranks, progress: bool
+    model: WorldModel, episodes: list[Episode], cfg: WorldModelTrainConfig, ranks: Ranks, progress: bool
 ) -> dict[str, float]:
     """The dynamics alone, for ``cfg.latent_minutes``, on ``latent_rollout``-step open-loop windows of
     latents encoded once by the (frozen) encoder: no frame is encoded or decoded per step."""
@@ -292,7 +292,7 @@ def train(
     data: list[str | Path],
     out: str | Path,
     model_cfg: ModelConfig,
-    cfg: TrainConfig,
+    cfg: WorldModelTrainConfig,
     probe_cfg: ProbeConfig | None = None,
     resume: bool = False,
     progress: bool = True,
@@ -418,7 +418,7 @@ def train(
         return TrainedWorldModel(metrics, model, final_step)
 
 
-def retrain_probe(data: list[str | Path], out: str | Path, probe_cfg: ProbeConfig, cfg: TrainConfig) -> dict:
+def retrain_probe(data: list[str | Path], out: str | Path, probe_cfg: ProbeConfig, cfg: WorldModelTrainConfig) -> dict:
     """Train a new state probe for an existing checkpoint (same episode split), keeping its model."""
     torch.set_num_threads(cfg.threads)
     ckpt, model, _ = ckpt_io.load(out, with_probe=False)
@@ -434,7 +434,7 @@ def run(args: argparse.Namespace) -> int:
         model_cfg = ModelConfig(**json.loads(args.model))
     except (json.JSONDecodeError, TypeError, ValueError) as exc:
         raise SystemExit(f"--model: {exc}") from None
-    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    cfg = WorldModelTrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(WorldModelTrainConfig)})
     probe_cfg = None if args.no_probe else ProbeConfig(image_size=model_cfg.image_size)
     from hiwm.data import DatasetError
 
