@@ -144,7 +144,10 @@ class So101PickEnv:
 
     def set_state(self, state: object) -> ArmObservation:
         """Continue from a :meth:`get_state` vector; ValueError (and nothing changed) if it is not one."""
-        arr = np.asarray(state, dtype=np.float64).reshape(-1)
+        try:
+            arr = np.asarray(state, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"state must be {self.state_size} numbers (from get_state), got {state!r}") from exc
         if arr.shape != (self.state_size,) or not np.all(np.isfinite(arr)):
             raise ValueError(f"state must be {self.state_size} finite numbers (from get_state), got {arr.size}")
         step = arr[0]
