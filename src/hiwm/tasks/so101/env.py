@@ -60,7 +60,7 @@ class So101PickEnv:
             raise ValueError(f"image_size must be >= 8, got {image_size}")
         self.image_size = int(image_size)
         self.render_images = render
-        self.model = build_model(self.image_size, self.image_size, CAMERA)
+        self.model = build_model(self.image_size, self.image_size)
         self.model.opt.timestep = PHYSICS_DT
         self.data = mujoco.MjData(self.model)
         self.substeps = round(1.0 / CONTROL_HZ / PHYSICS_DT)

