@@ -113,3 +113,13 @@ def test_importing_the_registry_loads_no_physics():
     code = f"import sys, hiwm.tasks; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "[]"
+
+
+def test_module_lists_the_tasks_as_json():
+    out = subprocess.run(
+        [sys.executable, "-m", "hiwm.tasks", "--json"], capture_output=True, text=True, check=True, timeout=120
+    )
+    listed = json.loads(out.stdout)
+    assert [t["name"] for t in listed] == list(task_names())
+    for entry in listed:
+        assert {"name", "action_dim", "action_names", "cameras", "proprio_dim", "fps"} <= set(entry)
