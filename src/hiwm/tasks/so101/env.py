@@ -34,7 +34,7 @@ CAMERA = TASK.cameras[0].name
 _STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: no element-wise ==
 class ArmObservation:
     """What the arm reports after a reset or a step."""
 

@@ -100,7 +100,8 @@ class ArmExpert:
         self._site = self.model.site(SITE).id
         self._arm = np.array([self.model.joint(n).qposadr[0] for n in ARM_JOINTS])
         # solve_ik indexes qpos and Jacobian columns with the same ids: true while the arm's hinges come first.
-        assert all(self.model.joint(n).dofadr[0] == a for n, a in zip(ARM_JOINTS, self._arm, strict=True))
+        if any(self.model.joint(n).dofadr[0] != a for n, a in zip(ARM_JOINTS, self._arm, strict=True)):
+            raise RuntimeError("the arm's joints must come first in the scene (qpos and dof addresses equal)")
         self._roll = self.model.joint("wrist_roll").id
         self._offset = grasp_point_offset(self.model, self._site) + np.eye(3)[_JAW_AXIS] * JAW_CLEARANCE
         act = [self.model.actuator(n).id for n in JOINTS]
