@@ -353,3 +353,11 @@ def test_the_token_is_never_a_parameter(procs, tmp_path):
             assert dump.returncode == 0 and "token_file" in dump.stdout, dump.stdout + dump.stderr
             assert SECRET not in dump.stdout
         assert web.poll() is None
+
+
+def test_the_hiwm_graph_passes_a_token_file_not_a_token():
+    from hiwm.launch.supervisor import load_graph, plan
+
+    nodes = {n.label: n.argv for n in plan(load_graph("hiwm"), {"host": "0.0.0.0", "token_file": "/etc/hiwm/token"})}
+    argv = " ".join(nodes["teleop_web"])
+    assert "token_file:=/etc/hiwm/token" in argv and "host:=0.0.0.0" in argv and "token:=" not in argv

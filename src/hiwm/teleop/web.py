@@ -140,6 +140,9 @@ class PlaygroundServer:
             "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
         )
         self.refusals = ThrottledLog(self.log)
+        # the library logs every connection at INFO: a page retrying in a loop would flood the log
+        self._connections_log = logging.getLogger("hiwm.teleop.web.connections")
+        self._connections_log.setLevel(logging.WARNING)
         self.clients: set[ServerConnection] = set()
         self.port = cfg.port
         self.refused = 0
@@ -180,6 +183,7 @@ class PlaygroundServer:
             process_request=self._http,
             max_size=self.cfg.max_message_bytes,
             compression=None,  # frames are PNG already; deflate only adds latency
+            logger=self._connections_log,
         ) as server:
             self.port = server.sockets[0].getsockname()[1] if server.sockets else self.cfg.port
             self._ready.set()
