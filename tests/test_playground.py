@@ -72,8 +72,8 @@ def playground(procs):
     node.destroy()
 
 
-@pytest.fixture
-def browser():
+def chrome(*extra: str):
+    """Headless Debian chromium under selenium; ``extra`` command-line switches."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -81,7 +81,14 @@ def browser():
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1000,700"):
         options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    for arg in extra:
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+@pytest.fixture
+def browser():
+    driver = chrome()
     try:
         yield driver
     finally:

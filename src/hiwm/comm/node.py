@@ -197,6 +197,10 @@ class Node(ABC):
         self._params[name] = value
         return value
 
+    def parameter_given(self, name: str) -> bool:
+        """Whether a parameter file or ``-p`` sets ``name``, declared or not (to refuse retired ones)."""
+        return name in self._given
+
     def get_parameter(self, name: str) -> Any:
         try:
             return self._params[name]

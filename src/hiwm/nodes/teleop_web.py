@@ -7,45 +7,50 @@ Topics (relative names):
   plus the operator's topics and clients (:mod:`hiwm.teleop.operator`): out ``operator/action``.
 
 A key message produces one operator action; the next frame echoes that message's ``t_client``,
-so the page shows key-to-frame latency. Open http://127.0.0.1:8765/ (the default).
+so the page shows key-to-frame latency. Open http://127.0.0.1:8765/ (the default). Only the page's
+own origin may open the websocket (:mod:`hiwm.teleop.web`). Beyond loopback the server needs a token:
+from the file ``token_file`` names, else the environment variable ``HIWM_TELEOP_TOKEN``; never a
+parameter (anyone on the graph reads those) nor a command-line argument.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hiwm.comm import InterfaceError, Node, ServiceCallError
 from hiwm.comm.images import encode_png, image_to_numpy
+from hiwm.comm.params import ParameterError, read_secret, secret_file_exposed
 from hiwm.comm.qos import DEFAULT, LATCHED
 from hiwm.comm.runner import run_node
 from hiwm.teleop.arbiter import PHASE_NAMES
 from hiwm.teleop.keys import direction, moving
 from hiwm.teleop.operator import Operator, OperatorConfig
-from hiwm.teleop.web import PlaygroundServer, WebConfig
+from hiwm.teleop.web import TOKEN_ENV, PlaygroundServer, WebConfig
 
 
 @dataclass
 class TeleopWebConfig:
     host: str = "127.0.0.1"
     port: int = 8765
-    token: str = ""
+    token_file: str = ""  # a file holding the token (else $HIWM_TELEOP_TOKEN); the token is never a parameter
+    allowed_hosts: list[str] = field(default_factory=list)  # more Host names the page is served under
     max_message_bytes: int = 4096
     step_px: float = 12.0  # how far one key message moves the target
     operator_id: str = "browser"
     service_timeout_s: float = 5.0
     branch_cache: str = "branch_cache"  # namespace of the branch cache's services
 
-    def web(self) -> WebConfig:
-        return WebConfig(self.host, self.port, self.token, self.max_message_bytes)
+    def web(self, token: str) -> WebConfig:
+        return WebConfig(self.host, self.port, token, self.max_message_bytes, tuple(self.allowed_hosts))
 
     def operator(self) -> OperatorConfig:
         return OperatorConfig(self.step_px, self.operator_id, self.service_timeout_s, self.branch_cache)
 
 
 class TeleopWeb:
-    def __init__(self, node: Node, cfg: TeleopWebConfig) -> None:
+    def __init__(self, node: Node, cfg: TeleopWebConfig, token: str = "") -> None:
         self.node, self.cfg = node, cfg
         self.operator = Operator(node, cfg.operator())
         self.pending_t_client = 0.0
@@ -54,22 +59,21 @@ class TeleopWeb:
         node.create_subscription("sensor_msgs/msg/Image", "camera/image", self.on_image, DEFAULT)
         node.create_subscription("hiwm_msgs/msg/TaskStatus", "task/status", self.on_status, DEFAULT)
         node.create_subscription("hiwm_msgs/msg/Phase", "arbiter/phase", self.on_phase, LATCHED)
-        self.server = PlaygroundServer(cfg.web(), self.on_keys, self.on_web_command, self.greeting, node.logger)
+        self.server = PlaygroundServer(cfg.web(token), self.on_keys, self.on_web_command, self.greeting, node.logger)
         self.server.start()
         node.logger.info(f"playground at http://{cfg.host}:{self.server.port}/")
 
     # -- from the graph (node thread) -----------------------------------------
     def on_image(self, msg: Any) -> None:
         try:
-            rgb = image_to_numpy(msg)
-        except InterfaceError as exc:
+            if msg.encoding != "rgb8":
+                raise InterfaceError(f"encoding {msg.encoding!r}, expected rgb8")
+            png = encode_png(image_to_numpy(msg))
+        except InterfaceError as exc:  # an empty, inconsistent or absurd image: the page keeps its last frame
             self.node.bad_input.warning("image", f"refused image: {exc}")
             return
-        if msg.encoding != "rgb8":
-            self.node.bad_input.warning("image", f"refused image: encoding {msg.encoding!r}, expected rgb8")
-            return
         t_client, self.pending_t_client = self.pending_t_client, 0.0
-        self.server.send_frame(t_client, encode_png(rgb))
+        self.server.send_frame(t_client, png)
 
     def on_status(self, msg: Any) -> None:
         self.status = {
@@ -107,9 +111,16 @@ class TeleopWeb:
 
 
 def wire(node: Node) -> TeleopWeb:
+    if node.parameter_given("token"):  # a secret on the command line is already visible to `ps`
+        raise ParameterError(
+            f"the token is not a parameter: put it in a file named by 'token_file', or in ${TOKEN_ENV}"
+        )
     cfg = node.load_config(TeleopWebConfig)
+    token = read_secret(cfg.token_file, TOKEN_ENV)
+    if cfg.token_file and secret_file_exposed(cfg.token_file):
+        node.logger.warning(f"token file {cfg.token_file} is readable by other users (chmod 600 it)")
     try:
-        return TeleopWeb(node, cfg)
+        return TeleopWeb(node, cfg, token)
     except OSError as exc:  # the port is taken, or the address is not this machine's
         raise ValueError(f"cannot serve the playground on {cfg.host}:{cfg.port}: {exc}") from exc
 

@@ -11,6 +11,7 @@ session (the world model's episode) for rollback and the tree.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,56 @@ from hiwm.pusht.messages import action_chunk
 from hiwm.teleop.arbiter import AUTONOMOUS, CORRECTING, PAUSED, SOURCE_HUMAN
 
 PHASE_COMMANDS = {"pause": PAUSED, "take_over": CORRECTING, "hand_back": AUTONOMOUS}
+# Each command's arguments and their kinds; anything else is refused with a message naming it.
+COMMAND_ARGS: dict[str, dict[str, str]] = {
+    "pause": {},
+    "take_over": {},
+    "hand_back": {},
+    "tree": {},
+    "reset": {"seed": "int"},
+    "rollback": {"steps": "int"},
+    "fork": {"node_id": "str", "label": "str"},
+    "label": {"labels": "list[str]", "branch_id": "str"},
+}
+INT_RANGES = {"seed": (-(2**63), 2**63 - 1), "steps": (1, 2**32 - 1)}  # Reset.seed int64, Rollback.steps uint32
+
+
+def check_args(name: str, args: object) -> dict:
+    """``args`` of command ``name`` checked against :data:`COMMAND_ARGS`: whole numbers in their
+    message field's range (integral floats allowed, as JavaScript sends them), strings, lists of
+    strings. Raises ValueError naming the command and the argument."""
+    if not isinstance(name, str) or name not in COMMAND_ARGS:
+        raise ValueError(f"unknown command {_short(name)}; commands are {list(COMMAND_ARGS)}")
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise ValueError(f"{name}: args must be an object, got {type(args).__name__}")
+    spec = COMMAND_ARGS[name]
+    unknown = sorted(str(k) for k in args if k not in spec)
+    if unknown:
+        takes = f"takes {', '.join(spec)}" if spec else "takes no arguments"
+        raise ValueError(f"{name} {takes}; got unknown argument(s) {unknown}")
+    out: dict = {}
+    for key, value in args.items():
+        kind = spec[key]
+        if kind == "int":
+            lo, hi = INT_RANGES[key]
+            if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+                value = int(value)
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ValueError(f"{name}: {key} must be a whole number in [{lo}, {hi}], got {_short(value)}")
+        elif kind == "str":
+            if not isinstance(value, str):
+                raise ValueError(f"{name}: {key} must be a string, got {type(value).__name__}")
+        elif not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+            raise ValueError(f"{name}: {key} must be a list of strings, got {_short(value)}")
+        out[key] = value
+    return out
+
+
+def _short(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass
@@ -82,33 +133,29 @@ class Operator:
 
     def command(self, name: str, args: dict | None = None) -> dict:
         """Run one operator command; returns ``{"success", "message", ...}``. Raises ServiceCallError
-        when a service is missing or silent, ValueError for bad arguments."""
-        args = args or {}
+        when a service is missing or silent, ValueError for bad arguments (see :func:`check_args`)."""
+        args = check_args(name, args)
         if name in PHASE_COMMANDS:
             r = self._call(self.set_phase, "hiwm_msgs/srv/SetPhase_Request", phase=PHASE_COMMANDS[name], reason=name)
             return {"success": bool(r.success), "message": r.message}
         if name == "reset":
-            r = self._call(self.reset, "hiwm_msgs/srv/Reset_Request", seed=int(args.get("seed", -1)))
+            r = self._call(self.reset, "hiwm_msgs/srv/Reset_Request", seed=args.get("seed", -1))
             self.last_target = None
             return {"success": bool(r.success), "message": r.message}
         if name == "tree":
             return self.tree()
         if name == "rollback":
-            steps = int(args.get("steps", 1))
-            if steps < 1:
-                raise ValueError(f"roll back at least 1 step, got {steps}")
+            steps = args.get("steps", 1)
             r = self._call(self.bc_rollback, "hiwm_msgs/srv/Rollback_Request", session_id=self.episode_id, steps=steps)
             self.last_target = None
             return {"success": bool(r.success), "message": r.message, "node_id": r.node_id, "tree": self.tree()}
         if name == "fork":  # at the given node, else where the world model is now
-            node_id = str(args.get("node_id") or self.cursor()["cursor_node"] or "")
-            r = self._call(
-                self.bc_fork, "hiwm_msgs/srv/Fork_Request", node_id=node_id, label=str(args.get("label", ""))
-            )
+            node_id = args.get("node_id") or str(self.cursor()["cursor_node"] or "")
+            r = self._call(self.bc_fork, "hiwm_msgs/srv/Fork_Request", node_id=node_id, label=args.get("label", ""))
             return {"success": bool(r.success), "message": r.message, "branch_id": r.branch_id, "tree": self.tree()}
         if name == "label":  # the given branch, else the one the world model is on
-            labels = [str(x) for x in args.get("labels", [])]
-            branch = str(args.get("branch_id") or self.cursor()["cursor_branch"] or "")
+            labels = args.get("labels", [])
+            branch = args.get("branch_id") or str(self.cursor()["cursor_branch"] or "")
             r = self._call(self.bc_label, "hiwm_msgs/srv/Label_Request", branch_id=branch, labels=labels)
             return {"success": bool(r.success), "message": r.message, "tree": self.tree()}
         raise ValueError(f"unknown command {name!r}")
