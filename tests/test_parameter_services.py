@@ -10,6 +10,7 @@ import pytest
 from cyclonedds.sub import DataReader
 
 from hiwm.comm import new_message
+from hiwm.comm.dds.graph import discover
 from hiwm.comm.dds.idl import idl_class
 from hiwm.comm.dds.node import GRAPH_TOPIC, GRAPH_TYPE, DdsNode, _take_raw, dds_qos
 from hiwm.comm.dds.parameters import DOUBLE, INTEGER, STRING_ARRAY, from_msg, parameter_type, to_msg
@@ -106,9 +107,17 @@ def test_the_participant_announces_its_nodes_and_their_endpoints(node, procs):
                 return info
         return None
 
-    assert node.spin_until(lambda: camera_info() is not None, 20), procs.output(proc)
-    (entry,) = camera_info().node_entities_info_seq
-    assert entry.node_namespace == "/cam"
-    # The image and parameter-event writers, six parameter services and ~/enable: one reader and writer each.
-    assert (len(entry.reader_gid_seq), len(entry.writer_gid_seq)) == (7, 9)
+    def counts():
+        info = camera_info()
+        entry = info.node_entities_info_seq[0] if info else None
+        return entry and (entry.node_namespace, len(entry.reader_gid_seq), len(entry.writer_gid_seq))
+
+    # Announced again as endpoints appear. In the end: the image and parameter-event writers,
+    # and one reader and one writer for each of the six parameter services and ~/enable.
+    assert node.spin_until(lambda: counts() == ("/cam", 7, 9), 20), (counts(), procs.output(proc))
+    assert len(camera_info().node_entities_info_seq) == 1
+    # `hiwm topic/service list` shows ROS names only: not the graph topic, but the services.
+    seen = discover(0.5)
+    assert seen["/cam/pattern_camera/get_parameters"].kind == "service" and "/parameter_events" in seen
+    assert not [name for name in seen if "discovery_info" in name]
     reader.__del__()

@@ -74,8 +74,8 @@ def start_dds_nodes(procs):
 def test_ros2_node_and_topic_info_see_dds_nodes(procs, ros_env):
     camera, arbiter = start_dds_nodes(procs)
     spin = ("--no-daemon", "--spin-time", "2")
-    listing = ros2_until(ros_env, "node", "list", *spin, want=re.compile(r"(?m)^/lab/arbiter$"))
-    assert "/pattern_camera" in listing.split(), listing
+    ros2_until(ros_env, "node", "list", *spin, want=re.compile(r"(?m)^/lab/arbiter$"))
+    ros2_until(ros_env, "node", "list", *spin, want=re.compile(r"(?m)^/pattern_camera$"))
 
     info = ros2_until(ros_env, "node", "info", "/lab/arbiter", *spin, want="/lab/arbiter/set_phase")
     sections = dict(re.findall(r"(?ms)^  (\w[\w ]*):\n(.*?)(?=^  \w|\Z)", info))
@@ -170,3 +170,37 @@ def test_rclpy_peer_exchanges_with_dds_nodes_without_warnings(procs, ros_env):
     log = procs.output(peer)
     assert not WARNINGS.search(log), log
     assert camera.poll() is None, procs.output(camera)
+
+
+def test_ros2_param_set_reaches_get_parameter_on_both_backends(ros_env):
+    import importlib.util
+    import threading
+
+    if importlib.util.find_spec("rclpy") is None:
+        pytest.skip("rclpy backend: run with ROS sourced (. /opt/ros/jazzy/setup.sh)")
+    from hiwm.comm.ros import RclpyNode
+
+    spin = ("--no-daemon", "--spin-time", "2")
+    for make in (DdsNode, RclpyNode):
+        node = make(f"sync_probe_{make.backend}")
+        node.declare_parameter("gain", 1.0)
+        seen: list = []
+        node.add_on_set_parameters_callback(seen.append)
+        stop = threading.Event()
+
+        def spin_until_stopped(n=node, s=stop) -> None:
+            while not s.is_set():
+                n.spin_once(0.05)
+
+        spinner = threading.Thread(target=spin_until_stopped)
+        spinner.start()
+        try:
+            fqn = f"/sync_probe_{make.backend}"
+            out = ros2_until(ros_env, "param", "set", fqn, "gain", "2.5", *spin, want="Set parameter successful")
+            assert node.get_parameter("gain") == 2.5 and {"gain": 2.5} in seen, out
+            assert "Setting parameter failed" in ros2(ros_env, "param", "set", fqn, "gain", "loud", *spin)
+            assert node.get_parameter("gain") == 2.5
+        finally:
+            stop.set()
+            spinner.join(10)
+            node.destroy()
