@@ -85,7 +85,10 @@ def test_wrong_types_are_refused_in_process(node):
     node.declare_parameter("names", [])
     with pytest.raises(ParameterError, match="gains"):
         node.set_parameters({"gains": "high"})
-    node.set_parameters({"names": ["a"]})  # declared empty: the first list decides
+    node.set_parameters({"names": ["a"]})  # declared empty: any list is taken
+    node.declare_parameter("fixed", 3, read_only=True)
+    with pytest.raises(ParameterError, match="read-only"):
+        node.set_parameters({"fixed": 4})
     assert node.get_parameter("gains") == [1.0, 2.0] and node.get_parameter("names") == ["a"]
 
 

@@ -120,13 +120,18 @@ class RclpyNode(Node):
         self.group = ReentrantCallbackGroup()
         self.executor = MultiThreadedExecutor()
         self.executor.add_node(self.ros)
+        self._declaring: str | None = None
         self.ros.add_on_set_parameters_callback(self._on_ros_set)
 
     def _on_ros_set(self, params: list) -> SetParametersResult:
         # Keep get_parameter in step with `ros2 param set`; our type checks and hooks apply.
-        changes = {p.name: list(p.value) if isinstance(p.value, (array.array, tuple)) else p.value for p in params}
+        changes = {
+            p.name: list(p.value) if isinstance(p.value, (array.array, tuple)) else p.value
+            for p in params
+            if p.name in self._params and p.name != self._declaring
+        }
         try:
-            self.set_parameters({k: v for k, v in changes.items() if k in self._params}, origin="rclpy")
+            self.set_parameters(changes, origin="rclpy")
         except ParameterError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
@@ -138,7 +143,11 @@ class RclpyNode(Node):
     def declare_parameter(self, name: str, default: Any, read_only: bool = False) -> Any:
         value = super().declare_parameter(name, default, read_only)
         descriptor = ParameterDescriptor(read_only=read_only)
-        self.ros.declare_parameter(name, value, descriptor)  # visible to `ros2 param`
+        self._declaring = name  # rclpy runs the set callbacks for a declaration too
+        try:
+            self.ros.declare_parameter(name, value, descriptor)  # visible to `ros2 param`
+        finally:
+            self._declaring = None
         return value
 
     def create_publisher(self, msg_type: str, topic: str, qos: QoSProfile | str | int | None = None) -> RclpyPublisher:
