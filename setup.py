@@ -42,7 +42,7 @@ setup(
     python_requires=">=3.10",
     package_dir={"": "src"},
     packages=find_packages("src"),
-    package_data={"hiwm.teleop": ["static/*"]},
+    package_data={"hiwm.teleop": ["static/*"], "hiwm.comm": ["definitions/*/srv/*.srv"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
