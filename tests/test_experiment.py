@@ -174,12 +174,13 @@ def test_a_given_base_policy_is_post_trained_on_its_own_data(tmp_path):
     with pytest.raises(ValueError, match="not on this machine"):
         Experiment(PROFILES["smoke"].replace(base_policies={"act": str(gone)}), tmp_path / "run3").base_policy("act")
     with pytest.raises(SystemExit, match="BACKBONE=CHECKPOINT"):
-        hiwm(["experiment", "--profile", "smoke", "--out", str(tmp_path / "run4"), "--base-policy", "arm=x"])
+        hiwm(["--debug", "experiment", "--profile", "smoke", "--out", str(tmp_path / "run4"), "--base-policy", "arm=x"])
     with pytest.raises(SystemExit, match="not a backbone of this run"):  # smoke runs ACT only
         out = str(tmp_path / "run5")
-        hiwm(["experiment", "--profile", "smoke", "--out", out, "--base-policy", f"diffusion={ckpt}"])
+        hiwm(["--debug", "experiment", "--profile", "smoke", "--out", out, "--base-policy", f"diffusion={ckpt}"])
     with pytest.raises(SystemExit, match="must be >= 0"):
-        hiwm(["experiment", "--profile", "smoke", "--out", str(tmp_path / "run6"), "--wm-takeover-sessions", "-1"])
+        out = str(tmp_path / "run6")
+        hiwm(["--debug", "experiment", "--profile", "smoke", "--out", out, "--wm-takeover-sessions", "-1"])
 
 
 def test_a_given_world_model_is_used_as_is_and_nothing_is_collected_for_it(smoke, tmp_path):

@@ -19,7 +19,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from hiwm.checkpoints import CheckpointError, load_tensors, load_weights, save_tensors, state_tensors
+from hiwm.checkpoints import (
+    CheckpointError,
+    build_from_config,
+    load_tensors,
+    load_weights,
+    save_tensors,
+    state_tensors,
+)
 from hiwm.data.lerobot import atomic_write_json
 from hiwm.policy.act import ACTConfig, ACTPolicy
 from hiwm.policy.diffusion import DiffusionConfig, DiffusionPolicy
@@ -90,6 +97,8 @@ def read_config(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{file}: unreadable checkpoint config ({exc})") from exc
     if not isinstance(config, dict) or "backbone" not in config or "model" not in config:
         raise CheckpointError(f"{file}: not a hiwm policy config (needs 'backbone' and 'model')")
+    if not isinstance(config["backbone"], str) or not isinstance(config["model"], dict):
+        raise CheckpointError(f"{file}: invalid config ('backbone' must be a name and 'model' a mapping)")
     return config
 
 
@@ -102,7 +111,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
     config["model"].setdefault("relative_actions", False)
     if config["backbone"] == "act":
         config["model"].setdefault("ensemble_window", config["model"].get("horizon", BACKBONES["act"][0].horizon))
-    model = build_model(config["backbone"], config["model"])
+    model = build_from_config(lambda: build_model(config["backbone"], config["model"]), folder / CONFIG)
     load_weights(model, folder / MODEL)
     return model.to(device).eval()
 

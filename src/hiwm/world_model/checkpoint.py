@@ -16,7 +16,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from hiwm.checkpoints import CheckpointError, load_tensors, load_weights, save_tensors, state_tensors
+from hiwm.checkpoints import (
+    CheckpointError,
+    build_from_config,
+    load_tensors,
+    load_weights,
+    save_tensors,
+    state_tensors,
+)
 from hiwm.data.lerobot import atomic_write_json
 from hiwm.world_model.config import ModelConfig, ProbeConfig, TrainConfig, from_dict, to_dict
 
@@ -109,7 +116,7 @@ def read_config(path: str | Path) -> tuple[Checkpoint, dict]:
             step=int(doc.get("step", 0)),
             metrics=dict(doc.get("metrics") or {}),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"{path / CONFIG}: invalid config ({exc})") from exc
     return ckpt, doc
 
@@ -123,11 +130,11 @@ def load(
 
     path = Path(path)
     ckpt, _ = read_config(path)
-    model = WorldModel(ckpt.model)
+    model = build_from_config(lambda: WorldModel(ckpt.model), path / CONFIG)
     load_weights(model, path / MODEL)
     probe = None
     if with_probe and ckpt.probe is not None and (path / PROBE).exists():
-        probe = StateProbe(ckpt.probe)
+        probe = build_from_config(lambda: StateProbe(ckpt.probe), path / CONFIG)
         load_weights(probe, path / PROBE)
         probe = probe.to(device).eval()
     return ckpt, model.to(device).eval(), probe
