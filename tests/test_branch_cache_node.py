@@ -245,11 +245,18 @@ def test_a_restarted_cache_resumes_the_session_and_exports_it(procs, tmp_path):
         time.sleep(1.0)
         cache = start_cache()
         op.act([[0.0, 2.0]] * 6, source=1)  # steps 16-21: the operator's correction after the restart
-        assert op.node.spin_until(lambda: _sessions(op).get("sess-21", {}).get("nodes", 0) >= 17, 30.0), (
-            _sessions(op), procs.output(cache))  # fmt: skip
+
+        def head_step() -> int:
+            (branch,) = op.nodes("branches", session_id="sess-21")
+            return op.nodes("node", branch_id=branch["head_node"])[0]["step"]
+
+        assert op.node.spin_until(lambda: head_step() == 21, 30.0), (_sessions(op), procs.output(cache))
         (branch,) = op.nodes("branches", session_id="sess-21")
         traj = op.nodes("trajectory", branch_id=branch["id"])
-        assert [n["step"] for n in traj] == [*range(11), *range(16, 22)]
+        steps = [n["step"] for n in traj]
+        # the first states after the restart may precede the cache's readers matching: those are gone too
+        resumed = steps[11]
+        assert steps == [*range(11), *range(resumed, 22)] and 16 <= resumed <= 19, steps
         gap = traj[11]
         assert gap["labels"] == ["gap"] and gap["parent"] == traj[10]["id"], gap
         assert [n["labels"] for n in traj[12:]] == [[]] * 5 and {n["source_name"] for n in traj[11:]} == {"human"}
@@ -258,10 +265,11 @@ def test_a_restarted_cache_resumes_the_session_and_exports_it(procs, tmp_path):
 
         exported = op.call("Export", branch_ids=[branch["id"]], output_dir="resumed")
         assert exported.success, exported.message
-        assert (exported.episodes, exported.frames) == (1, 15)  # 16 pairs less the one across the gap
+        after = 21 - resumed  # frames after the gap
+        assert (exported.episodes, exported.frames) == (1, 10 + after)  # every pair but the one across the gap
         ds = LeRobotDataset(tmp_path / "exports" / "resumed")
         ep = ds.episode(0, videos=False)
-        assert ep["intervention"].tolist() == [False] * 10 + [True] * 5
+        assert ep["intervention"].tolist() == [False] * 10 + [True] * after
         assert ep["action"][-1].tolist() == [0.0, 2.0]
         lineage = json.loads((tmp_path / "exports" / "resumed" / "meta" / "branch_lineage.json").read_text())
         assert lineage["episodes"][0]["gaps"] == [gap["id"]]

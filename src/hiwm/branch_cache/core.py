@@ -191,7 +191,7 @@ class BranchCacheCore:
                 except BranchCacheError as exc:
                     self.log("append", f"refused state step {handle.step} of {handle.session_id!r}: {exc}")
                     continue
-                if gap:
+                if gap and (parent is None or node.id != parent.id):  # (not the cursor's own state re-announced)
                     where = f"under {parent.id} (step {parent.step})" if parent else "as the first state this cache has"
                     self.log(
                         "resumed",

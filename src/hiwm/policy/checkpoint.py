@@ -19,14 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from hiwm.checkpoints import (
-    CheckpointError,
-    build_from_config,
-    load_tensors,
-    load_weights,
-    save_tensors,
-    state_tensors,
-)
+from hiwm import checkpoints
+from hiwm.checkpoints import CheckpointError, load_tensors, load_weights, save_tensors, state_tensors
 from hiwm.data.lerobot import atomic_write_json
 from hiwm.policy.act import ACTConfig, ACTPolicy
 from hiwm.policy.diffusion import DiffusionConfig, DiffusionPolicy
@@ -105,13 +99,15 @@ def read_config(path: str | Path) -> dict[str, Any]:
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """The inference model of a checkpoint folder (or its config.json), in eval mode."""
     path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint")
     folder = path if path.is_dir() else path.parent
     config = read_config(folder)
     # checkpoints from before these options predicted absolutes and ensembled whole chunks
     config["model"].setdefault("relative_actions", False)
     if config["backbone"] == "act":
         config["model"].setdefault("ensemble_window", config["model"].get("horizon", BACKBONES["act"][0].horizon))
-    model = build_from_config(lambda: build_model(config["backbone"], config["model"]), folder / CONFIG)
+    model = checkpoints.build_from_config(lambda: build_model(config["backbone"], config["model"]), folder / CONFIG)
     load_weights(model, folder / MODEL)
     return model.to(device).eval()
 

@@ -16,14 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from hiwm.checkpoints import (
-    CheckpointError,
-    build_from_config,
-    load_tensors,
-    load_weights,
-    save_tensors,
-    state_tensors,
-)
+from hiwm import checkpoints
+from hiwm.checkpoints import CheckpointError, load_tensors, load_weights, save_tensors, state_tensors
 from hiwm.data.lerobot import atomic_write_json
 from hiwm.world_model.config import ModelConfig, ProbeConfig, TrainConfig, from_dict, to_dict
 
@@ -130,11 +124,11 @@ def load(
 
     path = Path(path)
     ckpt, _ = read_config(path)
-    model = build_from_config(lambda: WorldModel(ckpt.model), path / CONFIG)
+    model = checkpoints.build_from_config(lambda: WorldModel(ckpt.model), path / CONFIG)
     load_weights(model, path / MODEL)
     probe = None
     if with_probe and ckpt.probe is not None and (path / PROBE).exists():
-        probe = build_from_config(lambda: StateProbe(ckpt.probe), path / CONFIG)
+        probe = checkpoints.build_from_config(lambda: StateProbe(ckpt.probe), path / CONFIG)
         load_weights(probe, path / PROBE)
         probe = probe.to(device).eval()
     return ckpt, model.to(device).eval(), probe
