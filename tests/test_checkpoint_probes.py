@@ -97,7 +97,7 @@ def test_eval_on_a_damaged_checkpoint_ends_with_one_line(tmp_path):
     lines = error_lines(r.stderr)
     assert r.returncode == 2, r.stderr[-2000:]
     assert "Traceback" not in r.stderr and len(lines) == 1, lines
-    assert lines[0].startswith("hiwm eval: error:") and "model.safetensors: unreadable" in lines[0], lines
+    assert lines[0].startswith("hiwm eval: error:") and "model.safetensors: damaged" in lines[0], lines
 
 
 @pytest.mark.probe("expected errors in hiwm train, eval and branches",
