@@ -4,6 +4,7 @@ simulated operator's corrections in the branch cache, post-training, evaluation 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -177,15 +178,16 @@ def test_a_given_base_policy_is_post_trained_on_its_own_data(tmp_path):
     with pytest.raises(ValueError, match="not on this machine"):
         Experiment(PROFILES["smoke"].replace(base_policies={"act": str(gone)}), tmp_path / "run3").base_policy("act")
     with pytest.raises(SystemExit, match="BACKBONE=CHECKPOINT"):
-        hiwm(["experiment", "--profile", "smoke", "--out", str(tmp_path / "run4"), "--base-policy", "arm=x"])
+        hiwm(["--debug", "experiment", "--profile", "smoke", "--out", str(tmp_path / "run4"), "--base-policy", "arm=x"])
     with pytest.raises(SystemExit, match="not a backbone of this run"):  # smoke runs ACT only
         out = str(tmp_path / "run5")
-        hiwm(["experiment", "--profile", "smoke", "--out", out, "--base-policy", f"diffusion={ckpt}"])
+        hiwm(["--debug", "experiment", "--profile", "smoke", "--out", out, "--base-policy", f"diffusion={ckpt}"])
     with pytest.raises(SystemExit, match="must be >= 0"):
-        hiwm(["experiment", "--profile", "smoke", "--out", str(tmp_path / "run6"), "--wm-takeover-sessions", "-1"])
+        out = str(tmp_path / "run6")
+        hiwm(["--debug", "experiment", "--profile", "smoke", "--out", out, "--wm-takeover-sessions", "-1"])
 
 
-def test_a_given_world_model_is_used_as_is_and_nothing_is_collected_for_it(smoke, tmp_path):
+def test_a_given_world_model_is_used_as_is_and_nothing_is_collected_for_it(smoke, tmp_path, capsys):
     import shutil
 
     given = {"world_model": str(smoke / "world_model"), "base_policies": {"act": str(smoke / "policies/act/base")}}
@@ -200,8 +202,9 @@ def test_a_given_world_model_is_used_as_is_and_nothing_is_collected_for_it(smoke
     (blind / "config.json").write_text(json.dumps({**doc, "probe": None}))
     with pytest.raises(ValueError, match="no state probe"):
         Experiment(PROFILES["smoke"].replace(world_model=str(blind)), tmp_path / "run2").check()
-    with pytest.raises(SystemExit, match=r"hiwm experiment: error: .*not_here"):
-        hiwm(["experiment", "--profile", "smoke", "--out", str(tmp_path / "run3"), "--world-model", "not_here"])
+    out = str(tmp_path / "run3")
+    assert hiwm(["experiment", "--profile", "smoke", "--out", out, "--world-model", "not_here"]) == 2
+    assert re.match(r"hiwm experiment: error: .*not_here", capsys.readouterr().err)
 
 
 def test_post_training_keeps_the_base_batch_size_at_a_gentle_rate(tmp_path):

@@ -100,8 +100,8 @@ def test_phases_train_only_their_part_and_a_run_can_start_from_another_checkpoin
 
     other = json.dumps({**json.loads(TINY), "dyn_blocks": 2})
     bad = ["train", "world-model", "--data", str(tmp_path / "ds"), "--model", other, "--out", str(tmp_path / "bad")]
-    with pytest.raises(SystemExit, match="differs"):
-        main([*bad, "--init", str(first), "--steps", "0", "--probe-steps", "0"])
+    with pytest.raises(SystemExit, match="differs"):  # --debug: the error itself, not its one-line report
+        main(["--debug", *bad, "--init", str(first), "--steps", "0", "--probe-steps", "0"])
 
 
 def test_open_loop_reports_how_far_the_probe_reads_the_predicted_agent_and_block(tmp_path):

@@ -110,6 +110,15 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(cfg: EvalConfig) -> None:
+    # A pool restarts a worker whose initializer raises, for ever: keep the error for the first job
+    # instead, which hands it to the parent and ends the evaluation.
+    try:
+        _load_worker(cfg)
+    except Exception as exc:
+        _WORKER["error"] = exc
+
+
+def _load_worker(cfg: EvalConfig) -> None:
     import torch
 
     from hiwm.policy.runtime import load_policy
@@ -128,6 +137,8 @@ def _init_worker(cfg: EvalConfig) -> None:
 
 
 def _work(job: tuple[int, bool]) -> dict[str, Any]:
+    if "error" in _WORKER:
+        raise _WORKER["error"]
     seed, record = job
     return run_episode(_WORKER["policy"], _WORKER["env"], seed, _WORKER["cfg"].max_steps, record)
 
@@ -138,7 +149,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     jobs = [(s, i < cfg.videos) for i, s in enumerate(seeds)]
     rows: list[dict[str, Any]] = []
     if cfg.workers <= 1:
-        _init_worker(cfg)
+        _load_worker(cfg)
         rows = [_work(j) for j in tqdm(jobs, desc="eval")]
     else:
         with mp.get_context("spawn").Pool(min(cfg.workers, len(jobs)), _init_worker, (cfg,)) as pool:

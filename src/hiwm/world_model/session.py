@@ -31,7 +31,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from hiwm.pusht.env import validate_action
+from hiwm.pusht.env import validate_action, validate_state
 from hiwm.world_model.model import WorldModel
 
 MAGIC = b"HIWMSNAP"
@@ -115,9 +115,7 @@ class Session:
         if (frames is None) == (state is None):
             raise ValueError("reset needs exactly one of frames or state")
         if state is not None:
-            st = np.asarray(state, dtype=np.float64).reshape(-1)
-            if st.shape != (5,) or not np.all(np.isfinite(st)):
-                raise ValueError(f"state must be 5 finite numbers (agent x, y, block x, y, angle), got {st.tolist()}")
+            st = validate_state(state)
             frames = render_state(st, self.cfg.image_size)
             if prev_action is None:
                 prev_action = st[:2]

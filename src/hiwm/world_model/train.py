@@ -333,18 +333,18 @@ def train(
     start = 0
     phases: dict[str, dict] = {}  # the optional phases done: name -> steps, minutes, loss
     if resume and (out / ckpt_io.CONFIG).exists():
-        saved, _ = ckpt_io.read_config(out)
+        saved, doc = ckpt_io.read_config(out)
         if saved.model != model_cfg:
             raise ValueError(f"{out}: checkpoint model config {saved.model} differs from {model_cfg}")
-        ckpt_io.load_weights(model, out / ckpt_io.MODEL)
+        ckpt_io.load_weights(model, out / ckpt_io.MODEL, ckpt_io.digest(doc, out, ckpt_io.MODEL))
         ckpt_io.load_optimizer_state(out, opt)
         start = saved.step
         phases = {name: saved.metrics[name] for name in PHASES if name in saved.metrics}
     elif cfg.init:
-        saved, _ = ckpt_io.read_config(cfg.init)
+        saved, doc = ckpt_io.read_config(cfg.init)
         if saved.model != model_cfg:
             raise ValueError(f"--init {cfg.init}: model config {saved.model} differs from {model_cfg}")
-        ckpt_io.load_weights(model, Path(cfg.init) / ckpt_io.MODEL)
+        ckpt_io.load_weights(model, Path(cfg.init) / ckpt_io.MODEL, ckpt_io.digest(doc, cfg.init, ckpt_io.MODEL))
     else:
         with torch.no_grad():  # the decoder's background starts as the mean training frame
             frames, _ = sampler.sample(64)
