@@ -86,8 +86,12 @@ def pixel(driver, camera: int) -> list[int]:
 
 
 @needs_browser
+@pytest.mark.probe(
+    "a task whose camera name and key label hold HTML (<img onerror=...>) served to the playground",
+    "shown as text in the camera's caption and the key help; no element is parsed, no script runs",
+)
 def test_every_camera_of_a_two_camera_task_is_shown_and_keys_jog_its_3d_action(procs):
-    from peers.two_camera_playground import TASK
+    from peers.two_camera_playground import OVERHEAD, RAISE, TASK
     from selenium.webdriver.common.action_chains import ActionChains
 
     ns = "/pg2"
@@ -98,7 +102,7 @@ def test_every_camera_of_a_two_camera_task_is_shown_and_keys_jog_its_3d_action(p
         browser.get(f"http://127.0.0.1:{port}/")
         wait_js(browser, "window.hiwm.task && window.hiwm.task.name === 'two_cameras'", 30)
         captions = [e.text for e in browser.find_elements("css selector", "#cameras figure figcaption")]
-        assert len(captions) == 2 and captions[0].startswith("wrist") and captions[1].startswith("overhead"), captions
+        assert len(captions) == 2 and captions[0].startswith("wrist") and captions[1].startswith(OVERHEAD), captions
         assert f"{ns}/cams/overhead/image" in captions[1]  # each view says where its frames come from
         robot.pump(browser, "window.hiwm.cameraFrames[0] >= 2 && window.hiwm.cameraFrames[1] >= 2")
         sizes = browser.execute_script(
@@ -107,7 +111,11 @@ def test_every_camera_of_a_two_camera_task_is_shown_and_keys_jog_its_3d_action(p
         assert sizes == [[32, 24], [16, 16]]
         assert pixel(browser, 0)[:3] == [220, 30, 30] and pixel(browser, 1)[:3] == [30, 200, 40]  # each in its view
         help_text = browser.find_element("id", "keys").text
-        assert all(s in help_text for s in ("J slide left", "L slide right", "I raise", "K lower")), help_text
+        assert all(s in help_text for s in ("J slide left", "L slide right", f"I {RAISE}", "K lower")), help_text
+        time.sleep(0.5)  # an injected <img src=x> would have failed to load and run onerror by now
+        assert browser.execute_script("return [window.pwnedCamera, window.pwnedKey, document.images.length]") == [
+            None, None, 0
+        ]  # fmt: skip
         assert browser.find_element("id", "metric").text == "height"
 
         browser.find_element("tag name", "body").click()

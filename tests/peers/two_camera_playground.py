@@ -1,4 +1,7 @@
-"""Test peer: teleop_web serving a made-up task with two cameras and a 3-D action space."""
+"""Test peer: teleop_web serving a made-up task with two cameras and a 3-D action space.
+
+Its second camera's name and one key's label hold HTML: the page must show them as text.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,14 @@ from hiwm.nodes.teleop_web import TeleopWeb, TeleopWebConfig
 from hiwm.tasks import ActionSpace, Camera, JogKey, JogMap, Observations, Success, Task
 
 NAMES = ("slide", "lift", "tilt")
+OVERHEAD = "overhead<img src=x onerror=window.pwnedCamera=1>"
+RAISE = "raise<img src=x onerror=window.pwnedKey=1>"
 TASK = Task(
     name="two_cameras",
     description="A made-up 3-D task seen by two cameras of different sizes.",
     action=ActionSpace(names=NAMES, low=(-1.0, 0.0, -0.5), high=(1.0, 2.0, 0.5), units=("m", "m", "rad"), fps=10.0),
     observations=Observations(
-        cameras=(Camera("wrist", 24, 32), Camera("overhead", 16, 16, topic="cams/overhead/image")),
+        cameras=(Camera("wrist", 24, 32), Camera(OVERHEAD, 16, 16, topic="cams/overhead/image")),
         proprio=NAMES,
         state=NAMES,
     ),
@@ -24,7 +29,7 @@ TASK = Task(
         (
             JogKey("j", "slide", -0.1, "slide left"),
             JogKey("l", "slide", 0.1, "slide right"),
-            JogKey("i", "lift", 0.25, "raise"),
+            JogKey("i", "lift", 0.25, RAISE),
             JogKey("k", "lift", -0.25, "lower"),
         ),
     ),

@@ -1,7 +1,7 @@
 """Keyboard teleop in a terminal, for machines without a browser.
 
-The ``task`` parameter (a registered task's name) sets the jog keys (Push-T: W A S D move the
-agent; an arm: the end effector and the gripper); each press, or auto-repeat while held, is one
+The ``task`` parameter (a registered task's name) sets the jog keys (a 2-D agent: W A S D;
+an arm: its end effector and gripper); each press, or auto-repeat while held, is one
 step. P pause, T take over, H hand back, B roll back ``rollback_steps``, F fork, G / X label the
 branch success / failure, R reset, Q quit. Topics and services are the operator's
 (:mod:`hiwm.teleop.operator`). Commands run in order in a worker thread, so the node keeps spinning.

@@ -1,7 +1,7 @@
 """Jog keys -> the next action, for any task: steps in the action space, or the end effector through IK.
 
 A task's :class:`~hiwm.tasks.base.JogMap` says which key moves which axis by how much. Keys on
-action axes add their step to that dimension (Push-T: pixels in x and y; an arm's gripper: radians).
+action axes add their step to that dimension (a 2-D agent's pixels in x and y, an arm's gripper in radians).
 Keys on the end-effector axes ``ee_x, ee_y, ee_z`` move the point the task's kinematics drives by
 their step (metres, robot base frame) and the task's IK turns it into joint targets. Every result
 is clipped to the action space's limits.

@@ -6,8 +6,8 @@ sent: a lockstep world model holds its state, a real-time robot holds its last t
 and the branch cache know which actions were human.
 
 Handover is smooth: for ``blend_steps`` steps after a phase change, each commanded action moves
-at most ``max_step_px`` (Euclidean, in action units: pixels for Push-T, radians for an arm's
-joints) from the previous one, so a policy chunk computed from an old frame, or a leader arm held
+at most ``max_step_px`` (Euclidean, in the action's units: pixels of a 2-D point, radians of an
+arm's joints) from the previous one, so a policy chunk computed from an old frame, or a leader arm held
 somewhere else, cannot make the robot jump. Actions have any number of dimensions.
 """
 
