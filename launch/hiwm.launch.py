@@ -102,6 +102,7 @@ GRAPH = Graph(
             name="teleop_web",
             namespace=NS,
             parameters={"port": ArgRef("port"), "host": ArgRef("host"), "token_file": ArgRef("token_file")},
+            remappings=CAMERA_IMAGE,  # the task's camera, where the worlds of this graph publish it
             condition=IfArg("teleop", True),
         ),
         NodeSpec(

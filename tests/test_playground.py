@@ -14,9 +14,12 @@ import pytest
 
 from hiwm.comm import create_node
 from hiwm.comm.qos import KEEP_ALL
+from hiwm.tasks import get_task
 from hiwm.teleop.arbiter import AUTONOMOUS, CORRECTING, PAUSED, Arbiter, ArbiterConfig
 
 NS = "/pg"
+#: The Push-T task's camera topic; the Push-T robot and world model publish it as camera/image.
+PUSHT_CAMERA = get_task("pusht").cameras[0].topic
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 needs_browser = pytest.mark.skipif(
@@ -56,7 +59,7 @@ def playground(procs):
     ros = ["--ros-args", "-r", f"__ns:={NS}"]
     procs.python("hiwm.nodes.pusht_robot", *ros, "-p", "clock:=lockstep")
     procs.python("hiwm.nodes.arbiter", *ros)
-    web = procs.python("hiwm.nodes.teleop_web", *ros, "-p", f"port:={port}")
+    web = procs.python("hiwm.nodes.teleop_web", *ros, "-r", f"{PUSHT_CAMERA}:=camera/image", "-p", f"port:={port}")
     node = create_node("playground_test")
     states: list = []
     commands: list = []
@@ -212,7 +215,7 @@ def test_terminal_keyboard_moves_the_agent_and_changes_phase(procs, tmp_path):
                 return out.decode(errors="replace")
 
     try:
-        assert wait_for(lambda: "W/A/S/D move" in read_some(), 30), read_some()
+        assert wait_for(lambda: "W up  S down  A left  D right" in read_some(), 30), read_some()  # the task's keys
         reset = node.create_client("hiwm_msgs/srv/Reset", f"{ns}/robot/reset")
         assert reset.wait_for_service(20)
         from hiwm.comm import new_message

@@ -9,8 +9,11 @@ from hiwm.tasks import pusht, so101
 from hiwm.tasks.base import ActionSpace, Camera, JogKey, JogMap, LeaderArmMap, LeaderJoint, Observations, Success, Task
 
 _TASKS: dict[str, Task] = {t.name: t for t in (pusht.TASK, so101.TASK)}
+#: The task a node serves unless told otherwise.
+DEFAULT_TASK = pusht.TASK.name
 
 __all__ = [
+    "DEFAULT_TASK",
     "ActionSpace",
     "Camera",
     "JogKey",

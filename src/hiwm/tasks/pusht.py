@@ -42,10 +42,10 @@ TASK = Task(
     jog=JogMap(
         space="action",
         keys=(
-            JogKey("w", "agent_y", -_JOG_PX),  # image rows grow with y: W moves up the screen
-            JogKey("s", "agent_y", _JOG_PX),
-            JogKey("a", "agent_x", -_JOG_PX),
-            JogKey("d", "agent_x", _JOG_PX),
+            JogKey("w", "agent_y", -_JOG_PX, "up"),  # image rows grow with y: W moves up the screen
+            JogKey("s", "agent_y", _JOG_PX, "down"),
+            JogKey("a", "agent_x", -_JOG_PX, "left"),
+            JogKey("d", "agent_x", _JOG_PX, "right"),
         ),
     ),
     leader_arm=LeaderArmMap(

@@ -5,9 +5,10 @@ sent: a lockstep world model holds its state, a real-time robot holds its last t
 ``CORRECTING`` (the operator drives). Every emitted chunk keeps its source, so the recorder
 and the branch cache know which actions were human.
 
-Handover is smooth: for ``blend_steps`` steps after a phase change, each commanded position
-moves at most ``max_step_px`` from the previous one, so a policy chunk computed from an old
-frame, or a leader arm held somewhere else, cannot make the agent jump.
+Handover is smooth: for ``blend_steps`` steps after a phase change, each commanded action moves
+at most ``max_step_px`` (Euclidean, in the action's units: pixels of a 2-D point, radians of an
+arm's joints) from the previous one, so a policy chunk computed from an old frame, or a leader arm held
+somewhere else, cannot make the robot jump. Actions have any number of dimensions.
 """
 
 from __future__ import annotations
@@ -63,8 +64,14 @@ class PhaseChange:
 
 
 class Arbiter:
-    def __init__(self, cfg: ArbiterConfig | None = None) -> None:
+    """``low`` / ``high``: per-dimension action limits (a task's), else the config's scalar bounds."""
+
+    def __init__(
+        self, cfg: ArbiterConfig | None = None, low: np.ndarray | None = None, high: np.ndarray | None = None
+    ) -> None:
         self.cfg = cfg or ArbiterConfig()
+        self.low = self.cfg.action_low if low is None else np.asarray(low, dtype=np.float64)
+        self.high = self.cfg.action_high if high is None else np.asarray(high, dtype=np.float64)
         self.phase = phase_from_text(self.cfg.initial_phase)
         self.last_target: np.ndarray | None = None  # the last commanded position
         self.agent: np.ndarray | None = None  # the latest reported agent position
@@ -73,7 +80,7 @@ class Arbiter:
 
     # -- inputs --------------------------------------------------------------
     def on_agent(self, position: np.ndarray) -> None:
-        self.agent = np.asarray(position, dtype=np.float64)[:2].copy()
+        self.agent = np.asarray(position, dtype=np.float64).reshape(-1).copy()
 
     def reset(self) -> None:
         """A new episode: forget the commanded position (the next one starts where the agent is)."""
@@ -112,8 +119,10 @@ class Arbiter:
 
     # -- output --------------------------------------------------------------
     def _emit(self, rows: np.ndarray, source: int, source_id: str) -> Emit:
-        rows = np.asarray(rows, dtype=np.float64).reshape(-1, 2).copy()
+        rows = np.array(rows, dtype=np.float64, ndmin=2)  # one action, or horizon x dim
         prev = self.last_target if self.last_target is not None else self.agent
+        if prev is not None and prev.shape != rows.shape[1:]:
+            prev = None  # another action space (a new task): nothing to blend from
         for k in range(len(rows)):
             if self._blend_left > 0 and prev is not None:
                 delta = rows[k] - prev
@@ -121,7 +130,7 @@ class Arbiter:
                 if dist > self.cfg.max_step_px:
                     rows[k] = prev + delta * (self.cfg.max_step_px / dist)
                 self._blend_left -= 1
-            rows[k] = np.clip(rows[k], self.cfg.action_low, self.cfg.action_high)
+            rows[k] = np.clip(rows[k], self.low, self.high)
             prev = rows[k]
         self.last_target = rows[-1].copy()
         return Emit(rows, source, source_id)
