@@ -3,7 +3,8 @@
 Episodes run in parallel worker processes, each with its own gym-pusht env and its own copy of
 the policy; an episode's result depends only on its seed (and the policy's sampling seed).
 Outputs under ``out``: ``episodes.csv`` and ``episodes.json`` (one row per episode),
-``summary.json``, ``episodes.mp4`` (the first ``videos`` episodes tiled) and ``coverage.png``.
+``summary.json`` (each seed's outcome too, ``per_seed``), ``episodes.mp4`` (the first ``videos``
+episodes tiled) and ``coverage.png``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 
 import numpy as np
 from tqdm import tqdm
+
+from hiwm.stats import wilson
 
 
 @dataclass
@@ -54,17 +57,6 @@ def parse_seeds(text: str, episodes: int | None = None) -> list[int]:
     if not seeds:
         raise ValueError(f"no seeds in {text!r}")
     return seeds
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a binomial proportion."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def policy_steps(policy: Any, env: Any, obs: Any, max_steps: int) -> Iterator[tuple[int, np.ndarray, Any]]:
@@ -165,6 +157,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         "mean_max_coverage": float(np.mean([r["max_coverage"] for r in rows])),
         "mean_steps": float(np.mean([r["steps"] for r in rows])),
         "seeds": cfg.seeds,
+        # each seed's outcome: what pairs two checkpoints evaluated on the same seeds (hiwm.stats)
+        "per_seed": [{"seed": r["seed"], "success": r["success"], "max_coverage": r["max_coverage"]} for r in rows],
         "config": asdict(cfg),
     }
     if cfg.out:
