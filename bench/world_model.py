@@ -50,7 +50,7 @@ def random_actions(cfg: ModelConfig, rng: np.random.Generator, n: int) -> np.nda
     return rng.uniform(low + 0.1 * (high - low), high - 0.1 * (high - low), (n, cfg.action_dim))
 
 
-def speed(model: WorldModel, steps: int, batch: int) -> dict:
+def speed(model: WorldModel, steps: int, batch: int, batch_frames: int = 2000) -> dict:
     cfg = model.cfg
     rng = np.random.default_rng(0)
     frames = {name: np.full((h, w, 3), 200, np.uint8) for name, h, w in cfg.camera_list}
@@ -77,7 +77,7 @@ def speed(model: WorldModel, steps: int, batch: int) -> dict:
         m.reset(frames=frames, proprio=proprio)
     step_many(many, random_actions(cfg, rng, batch))
     times = []
-    for _ in range(max(3, 2000 // batch)):
+    for _ in range(max(3, batch_frames // batch)):
         acts = random_actions(cfg, rng, batch)
         t = time.perf_counter()
         step_many(many, acts)
@@ -155,6 +155,9 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=64)
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument(
+        "--batch-frames", type=int, default=2000, help="frames stepped for the batched rate (>= 3 batches)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     if not args.checkpoint and not args.untrained:
@@ -175,7 +178,7 @@ def main() -> None:
         "proprio_dim": cfg.proprio_dim,
         "cameras": cfg.camera_list,
     }
-    out["speed"] = speed(model, args.steps, args.batch)
+    out["speed"] = speed(model, args.steps, args.batch, args.batch_frames)
     if args.data:
         from hiwm.world_model.data import load_episodes
         from hiwm.world_model.train import open_loop, probe_errors

@@ -71,7 +71,7 @@ def window_loss(model: WorldModel, batch: Windows, cfg: TrainConfig) -> dict:
         prev,
         None if proprio is None else proprio[:, k - 1],
     )
-    pixel = ae = latent = torch.zeros(())
+    pixels, aes, latents = [], [], []
     for cam, (x, z, zp) in enumerate(zip(xs, zs_real, zs, strict=True)):
         recon = model.decode(z[:, k - 1], cam)  # autoencoding of the newest context frame keeps the decoder honest
         pred = model.decode(zp.flatten(0, 1), cam).unflatten(0, (b, length - k))
@@ -81,11 +81,10 @@ def window_loss(model: WorldModel, batch: Windows, cfg: TrainConfig) -> dict:
         # on drawing the empty scene
         bg = model.decoder.backgrounds()[cam].detach()
         moved = (target - x[:, k - 1 : length - 1]).abs().amax(dim=2, keepdim=True) > 0.1
-        pixel = pixel + weighted_mse(pred, target, foreground(target, bg) | moved, cfg.fg_weight)
-        ae = ae + weighted_mse(recon, x[:, k - 1], foreground(x[:, k - 1], bg), cfg.fg_weight)
-        latent = latent + F.mse_loss(zp.float(), z[:, k:].detach().float())
-    n = len(xs)
-    pixel, ae, latent = pixel / n, ae / n, latent / n
+        pixels.append(weighted_mse(pred, target, foreground(target, bg) | moved, cfg.fg_weight))
+        aes.append(weighted_mse(recon, x[:, k - 1], foreground(x[:, k - 1], bg), cfg.fg_weight))
+        latents.append(F.mse_loss(zp.float(), z[:, k:].detach().float()))
+    pixel, ae, latent = (torch.stack(terms).mean() for terms in (pixels, aes, latents))  # over cameras
     loss = pixel + ae + cfg.latent_weight * latent
     out = {"pixel": pixel.detach(), "ae": ae.detach(), "latent": latent.detach()}
     if proprio is not None:
@@ -138,13 +137,13 @@ def open_loop(
             ctx, a[:, k - 1 : k - 1 + h_max], prev, None if proprio is None else proprio[:, k - 1]
         )
         out: dict[str, Any] = {"windows": n}
+
+        def mean(metric: Any, pairs: Any) -> float:  # over windows, then cameras
+            return float(torch.stack([metric(p, t).mean() for p, t in pairs]).mean())
+
         for h in horizons:
             preds = [model.decode(z[:, h - 1], cam).float() for cam, z in enumerate(zs)]
             targets = [x[:, k - 1 + h] for x in xs]
-
-            def mean(metric: Any, pairs: Any) -> float:  # over windows, then cameras
-                return float(torch.stack([metric(p, t).mean() for p, t in pairs]).mean())
-
             out[f"psnr@{h}"] = mean(psnr, zip(preds, targets, strict=True))
             out[f"ssim@{h}"] = mean(ssim, zip(preds, targets, strict=True))
             out[f"copy_psnr@{h}"] = mean(psnr, zip((x[:, k - 1] for x in xs), targets, strict=True))
