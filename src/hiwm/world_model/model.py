@@ -149,9 +149,6 @@ class Dynamics(nn.Module):
     def normalise_proprio(self, proprio: Tensor) -> Tensor:
         return (proprio - self.proprio_low) * self.proprio_gain - 1
 
-    def denormalise_proprio(self, p: Tensor) -> Tensor:
-        return (p + 1) / self.proprio_gain + self.proprio_low
-
     def forward(
         self, contexts: list[Tensor], action: Tensor, prev_action: Tensor, proprio: Tensor | None = None
     ) -> tuple[list[Tensor], Tensor | None]:
@@ -185,7 +182,7 @@ class Dynamics(nn.Module):
         if self.cfg.proprio_dim:
             pooled = torch.cat([*(F.gelu(h).mean(dim=(2, 3)) for h in hs), embedding], dim=1)
             delta = self.proprio_head(pooled)
-            next_proprio = self.denormalise_proprio(self.normalise_proprio(proprio) + delta)
+            next_proprio = proprio + delta / self.proprio_gain  # the step, predicted in normalised units
         return latents, next_proprio
 
 
