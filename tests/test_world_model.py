@@ -270,6 +270,18 @@ def test_snapshot_restore_with_proprio_and_two_cameras_replays_bit_identically()
         for (va, pa), (vb, pb) in zip(first, again, strict=True):
             assert all(np.array_equal(va[n], vb[n]) for n in ("front", "wrist")) and np.array_equal(pa, pb)
     assert len(session.snapshot()) == len(snap) + 10 * 7 * 4  # 7 floats of history a step, nothing else grows
+    from hiwm.world_model.config import preset
+
+    interface = ("action_dim", "action_low", "action_high", "action_conditioning", "proprio_dim", "proprio_low")
+    small = preset("small", **{f: getattr(ARM, f) for f in interface}, proprio_high=ARM.proprio_high,
+                   cameras=[["front", 128, 128]])  # fmt: skip
+    arm = Session(WorldModel(small).eval())
+    arm.reset(frames=np.zeros((128, 128, 3), np.uint8), proprio=ARM_PROPRIO)
+    arm.actions = [np.zeros(7, np.float32)] * 2000  # a long episode: its history is capped, the snapshot bounded
+    big = arm.snapshot()
+    assert len(big) <= 64 * 1024
+    arm.restore(big)
+    assert len(arm.actions) == 8192 // (7 * 4)
     with pytest.raises(ValueError, match="7 values"):
         session.step([0.0, 1.0])
     session.step([9.0] * 6 + [-1.0])  # clamped into the limits

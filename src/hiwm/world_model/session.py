@@ -15,7 +15,7 @@ Snapshot layout (little endian), version 2::
     grids    cameras * (height H, width H) latent grid of each camera
     prev_action action_dim f, proprio proprio_dim f
     latents  per camera context * latent_channels * height * width float32
-    actions  n_actions * action_dim float32 (the newest last; at most MAX_HISTORY kept)
+    actions  n_actions * action_dim float32 (the newest last; at most HISTORY_BYTES of them kept)
     rng      rng_bytes of torch.Generator state
     crc32 I of everything before it
 
@@ -39,7 +39,7 @@ from hiwm.world_model.model import WorldModel
 
 MAGIC = b"HIWMSNAP"
 VERSION = 2
-MAX_HISTORY = 1024  # actions kept in a snapshot (a Push-T episode is 300)
+HISTORY_BYTES = 8192  # action history kept in a snapshot: 1024 Push-T steps (an episode is 300), 292 of 7-D actions
 _HEAD = struct.Struct("<8sHH8sIBBHHHII")
 _HEAD_V1 = struct.Struct("<8sHH8sIBBHHII2f")
 _GRID = struct.Struct("<HH")
@@ -225,7 +225,7 @@ class Session:
         cfg = self.cfg
         grids = b"".join(_GRID.pack(*c.shape[-2:]) for c in self.context)
         latents = b"".join(c.detach().to("cpu", torch.float32).contiguous().numpy().tobytes() for c in self.context)
-        history = self.actions[-MAX_HISTORY:]
+        history = self.actions[-(HISTORY_BYTES // (4 * cfg.action_dim)) :]
         acts = np.asarray(history, dtype=np.float32).reshape(-1, cfg.action_dim).tobytes()
         rng = self.generator.get_state().numpy().tobytes()
         flags = 1 if cfg.noise_std > 0 else 0
