@@ -41,6 +41,7 @@ from hiwm.comm.images import numpy_to_image
 from hiwm.comm.qos import KEEP_ALL, QoSProfile, profile
 from hiwm.comm.runner import run_node
 from hiwm.robot.arm import CLOCKS, ArmRobot, BadCommand
+from hiwm.robot.reset import serve_reset
 from hiwm.tasks import Task, get_task, make_joint_env
 from hiwm.tasks.joint_env import JointObservation
 
@@ -124,26 +125,19 @@ class ArmRobotNode:
         def head(frame_id: str = "") -> Any:
             return new_message("std_msgs/msg/Header", stamp=stamp, frame_id=frame_id)
 
-        self.joint_pub.publish(
-            new_message(
+        def joints(names: tuple[str, ...], position: np.ndarray, velocity: np.ndarray) -> Any:
+            f64 = np.float64
+            return new_message(
                 "sensor_msgs/msg/JointState",
                 header=head(),
-                name=list(self.task.action.names),
-                position=np.asarray(obs.joints, dtype=np.float64),
-                velocity=np.asarray(obs.velocities, dtype=np.float64),
+                name=list(names),
+                position=np.asarray(position, f64),
+                velocity=np.asarray(velocity, f64),
                 effort=np.zeros(0),
             )
-        )
-        self.state_pub.publish(
-            new_message(
-                "sensor_msgs/msg/JointState",
-                header=head(),
-                name=list(self.task.observations.state),
-                position=np.asarray(obs.state, dtype=np.float64),
-                velocity=np.zeros(0),
-                effort=np.zeros(0),
-            )
-        )
+
+        self.joint_pub.publish(joints(self.task.action.names, obs.joints, obs.velocities))
+        self.state_pub.publish(joints(self.task.observations.state, obs.state, np.zeros(0)))
         self.status_pub.publish(
             new_message(
                 "hiwm_msgs/msg/TaskStatus",
@@ -199,22 +193,7 @@ class ArmRobotNode:
             self.publish(obs)
 
     def on_reset(self, request: Any) -> Any:
-        def answer(success: bool, message: str) -> Any:
-            episode = self.robot.episode_id if success else ""
-            return new_message("hiwm_msgs/srv/Reset_Response", success=success, message=message, episode_id=episode)
-
-        if request.dataset:
-            return answer(False, "the real robot cannot reset from a dataset frame; use seed or use_state")
-        try:
-            if request.use_state:
-                obs = self.robot.reset(state=np.asarray(request.state, dtype=np.float64))
-            else:
-                obs = self.robot.reset(seed=int(request.seed) if request.seed >= 0 else None)
-        except ValueError as exc:
-            self.node.bad_input.warning("reset", f"refused reset: {exc}")
-            return answer(False, str(exc))
-        self.publish(obs)
-        return answer(True, f"episode {self.robot.episode_id} started")
+        return serve_reset(self.robot, request, self.publish, self.node.bad_input)
 
 
 def wire(node: Node) -> ArmRobotNode:
