@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,11 +90,12 @@ class ArmRobotNode:
     def __init__(self, node: Node, cfg: ArmRobotConfig) -> None:
         self.node, self.cfg = node, cfg
         self.task: Task = get_task(cfg.task)
-        env = make_joint_env(cfg.task)
-        self.robot = ArmRobot(
-            env, self.task.action.names, self.task.success.metric, cfg.clock, cfg.seed if cfg.seed >= 0 else None
-        )
-        fovy = env.camera_fovy()
+        # Every use of the world runs on one thread of its own: MuJoCo's OpenGL context belongs to the
+        # thread that made it, and rclpy's executor calls back on many threads, while one step at a
+        # time keeps each step's messages together and in order.
+        self.worker = ThreadPoolExecutor(1, thread_name_prefix="arm_world")
+        self.robot = self.serial(self.make_robot)
+        fovy = self.robot.env.camera_fovy()
         self.cameras = [(c, intrinsics(c.height, c.width, fovy[c.name])) for c in self.task.cameras]
         qos = cfg.output_qos()
         self.joint_pub = node.create_publisher("sensor_msgs/msg/JointState", cfg.joint_states_topic, qos)
@@ -106,17 +109,31 @@ class ArmRobotNode:
             for c, _ in self.cameras
         }
         node.create_subscription(
-            "trajectory_msgs/msg/JointTrajectory", cfg.trajectory_topic, self.on_trajectory, KEEP_ALL
+            "trajectory_msgs/msg/JointTrajectory",
+            cfg.trajectory_topic,
+            lambda msg: self.serial(self.on_trajectory, msg),
+            KEEP_ALL,
         )
-        node.create_subscription("std_msgs/msg/Float64MultiArray", cfg.forward_topic, self.on_forward, KEEP_ALL)
-        node.create_service("hiwm_msgs/srv/Reset", "robot/reset", self.on_reset)
+        node.create_subscription(
+            "std_msgs/msg/Float64MultiArray", cfg.forward_topic, lambda msg: self.serial(self.on_forward, msg), KEEP_ALL
+        )
+        node.create_service("hiwm_msgs/srv/Reset", "robot/reset", lambda req: self.serial(self.on_reset, req))
         if cfg.clock == "realtime":
-            node.create_timer(1.0 / (cfg.rate_hz or self.task.fps), self.on_tick)
+            node.create_timer(1.0 / (cfg.rate_hz or self.task.fps), lambda: self.serial(self.on_tick))
         node.logger.info(
             f"{cfg.task} arm ({cfg.clock}): joints {list(self.task.action.names)}"
             f" on {node.resolve(cfg.joint_states_topic)}, cameras {[node.resolve(c.topic) for c, _ in self.cameras]}"
         )
-        self.publish(self.robot.observation)
+        self.serial(self.publish, self.robot.observation)
+
+    def make_robot(self) -> ArmRobot:
+        seed = self.cfg.seed if self.cfg.seed >= 0 else None
+        env = make_joint_env(self.cfg.task)
+        return ArmRobot(env, self.task.action.names, self.task.success.metric, self.cfg.clock, seed)
+
+    def serial(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on the world's thread, waited for."""
+        return self.worker.submit(fn, *args).result()
 
     # -- output ---------------------------------------------------------------------------------
     def publish(self, obs: JointObservation) -> None:
@@ -162,7 +179,8 @@ class ArmRobotNode:
             self.publish(obs)
 
     def close(self) -> None:
-        self.robot.env.close()  # the renderer's OpenGL context
+        self.serial(self.robot.env.close)  # the renderer's OpenGL context, on its own thread
+        self.worker.shutdown()
 
     # -- input ----------------------------------------------------------------------------------
     def refuse(self, topic: str, exc: BadCommand) -> None:
