@@ -21,6 +21,7 @@ NODES = {
     "realsense_camera": "hiwm.nodes.realsense_camera:main",
     "ros2_control_bridge": "hiwm.nodes.ros2_control_bridge:main",
     "policy_server": "hiwm.nodes.policy_server:main",
+    "arm_robot": "hiwm.nodes.arm_robot:main",
     "world_model": "hiwm.nodes.world_model:main",
 }
 

@@ -108,19 +108,23 @@ def test_arm_jogging_out_of_reach_stays_within_the_joint_limits(arm):
 
 def test_arbiter_rate_limits_handover_on_n_d_actions():
     task = get_task("so101_pick")
-    arb = Arbiter(ArbiterConfig(blend_steps=3, max_step_px=0.1), task.action.low, task.action.high)
+    arb = Arbiter(ArbiterConfig(task=task.name, blend_steps=3, max_step=0.1))
+    span = np.asarray(task.action.high) - np.asarray(task.action.low)
     here = np.zeros(6)
     arb.on_agent(here)
     far = np.array([[1.0, -1.0, 1.0, 0.0, 0.0, 0.5]])
     emit, change = arb.on_operator(far, "leader")
     assert change.phase == CORRECTING and emit.rows.shape == (1, 6)
-    assert np.linalg.norm(emit.rows[0] - here) == pytest.approx(0.1)  # no jump at hand-over
-    assert np.allclose(emit.rows[0] / np.linalg.norm(emit.rows[0]), far[0] / np.linalg.norm(far[0]))  # toward it
+    assert np.linalg.norm((emit.rows[0] - here) / span) == pytest.approx(0.1)  # no jump at hand-over
+    direction = far[0] / span
+    moved = emit.rows[0] / span
+    assert np.allclose(moved / np.linalg.norm(moved), direction / np.linalg.norm(direction))  # toward it
     rows = arb.on_operator(np.repeat(far, 4, axis=0), "leader")[0].rows
-    assert np.all(np.linalg.norm(np.diff(np.vstack([emit.rows, rows]), axis=0)[:2], axis=1) <= 0.1 + 1e-9)
+    steps = np.diff(np.vstack([emit.rows, rows]), axis=0)[:2] / span
+    assert np.all(np.linalg.norm(steps, axis=1) <= 0.1 + 1e-9)
     assert np.array_equal(rows[-1], far[0])  # blending over, the target is reached
     beyond = arb.on_operator(np.array([[9.0, -9.0, 0.0, 0.0, 0.0, -9.0]]), "leader")[0].rows[0]
     assert np.array_equal(beyond, [task.action.high[0], task.action.low[1], 0.0, 0.0, 0.0, task.action.low[5]])
-    # Push-T's 2-D actions with the config's scalar bounds, as before
+    # the default task's 2-D actions, clipped to its limits
     pusht = Arbiter(ArbiterConfig(blend_steps=0))
     assert pusht.on_policy(np.array([[600.0, -5.0]])).rows.tolist() == [[512.0, 0.0]]
