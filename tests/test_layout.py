@@ -66,9 +66,10 @@ def test_ci_runs_the_readme_test_command():
 
 # The layers of src/hiwm, bottom first: a module imports only from its own layer or one below.
 LAYERS = (
-    ("paths", "progress", "files", "checkpoints", "training"),  # helpers that know no model or robot
+    ("paths", "progress", "files", "checkpoints", "training", "stats"),  # helpers that know no model or robot
     ("comm",),  # messages, DDS and ROS
-    ("tasks", "pusht", "robot", "leader", "camera"),  # tasks and devices
+    ("tasks",),  # what a task is: action spaces, cameras, chunks; its worlds
+    ("pusht", "robot", "leader", "camera"),  # devices
     ("data", "worlds"),  # datasets; the worlds a policy acts in and the rollout loop
     ("world_model",),
     ("policy", "branch_cache", "teleop"),

@@ -178,3 +178,14 @@ def test_reset_from_a_dataset_frame(world, tmp_path):
     assert client.statuses[-1].step == 0 and client.statuses[-1].episode_id == response.episode_id
     bad = client.reset(dataset=str(tmp_path / "ds"), frame_index=10_000)
     assert not bad.success and "frame_index" in bad.message
+
+
+@pytest.mark.probe("world model robot/reset with an explicit state [1e30]*5", "refused with a clear message")
+def test_reset_states_outside_the_workspace_are_refused(world, procs):
+    proc, client = world
+    assert client.reset(seed=3).success
+    for state in ([1e30] * 5, [100.0, 100.0, 300.0, 1e6, 0.0]):
+        bad = client.reset(use_state=True, state=np.array(state))
+        assert not bad.success and "[0, 512]" in bad.message and "refused" in bad.message, bad.message
+    assert client.reset(use_state=True, state=np.array([100.0, 100.0, 300.0, 300.0, 0.5])).success
+    assert "refused reset" in procs.output(proc) and proc.poll() is None

@@ -49,7 +49,8 @@ PAGE_SIZE = 2048
 SOURCE_POLICY, SOURCE_HUMAN, SOURCE_SCRIPTED = 0, 1, 2
 SOURCES = {SOURCE_POLICY: "policy", SOURCE_HUMAN: "human", SOURCE_SCRIPTED: "scripted"}
 #: Labels with a meaning elsewhere (colours, export weights); any other ``[a-z0-9_.:-]`` label is allowed too.
-KNOWN_LABELS = ("failure-prone", "corrected", "success", "failure")
+KNOWN_LABELS = ("failure-prone", "corrected", "success", "failure", "gap")
+GAP_LABEL = "gap"  # on a node whose real parent was never recorded: it hangs under the last state the store had
 MAX_BLOB = 1 << 20  # snapshots are <= 64 KiB by contract; refuse anything absurd
 _LABEL_RE = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
 
@@ -564,11 +565,13 @@ class BranchStore:
         state: Sequence[float] | None = None,
         snapshot_id: str | None = None,
         stamp: float | None = None,
+        gap: bool = False,
     ) -> TreeNode:
         """Record one world-model state under ``parent`` (None: the session's first state).
 
         Returns the new node, or the existing one when the cursor's branch already has this
-        state under ``parent`` (a replay). Committed when this returns.
+        state under ``parent`` (a replay). Committed when this returns. ``gap``: the state's real
+        parent was never recorded; the new node is labelled :data:`GAP_LABEL`.
         """
         if not session_id or not isinstance(session_id, str):
             raise InvalidInputError(f"session id must be a non-empty string, got {session_id!r}")
@@ -633,17 +636,18 @@ class BranchStore:
                         "VALUES (?,?,?,?,?)",
                         (session_id, bid, pid, pid, now),
                     ).lastrowid
+            labels = [GAP_LABEL] if gap else []
             nid = self.db.execute(
-                "INSERT INTO nodes(parent, session, branch, step, snapshot, frame, action, source, time, state) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO nodes(parent, session, branch, step, snapshot, frame, action, source, time, state, "
+                "labels) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (pid, session_id, bid, int(step), snap, fid, json.dumps(action_l), int(source), now,
-                 json.dumps(state_l)),
+                 json.dumps(state_l), json.dumps(labels)),
             ).lastrowid  # fmt: skip
             self.db.execute("UPDATE branches SET head_node=? WHERE id=?", (nid, bid))
             self.db.execute("UPDATE sessions SET cursor_node=?, cursor_branch=? WHERE id=?", (nid, bid, session_id))
         return TreeNode(
             node_key(nid), None if pid is None else node_key(pid), session_id, branch_key(bid), int(step), snap, fid,
-            action_l, int(source), now, state_l, [],
+            action_l, int(source), now, state_l, labels,
         )  # fmt: skip
 
     def rollback_target(

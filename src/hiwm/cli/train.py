@@ -44,10 +44,17 @@ def world_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", nargs="+", required=True, help="LeRobot dataset directories")
     parser.add_argument("--out", required=True, help="checkpoint directory (created)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    parser.add_argument("--model", default="{}", help="model sizes as JSON, e.g. '{\"dyn_channels\": 48}'")
+    from hiwm.world_model.config import PRESETS, WorldModelTrainConfig  # torch-free: `hiwm --help` stays fast
+
+    parser.add_argument("--preset", default="small", choices=sorted(PRESETS), help="model size (see --model)")
+    parser.add_argument(
+        "--model",
+        default="{}",
+        help="model fields over the preset as JSON: sizes, or the task's interface, e.g. "
+        '\'{"action_dim": 7, "action_conditioning": "mlp", "proprio_dim": 7, "cameras": [["front", 128, 128]]}\'',
+    )
     parser.add_argument("--no-probe", action="store_true", help="skip training the state probe")
     parser.add_argument("--probe-only", action="store_true", help="(re)train only the probe of the checkpoint in --out")
-    from hiwm.world_model.config import WorldModelTrainConfig  # torch-free: `hiwm --help` stays fast
 
     for f in dataclasses.fields(WorldModelTrainConfig):
         default = getattr(WorldModelTrainConfig(), f.name)

@@ -9,20 +9,27 @@ import numpy as np
 from hiwm.comm.interfaces import InterfaceError, new_message
 
 CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}
+MAX_SIDE = 16384  # pixels; larger is no camera this project serves (and a 0-row image is none either)
 
 
 def image_to_numpy(msg: Any, expect: tuple[int, int] | None = None) -> np.ndarray:
     """An ``HxWxC`` uint8 view of an 8-bit image message.
 
-    Raises :class:`InterfaceError` for unsupported encodings, inconsistent sizes, or a
-    size other than ``expect=(height, width)``.
+    Raises :class:`InterfaceError` for unsupported encodings, an empty or absurd size
+    (a side of 0 or over :data:`MAX_SIDE`), a step or data length that does not match
+    height, width and encoding, or a size other than ``expect=(height, width)``.
     """
     channels = CHANNELS.get(msg.encoding)
     if channels is None:
         raise InterfaceError(f"unsupported image encoding {msg.encoding!r}; expected one of {sorted(CHANNELS)}")
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if not (0 < h <= MAX_SIDE and 0 < w <= MAX_SIDE):
+        raise InterfaceError(f"image {w}x{h}: each side must be in [1, {MAX_SIDE}]")
     if step < w * channels or len(msg.data) != h * step:
-        raise InterfaceError(f"image {w}x{h} {msg.encoding}: step {step} and {len(msg.data)} data bytes do not match")
+        raise InterfaceError(
+            f"image {w}x{h} {msg.encoding}: step {step} and {len(msg.data)} data bytes do not match "
+            f"(expected step >= {w * channels} and {h} rows of step bytes)"
+        )
     if expect is not None and (h, w) != tuple(expect):
         raise InterfaceError(f"image is {w}x{h}, expected {expect[1]}x{expect[0]}")
     rows = np.asarray(msg.data, dtype=np.uint8).reshape(h, step)
@@ -51,8 +58,8 @@ def encode_png(image: np.ndarray, compression: int = 1) -> bytes:
     import cv2
 
     array = np.asarray(image, dtype=np.uint8)
-    if array.ndim != 3 or array.shape[2] != 3:
-        raise InterfaceError(f"PNG frames are HxWx3 RGB, got shape {array.shape}")
+    if array.ndim != 3 or array.shape[2] != 3 or not array.shape[0] or not array.shape[1]:
+        raise InterfaceError(f"PNG frames are HxWx3 RGB with at least one pixel, got shape {array.shape}")
     ok, png = cv2.imencode(".png", cv2.cvtColor(array, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, compression])
     if not ok:
         raise InterfaceError("PNG encoding failed")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import os
 import types
 import typing
 from pathlib import Path
@@ -160,3 +161,30 @@ def build_dataclass(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
                 value = tuple(value)
             kwargs[field.name] = value
     return cls(**kwargs)
+
+
+def read_secret(path: str, env_var: str, environ: typing.Mapping[str, str] | None = None) -> str:
+    """A secret (a token, say) from the file ``path`` names, else from the environment variable
+    ``env_var``; "" when neither is set. Secrets never go into parameters: ROS parameters are
+    readable by anyone on the graph (``ros2 param get``) and command lines by anyone on the machine.
+
+    A file must be readable and non-empty (its trailing newline is dropped); ParameterError otherwise.
+    """
+    if path:
+        try:
+            secret = Path(path).read_text().strip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or exc
+            raise ParameterError(f"cannot read the secret file {path}: {why}") from exc
+        if not secret:
+            raise ParameterError(f"the secret file {path} is empty")
+        return secret
+    return (os.environ if environ is None else environ).get(env_var, "")
+
+
+def secret_file_exposed(path: str) -> bool:
+    """Whether users other than the owner may read the file (mode bits for group or others)."""
+    try:
+        return bool(Path(path).stat().st_mode & 0o044)
+    except OSError:
+        return False

@@ -16,7 +16,10 @@ Inputs are the robot's messages: ``camera/image`` (sensor_msgs/Image), ``task/st
 
 Frame ``t`` of an episode is observation ``t``, the action executed next, and ``next.*``
 from the status after it (so an episode of ``T`` frames uses ``T + 1`` observations, as
-in lerobot/pusht). Episodes with a gap in ``step`` are dropped, never stored partially.
+in lerobot/pusht). Episodes with a gap in ``step`` are dropped, never stored partially; an
+episode whose first steps never reached the assembler (the recorder started, or its subscriptions
+matched, after the robot had begun: with the real-time clock the robot steps on its own) is kept
+from the first step received, which the log says.
 """
 
 from __future__ import annotations
@@ -229,8 +232,12 @@ class EpisodeAssembler:
                 episode.observations = [o for o in episode.observations if o.step < obs.step]
             elif obs.step != last + 1 and episode.gap is None:
                 episode.gap = f"step {last} followed by {obs.step}"
-        elif obs.step != 0 and episode.gap is None:
-            episode.gap = f"first observation has step {obs.step}"
+        elif obs.step != 0:
+            # not a hole: the episode began before its messages reached us; it starts here
+            self.log.info(
+                f"episode {episode_id}: first observation received has step {obs.step} (its earlier steps came "
+                "before the recorder was listening); recorded from there"
+            )
         episode.observations.append(obs)
         if obs.done:
             self._finish(complete=True)

@@ -16,7 +16,9 @@ Stages, each skipped when its output already exists (a run resumes where it stop
    exported, the base policy fine-tuned on demos + those; with ``oracle``, one round of the Hi-WM
    sessions in the physics instead of the model (what a perfect world model would give);
 6. evaluation of every checkpoint in the real env and in the world model from the same initial
-   states; the report (markdown, plots, Pearson r between the two worlds).
+   states (the same seeds for every checkpoint, each seed's outcome kept); the report (markdown,
+   plots, paired differences between checkpoints, Pearson r between the two worlds, the headline
+   figures in ``headline.json``).
 
 Each stage that starts says which of how many it is and how long the rest should take: the training
 budgets of the stages to come, or the measured durations of stages of their kind.
@@ -397,7 +399,13 @@ class Experiment:
 
         path = self.path("eval", f"{backbone}_{method}.json")
         if path.exists():
-            return json.loads(path.read_text())
+            row = json.loads(path.read_text())
+            for world in ("real", "model"):  # a row from before rows kept each seed's outcome
+                episodes = self.path("eval", f"{backbone}_{method}_{world}", "episodes.json")
+                if "per_seed" not in row[world] and episodes.exists():
+                    kept = ("seed", "success", "max_coverage")
+                    row[world]["per_seed"] = [{k: e[k] for k in kept} for e in json.loads(episodes.read_text())]
+            return row
         path.parent.mkdir(parents=True, exist_ok=True)
         p = self.p
         seeds = f"{p.eval_first_seed}:{p.eval_first_seed + p.eval_episodes}"
@@ -406,12 +414,13 @@ class Experiment:
         model = evaluate(
             EvalConfig(**common, world=str(self.world), out=str(self.path("eval", f"{backbone}_{method}_model")))
         )
+        kept = ("success_rate", "success_ci95", "mean_max_coverage", "episodes", "per_seed")
         row = {
             "backbone": backbone,
             "method": method,
             "checkpoint": str(ckpt),
-            "real": {k: real[k] for k in ("success_rate", "success_ci95", "mean_max_coverage", "episodes")},
-            "model": {k: model[k] for k in ("success_rate", "success_ci95", "mean_max_coverage", "episodes")},
+            "real": {k: real[k] for k in kept},
+            "model": {k: model[k] for k in kept},
         }
         atomic_write_json(path, row, indent=1)
         return row

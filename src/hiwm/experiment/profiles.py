@@ -51,8 +51,9 @@ class Profile:
     # the control: one round of the same sessions with the physics as the world, fine-tuned from the
     # base like round 1 (method "oracle"): what the world model's fidelity costs
     oracle: bool = False
-    # evaluation
-    eval_episodes: int = 100
+    # evaluation: every checkpoint on the same seeds, compared seed by seed (hiwm.stats); 100 seeds
+    # give one rate +-10 points; 200 pairs give a difference +-8 where a third of the seeds' outcomes differ
+    eval_episodes: int = 200
     eval_first_seed: int = 100_000
     workers: int = 2
     threads: int = 2
@@ -88,7 +89,7 @@ PROFILES = {
         operator=SimulatedOperatorConfig(forks=2, correction_steps=20),
         eval_episodes=20,
     ),
-    # the table: both backbones, 100 held-out episodes per checkpoint; three rounds give each backbone
+    # the table: both backbones, 200 held-out episodes per checkpoint; three rounds give each backbone
     # six checkpoints (base, three Hi-WM rounds, baseline, the physics oracle): twelve for the
     # world-model/real correlation. 30 sessions of up to 4 x 300 world-model steps per round (8-10
     # min) and 4-minute fine-tunes keep one backbone near 100 minutes of this 2-core CPU (given its

@@ -1,7 +1,8 @@
 """Serves a policy on the robot contract: observations in, action chunks out.
 
 Topics (relative; remap ``policy/action:=robot/command`` to drive the robot directly):
-  in  ``camera/image``  sensor_msgs/Image rgb8 (other sizes resized to ``image_size``, other encodings refused)
+  in  ``camera/image``  sensor_msgs/Image rgb8 (other sizes resized to ``image_size``; other encodings, empty
+                        or inconsistent images refused with a throttled warning)
   in  ``robot/state``   sensor_msgs/JointState, position[:2] = agent x, y
   in  ``task/status``   hiwm_msgs/TaskStatus (episode id and done; ``use_status`` false ignores it)
   in  ``arbiter/phase`` hiwm_msgs/Phase (``follow_phase``): handed back to the policy, it queries at once

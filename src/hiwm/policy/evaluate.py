@@ -3,7 +3,8 @@
 Episodes run in parallel worker processes, each with its own gym-pusht env and its own copy of
 the policy; an episode's result depends only on its seed (and the policy's sampling seed).
 Outputs under ``out``: ``episodes.csv`` and ``episodes.json`` (one row per episode),
-``summary.json``, ``episodes.mp4`` (the first ``videos`` episodes tiled) and ``coverage.png``.
+``summary.json`` (each seed's outcome too, ``per_seed``), ``episodes.mp4`` (the first ``videos``
+episodes tiled) and ``coverage.png``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from hiwm.stats import wilson
 from hiwm.worlds import run_episode
 
 
@@ -57,21 +59,19 @@ def parse_seeds(text: str, episodes: int | None = None) -> list[int]:
     return seeds
 
 
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a binomial proportion."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(cfg: EvalConfig) -> None:
+    # A pool restarts a worker whose initializer raises, for ever: keep the error for the first job
+    # instead, which hands it to the parent and ends the evaluation.
+    try:
+        _load_worker(cfg)
+    except Exception as exc:
+        _WORKER["error"] = exc
+
+
+def _load_worker(cfg: EvalConfig) -> None:
     import torch
 
     from hiwm.policy.runtime import load_policy
@@ -90,6 +90,8 @@ def _init_worker(cfg: EvalConfig) -> None:
 
 
 def _work(job: tuple[int, bool]) -> dict[str, Any]:
+    if "error" in _WORKER:
+        raise _WORKER["error"]
     seed, record = job
     return run_episode(_WORKER["policy"], _WORKER["env"], seed, _WORKER["cfg"].max_steps, record)
 
@@ -100,7 +102,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     jobs = [(s, i < cfg.videos) for i, s in enumerate(seeds)]
     rows: list[dict[str, Any]] = []
     if cfg.workers <= 1:
-        _init_worker(cfg)
+        _load_worker(cfg)
         rows = [_work(j) for j in tqdm(jobs, desc="eval")]
     else:
         with mp.get_context("spawn").Pool(min(cfg.workers, len(jobs)), _init_worker, (cfg,)) as pool:
@@ -116,6 +118,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         "mean_max_coverage": float(np.mean([r["max_coverage"] for r in rows])),
         "mean_steps": float(np.mean([r["steps"] for r in rows])),
         "seeds": cfg.seeds,
+        # each seed's outcome: what pairs two checkpoints evaluated on the same seeds (hiwm.stats)
+        "per_seed": [{"seed": r["seed"], "success": r["success"], "max_coverage": r["max_coverage"]} for r in rows],
         "config": asdict(cfg),
     }
     if cfg.out:

@@ -1,11 +1,8 @@
-"""Robot adapters: kinematic chains, the ros2_control bridge core, and the refusal every robot core
-raises (the Push-T robot, the world model's, the bridge)."""
+"""Robot adapters: kinematic chains, the ros2_control bridge core, a lab arm's controller interface.
 
+Every robot core (the Push-T robot, the world model's, the bridge, the arm) refuses a command with
+:class:`~hiwm.tasks.chunks.BadCommand`, re-exported here."""
 
-class BadCommand(ValueError):
-    """A command a robot core refuses (nothing of it runs); ``kind`` names the problem and keys the
-    throttled log."""
+from hiwm.tasks.chunks import BadCommand
 
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
+__all__ = ["BadCommand"]

@@ -26,8 +26,8 @@ from tqdm import tqdm
 
 from hiwm.training import Budget, Ranks, TrainStep, autocast, ranks_started, stop_ranks, train_loop
 from hiwm.world_model import checkpoint as ckpt_io
-from hiwm.world_model.config import ModelConfig, ProbeConfig, WorldModelTrainConfig
-from hiwm.world_model.data import Episode, WindowSampler, load_episodes, split_episodes
+from hiwm.world_model.config import ModelConfig, ProbeConfig, WorldModelTrainConfig, preset
+from hiwm.world_model.data import Episode, Windows, WindowSampler, load_episodes, split_episodes
 from hiwm.world_model.metrics import psnr, ssim
 from hiwm.world_model.model import WorldModel, count_parameters
 from hiwm.world_model.probe import StateProbe, probe_loss, state_to_targets
@@ -44,27 +44,44 @@ def weighted_mse(pred: torch.Tensor, target: torch.Tensor, fg: torch.Tensor, fg_
     return ((1.0 + fg_weight * fg.float()) * (pred.float() - target) ** 2).mean()
 
 
-def window_loss(model: WorldModel, frames: torch.Tensor, actions: torch.Tensor, cfg: WorldModelTrainConfig) -> dict:
-    """Losses of one batch of windows: autoencoding of the context, open-loop prediction of the rest."""
+def window_loss(model: WorldModel, batch: Windows, cfg: WorldModelTrainConfig) -> dict:
+    """Losses of one batch of windows: autoencoding of the context, open-loop prediction of the rest
+    (every camera's frames, averaged over cameras, and the proprio where the model has it)."""
     k = model.cfg.context
-    x = WorldModel.to_input(frames)  # (B, L, 3, H, W)
-    b, length = x.shape[:2]
-    z = model.encode(x.flatten(0, 1)).unflatten(0, (b, length))
-    recon = model.decode(z[:, k - 1])  # autoencoding of the newest context frame keeps the decoder honest
+    actions = batch.actions
+    xs = [WorldModel.to_input(frames) for frames in batch.views]  # each (B, L, 3, H, W)
+    b, length = xs[0].shape[:2]
+    zs_real = [model.encode(x.flatten(0, 1)).unflatten(0, (b, length)) for x in xs]
     prev = actions[:, k - 2] if k >= 2 else actions[:, 0]
-    zs = model.rollout(z[:, :k], actions[:, k - 1 : length - 1], prev)
-    pred = model.decode(zs.flatten(0, 1)).unflatten(0, (b, length - k))
-    target = x[:, k:]
-    # the agent and the block are a few percent of the pixels but all that matters: pixels away
-    # from the (learned, fixed) background and pixels that move are weighed up, or the model
-    # settles on drawing the empty table
-    bg = model.decoder.background.detach()
-    fg_pred = foreground(target, bg) | ((target - x[:, k - 1 : length - 1]).abs().amax(dim=2, keepdim=True) > 0.1)
-    pixel = weighted_mse(pred, target, fg_pred, cfg.fg_weight)
-    ae = weighted_mse(recon, x[:, k - 1], foreground(x[:, k - 1], bg), cfg.fg_weight)
-    latent = F.mse_loss(zs.float(), z[:, k:].detach().float())
+    proprio = batch.proprio if model.cfg.proprio_dim else None
+    zs, pred_proprio = model.rollout_all(
+        [z[:, :k] for z in zs_real],
+        actions[:, k - 1 : length - 1],
+        prev,
+        None if proprio is None else proprio[:, k - 1],
+    )
+    pixels, aes, latents = [], [], []
+    for cam, (x, z, zp) in enumerate(zip(xs, zs_real, zs, strict=True)):
+        recon = model.decode(z[:, k - 1], cam)  # autoencoding of the newest context frame keeps the decoder honest
+        pred = model.decode(zp.flatten(0, 1), cam).unflatten(0, (b, length - k))
+        target = x[:, k:]
+        # what moves is a few percent of the pixels but all that matters: pixels away from the
+        # (learned, fixed) background and pixels that move are weighed up, or the model settles
+        # on drawing the empty scene
+        bg = model.decoder.backgrounds()[cam].detach()
+        moved = (target - x[:, k - 1 : length - 1]).abs().amax(dim=2, keepdim=True) > 0.1
+        pixels.append(weighted_mse(pred, target, foreground(target, bg) | moved, cfg.fg_weight))
+        aes.append(weighted_mse(recon, x[:, k - 1], foreground(x[:, k - 1], bg), cfg.fg_weight))
+        latents.append(F.mse_loss(zp.float(), z[:, k:].detach().float()))
+    pixel, ae, latent = (torch.stack(terms).mean() for terms in (pixels, aes, latents))  # over cameras
     loss = pixel + ae + cfg.latent_weight * latent
-    return {"loss": loss, "pixel": pixel.detach(), "ae": ae.detach(), "latent": latent.detach()}
+    out = {"pixel": pixel.detach(), "ae": ae.detach(), "latent": latent.detach()}
+    if proprio is not None:
+        norm = model.dynamics.normalise_proprio
+        out["proprio"] = F.mse_loss(norm(pred_proprio.float()), norm(proprio[:, k:].float()))
+        loss = loss + cfg.proprio_weight * out["proprio"]
+        out["proprio"] = out["proprio"].detach()
+    return {"loss": loss, **out}
 
 
 @torch.no_grad()
@@ -84,32 +101,47 @@ def open_loop(
     if not eligible:
         return {"windows": 0}
     rng = np.random.default_rng(seed)
-    frames, actions, states = [], [], []
+    picks = []
     for i in range(windows):
         ep = eligible[i % len(eligible)]
-        t = int(rng.integers(0, len(ep.frames) - (k + h_max) + 1))
-        frames.append(ep.frames[t : t + k + h_max])
-        actions.append(ep.actions[t : t + k + h_max])
-        states.append(ep.states[t : t + k + h_max])
-    f = torch.from_numpy(np.stack(frames)).to(device)
-    a = torch.from_numpy(np.stack(actions)).to(device)
-    x = WorldModel.to_input(f)
-    true_states = np.stack(states)
+        picks.append((ep, int(rng.integers(0, len(ep.frames) - (k + h_max) + 1))))
+
+    def stack(get: Any) -> np.ndarray:
+        return np.stack([get(ep)[t : t + k + h_max] for ep, t in picks])
+
+    xs = [
+        WorldModel.to_input(torch.from_numpy(stack(lambda e, c=c: e.views[c])).to(device))
+        for c in range(len(picks[0][0].views))
+    ]
+    a = torch.from_numpy(stack(lambda e: e.actions)).to(device)
+    true_states = stack(lambda e: e.states)
+    proprio = torch.from_numpy(stack(lambda e: e.proprio)).to(device) if model.cfg.proprio_dim else None
+    n = len(picks)
     was_training = model.training
     model.eval()
     with autocast(device):
-        ctx = model.encode(x[:, :k].flatten(0, 1)).unflatten(0, (len(frames), k))
+        ctx = [model.encode(x[:, :k].flatten(0, 1)).unflatten(0, (n, k)) for x in xs]
         prev = a[:, k - 2] if k >= 2 else a[:, 0]
-        zs = model.rollout(ctx, a[:, k - 1 : k - 1 + h_max], prev)
-        out: dict[str, Any] = {"windows": len(frames)}
+        zs, pred_proprio = model.rollout_all(
+            ctx, a[:, k - 1 : k - 1 + h_max], prev, None if proprio is None else proprio[:, k - 1]
+        )
+        out: dict[str, Any] = {"windows": n}
+
+        def mean(metric: Any, pairs: Any) -> float:  # over windows, then cameras
+            return float(torch.stack([metric(p, t).mean() for p, t in pairs]).mean())
+
         for h in horizons:
-            pred = model.decode(zs[:, h - 1]).float()
-            target = x[:, k - 1 + h]
-            out[f"psnr@{h}"] = float(psnr(pred, target).mean())
-            out[f"ssim@{h}"] = float(ssim(pred, target).mean())
-            out[f"copy_psnr@{h}"] = float(psnr(x[:, k - 1], target).mean())
+            preds = [model.decode(z[:, h - 1], cam).float() for cam, z in enumerate(zs)]
+            targets = [x[:, k - 1 + h] for x in xs]
+            out[f"psnr@{h}"] = mean(psnr, zip(preds, targets, strict=True))
+            out[f"ssim@{h}"] = mean(ssim, zip(preds, targets, strict=True))
+            out[f"copy_psnr@{h}"] = mean(psnr, zip((x[:, k - 1] for x in xs), targets, strict=True))
+            if proprio is not None:  # mean absolute error in the proprio's own units
+                target = proprio[:, k - 1 + h].float()
+                out[f"proprio_mae@{h}"] = float((pred_proprio[:, h - 1].float() - target).abs().mean())
+                out[f"copy_proprio_mae@{h}"] = float((proprio[:, k - 1].float() - target).abs().mean())
             if probe is not None:
-                errors = position_errors(probe.predict(WorldModel.to_frames(pred)), true_states[:, k - 1 + h])
+                errors = position_errors(probe.predict(WorldModel.to_frames(preds[0])), true_states[:, k - 1 + h])
                 out.update({f"{name}@{h}": value for name, value in errors.items()})
     model.train(was_training)
     return out
@@ -126,12 +158,12 @@ def rollout_figure(model: WorldModel, ep: Episode, path: Path, device: torch.dev
     steps = [s for s in steps if k - 1 + s < len(ep.frames)]
     if not steps:
         return
-    f = torch.from_numpy(np.array(ep.frames[: k + max(steps)])).to(device)
     a = torch.from_numpy(np.array(ep.actions[: k + max(steps)])).to(device)[None]
+    proprio = torch.tensor(ep.proprio[k - 1 : k], device=device) if model.cfg.proprio_dim else None
     with torch.no_grad():
-        ctx = model.encode(WorldModel.to_input(f[:k]))[None]
-        zs = model.rollout(ctx, a[:, k - 1 : k - 1 + max(steps)], a[:, k - 2] if k >= 2 else a[:, 0])
-        pred = WorldModel.to_frames(model.decode(zs[0]).float()).cpu().numpy()
+        ctx = [model.encode(WorldModel.to_input(torch.from_numpy(v[:k]).to(device)))[None] for v in ep.views]
+        zs, _ = model.rollout_all(ctx, a[:, k - 1 : k - 1 + max(steps)], a[:, k - 2] if k >= 2 else a[:, 0], proprio)
+        pred = WorldModel.to_frames(model.decode(zs[0][0]).float()).cpu().numpy()  # the first camera
     fig, axes = plt.subplots(2, len(steps), figsize=(2 * len(steps), 4.4), squeeze=False)
     for j, s in enumerate(steps):
         axes[0, j].imshow(ep.frames[k - 1 + s])
@@ -233,11 +265,15 @@ def train_autoencoder(
     sampler = WindowSampler(episodes, 1, cfg.seed + 1 + 1000 * ranks.rank)
 
     def batch_loss() -> torch.Tensor:
-        frames, _ = sampler.sample(cfg.ae_batch)
-        x = WorldModel.to_input(frames[:, 0].to(device))
-        with autocast(device):
-            recon = model.decode(model.encode(x))
-        return weighted_mse(recon, x, foreground(x, model.decoder.background.detach()), cfg.fg_weight)
+        views = sampler.sample(cfg.ae_batch).views
+        loss = torch.zeros((), device=device)
+        for cam, frames in enumerate(views):  # every camera, averaged
+            x = WorldModel.to_input(frames[:, 0].to(device))
+            with autocast(device):
+                recon = model.decode(model.encode(x), cam)
+            bg = model.decoder.backgrounds()[cam].detach()
+            loss = loss + weighted_mse(recon, x, foreground(x, bg), cfg.fg_weight)
+        return loss / len(views)
 
     params = [*model.encoder.parameters(), *model.decoder.parameters()]
     return timed_phase("autoencoder", model, params, batch_loss, cfg.ae_minutes, cfg, progress, ranks)
@@ -247,15 +283,19 @@ def train_autoencoder(
 def encode_episodes(
     model: WorldModel, episodes: list[Episode], device: torch.device, progress: bool, batch: int = 256
 ) -> list[Episode]:
-    """The episodes with their frames replaced by the encoder's latents (T, Z, g, g) float32."""
+    """The episodes with every camera's frames replaced by the encoder's latents (T, Z, h, w) float32."""
     model.eval()
+
+    def encode(frames: np.ndarray) -> np.ndarray:
+        chunks = [
+            model.encode(WorldModel.to_input(torch.from_numpy(frames[i : i + batch]).to(device))).float().cpu()
+            for i in range(0, len(frames), batch)
+        ]
+        return torch.cat(chunks).numpy()
+
     out = []
     for e in tqdm(episodes, desc="encode", unit="episode", disable=not progress, leave=False):
-        chunks = [
-            model.encode(WorldModel.to_input(torch.from_numpy(e.frames[i : i + batch]).to(device))).float().cpu()
-            for i in range(0, len(e.frames), batch)
-        ]
-        out.append(dataclasses.replace(e, frames=torch.cat(chunks).numpy()))
+        out.append(dataclasses.replace(e, frames=encode(e.frames), more_frames=tuple(map(encode, e.more_frames))))
     model.train()
     return out
 
@@ -271,11 +311,21 @@ def train_latent_dynamics(
     sampler = WindowSampler(latents, k + cfg.latent_rollout, cfg.seed + 2 + 1000 * ranks.rank)
 
     def batch_loss() -> torch.Tensor:
-        z, actions = (t.to(device) for t in sampler.sample(cfg.latent_batch))
+        batch = sampler.sample(cfg.latent_batch).to(device)
+        actions, proprio = batch.actions, batch.proprio if model.cfg.proprio_dim else None
         prev = actions[:, k - 2] if k >= 2 else actions[:, 0]
         with autocast(device):
-            zs = model.rollout(z[:, :k], actions[:, k - 1 : -1], prev)
-        return F.mse_loss(zs.float(), z[:, k:])
+            zs, pred_proprio = model.rollout_all(
+                [z[:, :k] for z in batch.views],
+                actions[:, k - 1 : -1],
+                prev,
+                None if proprio is None else proprio[:, k - 1],
+            )
+        loss = sum(F.mse_loss(zp.float(), z[:, k:]) for zp, z in zip(zs, batch.views, strict=True)) / len(zs)
+        if proprio is not None:
+            norm = model.dynamics.normalise_proprio
+            loss = loss + cfg.proprio_weight * F.mse_loss(norm(pred_proprio.float()), norm(proprio[:, k:].float()))
+        return loss
 
     params = list(model.dynamics.parameters())
     return timed_phase("latent dynamics", model, params, batch_loss, cfg.latent_minutes, cfg, progress, ranks)
@@ -304,7 +354,13 @@ def train(
         device, main = ranks.device, ranks.main
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed + ranks.rank)
-        episodes = load_episodes([Path(d) for d in data], progress=progress and main)
+        episodes = load_episodes(
+            [Path(d) for d in data],
+            progress=progress and main,
+            cameras=[name for name, _, _ in model_cfg.camera_list],
+            proprio_dim=model_cfg.proprio_dim,
+            action_dim=model_cfg.action_dim,
+        )
         train_eps, val_eps = split_episodes(episodes, cfg.val_fraction, cfg.seed)
         sampler = WindowSampler(train_eps, model_cfg.context + cfg.rollout, cfg.seed * 1000 + ranks.rank)
 
@@ -313,24 +369,22 @@ def train(
         start = 0
         phases: dict[str, dict] = {}  # the optional phases done: name -> steps, minutes, loss
         if resume and (out / ckpt_io.CONFIG).exists():
-            saved, _ = ckpt_io.read_config(out)
+            saved, doc = ckpt_io.read_config(out)
             if saved.model != model_cfg:
                 raise ValueError(f"{out}: checkpoint model config {saved.model} differs from {model_cfg}")
-            ckpt_io.load_weights(model, out / ckpt_io.MODEL)
+            ckpt_io.load_weights(model, out / ckpt_io.MODEL, ckpt_io.digest(doc, out, ckpt_io.MODEL))
             ckpt_io.load_optimizer_state(out, opt)
             start = saved.step
             phases = {name: saved.metrics[name] for name in PHASES if name in saved.metrics}
         elif cfg.init:
-            saved, _ = ckpt_io.read_config(cfg.init)
+            saved, doc = ckpt_io.read_config(cfg.init)
             if saved.model != model_cfg:
                 raise ValueError(f"--init {cfg.init}: model config {saved.model} differs from {model_cfg}")
-            ckpt_io.load_weights(model, Path(cfg.init) / ckpt_io.MODEL)
-        else:  # (under DDP rank 0's background reaches every rank with its weights)
-            with torch.no_grad():  # the decoder's background starts as the mean training frame
-                frames, _ = sampler.sample(64)
-                model.decoder.background.copy_(
-                    WorldModel.to_input(frames.to(device)).flatten(0, 1).median(0, keepdim=True).values
-                )
+            ckpt_io.load_weights(model, Path(cfg.init) / ckpt_io.MODEL, ckpt_io.digest(doc, cfg.init, ckpt_io.MODEL))
+        else:  # (under DDP rank 0's backgrounds reach every rank with its weights)
+            with torch.no_grad():  # each camera's background starts as its median training frame
+                for bg, frames in zip(model.decoder.backgrounds(), sampler.sample(64).views, strict=True):
+                    bg.copy_(WorldModel.to_input(frames.to(device)).flatten(0, 1).median(0, keepdim=True).values)
 
         if main:
             out.mkdir(parents=True, exist_ok=True)
@@ -375,8 +429,7 @@ def train(
             metrics = phase("autoencoder", train_autoencoder)
 
         def batch_loss() -> dict[str, torch.Tensor]:
-            frames, actions = sampler.sample(cfg.batch)
-            return window_loss(model, frames.to(device), actions.to(device), cfg)
+            return window_loss(model, sampler.sample(cfg.batch).to(device), cfg)
 
         def on_step(s: TrainStep) -> None:
             nonlocal metrics
@@ -431,11 +484,13 @@ def retrain_probe(data: list[str | Path], out: str | Path, probe_cfg: ProbeConfi
 
 def run(args: argparse.Namespace) -> int:
     try:
-        model_cfg = ModelConfig(**json.loads(args.model))
+        model_cfg = preset(args.preset, **json.loads(args.model))
     except (json.JSONDecodeError, TypeError, ValueError) as exc:
         raise SystemExit(f"--model: {exc}") from None
     cfg = WorldModelTrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(WorldModelTrainConfig)})
-    probe_cfg = None if args.no_probe else ProbeConfig(image_size=model_cfg.image_size)
+    # the state probe reads Push-T's agent and block from its one camera: only a Push-T-shaped model has one
+    pusht = not model_cfg.cameras and model_cfg.action_dim == 2 and not model_cfg.proprio_dim
+    probe_cfg = None if args.no_probe or not pusht else ProbeConfig(image_size=model_cfg.image_size)
     from hiwm.data import DatasetError
 
     try:
