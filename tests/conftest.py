@@ -106,6 +106,19 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_line(f"{attack:<{width}}  {outcome:<19}  {expected}")
 
 
+def require(available: bool, what: str) -> None:
+    """Skip a test that needs a ROS 2 part (rclpy, launch_ros, colcon, a built workspace) this machine lacks.
+
+    ``HIWM_REQUIRE_ROS=1`` (set by tools/test.sh where it found a ROS 2 tree) turns the skip into a
+    failure: there, every test must run on both backends.
+    """
+    if available:
+        return
+    if os.environ.get("HIWM_REQUIRE_ROS") == "1":
+        pytest.fail(f"{what}, but HIWM_REQUIRE_ROS=1 (a ROS 2 tree is sourced)")
+    pytest.skip(what)
+
+
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, wait_for
+from conftest import ROOT, require, wait_for
 
 from hiwm.comm import KEEP_ALL, new_message
 from hiwm.comm.images import numpy_to_image
@@ -23,8 +23,8 @@ BACKENDS = ["dds", "rclpy"]
 
 @pytest.fixture(params=BACKENDS)
 def backend(request, monkeypatch):
-    if request.param == "rclpy" and importlib.util.find_spec("rclpy") is None:
-        pytest.skip("rclpy backend: rclpy is not importable (no ROS 2 on this machine)")
+    if request.param == "rclpy":
+        require(importlib.util.find_spec("rclpy") is not None, "rclpy is not importable (no ROS 2 on this machine)")
     monkeypatch.setenv("HIWM_BACKEND", request.param)
     return request.param
 
