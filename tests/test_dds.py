@@ -9,6 +9,8 @@ import importlib.util
 import json
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -107,6 +109,34 @@ def test_service_round_trip_and_errors(node, procs):
         missing.call(new_message("std_srvs/srv/Trigger_Request"), timeout=0.5)
     with pytest.raises(TypeError, match="takes std_srvs/srv/SetBool_Request"):
         client.call(new_message("std_srvs/srv/Trigger_Request"))
+
+
+def test_callbacks_run_one_at_a_time_on_the_spinning_thread(node, procs):
+    """Both backends: node code (a SQLite store, a recorder's files) never sees two callbacks at once."""
+    start_relay(procs, "std_msgs/msg/String")
+    client = node.create_client("std_srvs/srv/Trigger", "/relay/count")
+    assert client.wait_for_service(20), procs.output(procs.procs[0])
+    threads, running, overlaps, answers = set(), [0], [0], []
+
+    def guarded(work):
+        def callback(*_args):
+            running[0] += 1
+            overlaps[0] += running[0] > 1
+            threads.add(threading.get_ident())
+            try:
+                work()
+            finally:
+                running[0] -= 1
+
+        return callback
+
+    pub = node.create_publisher("std_msgs/msg/String", "/in", KEEP_ALL)
+    node.create_subscription("std_msgs/msg/String", "/out", guarded(lambda: time.sleep(0.005)), KEEP_ALL)
+    node.create_timer(0.01, guarded(lambda: pub.publish(new_message("std_msgs/msg/String", data="x"))))
+    trigger = new_message("std_srvs/srv/Trigger_Request")
+    node.create_timer(0.05, guarded(lambda: answers.append(client.call(trigger, timeout=10))))  # blocks in a callback
+    assert node.spin_until(lambda: len(answers) >= 5 and int(answers[-1].message) > 0, 60)
+    assert threads == {threading.get_ident()} and overlaps[0] == 0
 
 
 def test_wire_bytes_are_rosbags_cdr(procs):
