@@ -168,6 +168,7 @@ def main() -> None:
     parser.add_argument("--big-images", type=int, default=300)
     parser.add_argument("--round-trips", type=int, default=1000)
     parser.add_argument("--pairs", nargs="+", choices=PAIRS, default=PAIRS)
+    parser.add_argument("--discovery-range", choices=["LOCALHOST", "SUBNET"], default="LOCALHOST")
     args = parser.parse_args()
     if args.role == "sink":
         return role_sink(args.expect)
@@ -177,8 +178,8 @@ def main() -> None:
         return drive(args)
     from hiwm.comm.dds.config import dds_settings
 
-    # rclpy stays on loopback like the DDS backend (which is on loopback unless opened up)
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    # Both backends on loopback unless asked otherwise (a sourced ROS 2 tree may say SUBNET).
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = args.discovery_range
     has_rclpy = importlib.util.find_spec("rclpy") is not None
     pairs: dict[str, dict] = {}
     for pair in args.pairs:
@@ -198,6 +199,7 @@ def main() -> None:
         "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
         "dds_scope": dds_settings().scope,
         "rmw": os.environ.get("RMW_IMPLEMENTATION"),
+        "discovery_range": args.discovery_range,
         "summary": side_by_side(pairs),
         "pairs": pairs,
     }

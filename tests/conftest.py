@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Test runs on one machine must not hear each other: one DDS domain per run, on loopback.
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 200))
 os.environ.pop("CYCLONEDDS_URI", None)
-os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+# Loopback for both backends: a sourced ROS 2 tree says SUBNET, which rclpy would follow.
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("HIWM_BACKEND", "dds")
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
 

@@ -85,11 +85,7 @@ class Ros2:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.procs: list[subprocess.Popen] = []
-        self.env = {
-            **os.environ,
-            "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",  # rclpy stays on loopback, as the DDS backend does
-            "ROS_LOG_DIR": str(tmp / "ros_log"),
-        }
+        self.env = {**os.environ, "ROS_LOG_DIR": str(tmp / "ros_log")}
 
     def start(self, *args: str, backend: str = GRAPH_BACKEND, stdin=None) -> subprocess.Popen:
         log = self.tmp / f"ros2-{len(self.procs)}-{args[0]}.log"

@@ -193,7 +193,8 @@ class RclpyNode(Node):
         return self.ros.create_timer(period, callback)
 
     def spin_once(self, timeout: float = 0.1) -> None:
-        self.executor.spin_once(timeout_sec=timeout)
+        with contextlib.suppress(ExternalShutdownException):  # rclpy's own SIGINT/SIGTERM handler: ok turns False
+            self.executor.spin_once(timeout_sec=timeout)
 
     def shutdown(self) -> None:
         if rclpy.ok():
