@@ -103,16 +103,22 @@ class _ClientNode:
         self.ros = RosNode(f"_{name}_clients", namespace=namespace, use_global_arguments=False, cli_args=None)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.ros)
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._spin, name=f"{name}-clients", daemon=True)
         self._thread.start()
 
     def _spin(self) -> None:
         with contextlib.suppress(ExternalShutdownException):  # rclpy shut down (Ctrl-C): the node goes too
-            self.executor.spin()
+            while not self._stop.is_set() and rclpy.ok():
+                self.executor.spin_once(timeout_sec=0.1)
 
     def destroy(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
-        self._thread.join(2.0)
+        # The thread leaves its wait before anything it waits on is destroyed (else: a segfault at exit).
+        self._stop.set()
+        self._thread.join(10.0)
+        if self._thread.is_alive():
+            return  # stuck in a callback: process exit cleans up
+        self.executor.shutdown()
         self.ros.destroy_node()
 
 
@@ -129,11 +135,18 @@ class RclpyNode(Node):
         self.ros = RosNode(self.name, namespace=self.namespace, use_global_arguments=False, cli_args=None)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.ros)
-        self.clients = _ClientNode(self.name, self.namespace)
+        self._clients: _ClientNode | None = None
 
     @property
     def ok(self) -> bool:
         return rclpy.ok()
+
+    @property
+    def clients(self) -> _ClientNode:
+        """The helper node for service clients, started with the first client."""
+        if self._clients is None:
+            self._clients = _ClientNode(self.name, self.namespace)
+        return self._clients
 
     def declare_parameter(self, name: str, default: Any) -> Any:
         value = super().declare_parameter(name, default)
@@ -201,6 +214,7 @@ class RclpyNode(Node):
             rclpy.shutdown()
 
     def destroy(self) -> None:
-        self.clients.destroy()
+        if self._clients is not None:
+            self._clients.destroy()
         self.executor.remove_node(self.ros)
         self.ros.destroy_node()
