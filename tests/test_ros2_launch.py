@@ -24,16 +24,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import test_hiwm_graph
 import yaml
 from conftest import require, wait_for
+from test_launch import alive
 from test_layout import setup_nodes
 from test_leader_arm import Emulator, calibration_doc
 from test_playground import free_port
-from test_policy_server import tiny_policy
-from test_world_model_node import tiny_checkpoint
 
 from hiwm.comm import KEEP_ALL, create_node, new_message
 
+checkpoints = test_hiwm_graph.checkpoints  # the fixture: a tiny world model and policy
 STARTED = re.compile(r"\[INFO\] \[(\S+)\]: process started with pid \[(\d+)\]")
 GRAPH_BACKEND = "rclpy"
 
@@ -70,13 +71,6 @@ def descendants(pid: int) -> set[int]:
             out.add(child)
             todo.append(child)
     return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
 
 
 class Ros2:
@@ -143,14 +137,6 @@ def watcher() -> Iterator:
     node = create_node("ros2_launch_test")  # the test's node: DDS backend (tests/conftest.py)
     yield node
     node.destroy()
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ckpts")
-    tiny_checkpoint(root / "wm")
-    tiny_policy(root / "policy")
-    return root / "wm", root / "policy"
 
 
 def watch(node, msg_type: str, topic: str, qos: object = KEEP_ALL) -> list:

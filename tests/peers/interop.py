@@ -16,6 +16,7 @@ import json
 import queue
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -113,7 +114,8 @@ def service_name(srv_type: str) -> str:
     return f"/interop/{srv_type.rsplit('/', 1)[-1].lower()}"
 
 
-def _commands() -> queue.Queue:
+def _commands(node: Any) -> Iterator[str]:
+    """Lines from stdin, one at a time, while the node spins; ends on ``quit`` or the end of input."""
     lines: queue.Queue = queue.Queue()
 
     def read() -> None:
@@ -122,7 +124,15 @@ def _commands() -> queue.Queue:
         lines.put("quit")
 
     threading.Thread(target=read, daemon=True).start()
-    return lines
+    while node.ok:
+        node.spin_once(0.05)
+        try:
+            line = lines.get_nowait()
+        except queue.Empty:
+            continue
+        if line == "quit":
+            return
+        yield line
 
 
 def _say(obj: object) -> None:
@@ -147,17 +157,9 @@ def source() -> None:
         for i in range(count):
             pubs[t].publish(message(t, i))
     _say({"published": matched})
-    lines = _commands()
-    while node.ok:
-        node.spin_once(0.05)
-        try:
-            line = lines.get_nowait()
-        except queue.Empty:
-            continue
+    for line in _commands(node):
         if line == "report":
             _say({"matched": {t: pub.matched_count() for t, pub in pubs.items()}, "served": served})
-        elif line == "quit":
-            break
     node.destroy()
 
 
@@ -175,13 +177,7 @@ def sink() -> None:
             subscribe(t)
     clients = {s: node.create_client(s, service_name(s)) for s in SERVICES}
     _say({"ready": True})
-    lines = _commands()
-    while node.ok:
-        node.spin_once(0.05)
-        try:
-            line = lines.get_nowait()
-        except queue.Empty:
-            continue
+    for line in _commands(node):
         if line == "late":
             for t in LATE:
                 subscribe(t)
@@ -203,8 +199,6 @@ def sink() -> None:
                     continue
                 answers[srv_type] = [digest(client.call(request(srv_type, i), timeout=30)) for i in range(CALLS)]
             _say({"responses": answers})
-        elif line == "quit":
-            break
     node.destroy()
 
 
