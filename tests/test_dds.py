@@ -139,6 +139,18 @@ def test_callbacks_run_one_at_a_time_on_the_spinning_thread(node, procs):
     assert threads == {threading.get_ident()} and overlaps[0] == 0
 
 
+def test_a_node_left_undestroyed_with_a_client_exits_cleanly(backend):
+    """A script that never calls destroy() still exits 0 (rclpy's client thread once made it abort)."""
+    script = (
+        "from hiwm.comm import create_node\n"
+        "node = create_node('undestroyed')\n"
+        "node.create_client('std_srvs/srv/Trigger', '/nobody')\n"
+        "node.spin_until(lambda: False, 0.5)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_wire_bytes_are_rosbags_cdr(procs):
     """What a hiwm process puts on the wire, taken raw by a plain Cyclone reader, is serialize_cdr's output."""
     from cyclonedds.sub import DataReader

@@ -32,7 +32,7 @@ from test_layout import setup_nodes
 from test_leader_arm import Emulator, calibration_doc
 from test_playground import free_port
 
-from hiwm.comm import KEEP_ALL, create_node, new_message
+from hiwm.comm import KEEP_ALL, ServiceCallError, create_node, new_message
 
 checkpoints = test_hiwm_graph.checkpoints  # the fixture: a tiny world model and policy
 STARTED = re.compile(r"\[INFO\] \[(\S+)\]: process started with pid \[(\d+)\]")
@@ -145,10 +145,20 @@ def watch(node, msg_type: str, topic: str, qos: object = KEEP_ALL) -> list:
     return got
 
 
-def trigger(node, service: str, timeout: float = 60) -> dict:
-    client = node.create_client("std_srvs/srv/Trigger", service)
+def trigger(node, service: str, timeout: float = 90) -> dict:
+    """A ``~/stats`` answer as JSON; one client per service and node, and a lost reply is asked again."""
+    clients = node.__dict__.setdefault("test_clients", {})
+    if service not in clients:
+        clients[service] = node.create_client("std_srvs/srv/Trigger", service)
+    client = clients[service]
     assert client.wait_for_service(timeout), f"{service} did not come up"
-    return json.loads(client.call(new_message("std_srvs/srv/Trigger_Request"), timeout=20).message)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return json.loads(client.call(new_message("std_srvs/srv/Trigger_Request"), timeout=15).message)
+        except ServiceCallError:
+            if time.monotonic() > deadline:
+                raise
 
 
 def stop_launch(ros2: Ros2, launcher: subprocess.Popen, nodes: int) -> str:

@@ -13,6 +13,7 @@ thread, without stalling the node's executor.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import threading
 from collections.abc import Callable
@@ -106,20 +107,26 @@ class _ClientNode:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._spin, name=f"{name}-clients", daemon=True)
         self._thread.start()
+        # A node never destroyed must not leave the thread inside rclpy at exit (std::terminate: SIGABRT).
+        atexit.register(self._halt)
 
     def _spin(self) -> None:
         with contextlib.suppress(ExternalShutdownException):  # rclpy shut down (Ctrl-C): the node goes too
             while not self._stop.is_set() and rclpy.ok():
                 self.executor.spin_once(timeout_sec=0.1)
 
-    def destroy(self) -> None:
-        # The thread leaves its wait before anything it waits on is destroyed (else: a segfault at exit).
+    def _halt(self) -> bool:
+        """Stop the thread; whether it left (it may be stuck in a callback)."""
         self._stop.set()
         self._thread.join(10.0)
-        if self._thread.is_alive():
-            return  # stuck in a callback: process exit cleans up
-        self.executor.shutdown()
-        self.ros.destroy_node()
+        return not self._thread.is_alive()
+
+    def destroy(self) -> None:
+        # The thread leaves its wait before anything it waits on is destroyed (else: a segfault at exit).
+        atexit.unregister(self._halt)
+        if self._halt():
+            self.executor.shutdown()
+            self.ros.destroy_node()
 
 
 class RclpyNode(Node):
