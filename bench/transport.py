@@ -1,12 +1,12 @@
 """Transport benchmark: round trips and lossless image throughput between two processes, per backend pair.
 
-Each pair ``A->B`` runs a driver process on backend A (publisher of the images, sender of pings and
-service requests) against peers on backend B (image sink, echo): ``dds->dds``, and where rclpy is
-importable ``rclpy->rclpy``, ``dds->rclpy`` and ``rclpy->dds``. Prints one JSON object: every pair's
+Each pair ``A-to-B`` runs a driver process on backend A (publisher of the images, sender of pings and
+service requests) against peers on backend B (image sink, echo): ``dds-to-dds``, and where rclpy is
+importable ``rclpy-to-rclpy``, ``dds-to-rclpy`` and ``rclpy-to-dds``. Prints one JSON object: every pair's
 figures, and a summary with the pairs side by side. Targets for the DDS backend: 640x480 rgb8 >= 400
 msg/s, 96x96 rgb8 >= 5,000 msg/s (both lossless), small-message round trip p50 <= 1 ms.
 
-    python bench/transport.py [--images 2000] [--big-images 300] [--round-trips 1000] [--pairs dds->dds ...]
+    python bench/transport.py [--images 2000] [--big-images 300] [--round-trips 1000] [--pairs dds-to-dds ...]
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def role_echo() -> None:
     node.spin()
 
 
-PAIRS = ["dds->dds", "rclpy->rclpy", "dds->rclpy", "rclpy->dds"]
+PAIRS = ["dds-to-dds", "rclpy-to-rclpy", "dds-to-rclpy", "rclpy-to-dds"]
 
 
 def spawn(*args: str, backend: str | None = None) -> subprocess.Popen:
@@ -183,7 +183,7 @@ def main() -> None:
     has_rclpy = importlib.util.find_spec("rclpy") is not None
     pairs: dict[str, dict] = {}
     for pair in args.pairs:
-        driver, peer = pair.split("->")
+        driver, peer = pair.split("-to-")
         if "rclpy" in (driver, peer) and not has_rclpy:
             pairs[pair] = {"error": "rclpy is not importable (no ROS 2 sourced)"}
             continue
@@ -193,7 +193,7 @@ def main() -> None:
         out, _ = proc.communicate(timeout=1800)
         lines = [line for line in out.splitlines() if line.startswith("{")]
         pairs[pair] = json.loads(lines[-1]) if proc.returncode == 0 and lines else {"error": f"exit {proc.returncode}"}
-    dds_pair = pairs.get("dds->dds", {})
+    dds_pair = pairs.get("dds-to-dds", {})
     report = {
         "cpus": os.cpu_count(),
         "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
