@@ -9,8 +9,7 @@ import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 
-import pytest
-from conftest import ROOT
+from conftest import ROOT, require
 
 
 def setup_nodes() -> dict[str, str]:
@@ -22,8 +21,7 @@ def setup_nodes() -> dict[str, str]:
 
 
 def test_colcon_finds_both_packages_with_the_readme_command():
-    if shutil.which("colcon") is None:
-        pytest.skip("colcon not installed (pip install colcon-common-extensions)")
+    require(shutil.which("colcon") is not None, "colcon not installed (pip install colcon-common-extensions)")
     readme = (ROOT / "README.md").read_text()
     match = re.search(r"colcon list (--base-paths [^\n`]+)`", readme)
     assert match, "README must give the repository-root colcon command with --base-paths"
