@@ -5,7 +5,7 @@
 #   sh tools/test.sh tests/test_dds.py -x # set-up, then pytest with these arguments
 #   HIWM_TEST_SETUP=0 sh tools/test.sh    # skip the installs (already done)
 #
-# Set-up: Debian's chromium (browser tests), the ROS 2 Jazzy core from ../shared/ros2 when it is
+# Set-up: Debian's chromium (browser tests) and Mesa (MuJoCo rendering), the ROS 2 Jazzy core from ../shared/ros2 when it is
 # there (CI), the Python packages. Then, where a ROS 2 tree is found (sourced already, or under
 # /opt/ros), the workspace is built with colcon and sourced, so the tests run on both backends
 # (the DDS backend and rclpy) and through `ros2 launch` / `ros2 run`; without one, on the DDS
@@ -15,8 +15,9 @@ cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 
 if [ "${HIWM_TEST_SETUP:-1}" != 0 ]; then
-  # one after the other: both use apt, which holds one dpkg lock
+  # one after the other: each uses apt, which holds one dpkg lock
   sh tools/install-browser.sh
+  sh tools/install-mujoco.sh  # Mesa for MuJoCo's offscreen rendering (the arm task)
   if [ -f ../shared/ros2/install.sh ]; then
     sh ../shared/ros2/install.sh
   fi
