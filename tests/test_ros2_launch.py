@@ -296,6 +296,7 @@ ENDPOINT = {
     "ros2_control_bridge": "robot/state",
     "policy_server": "policy_server/stats",
     "world_model": "world_model/restore",
+    "arm_robot": "task/status",
 }
 NEEDS_HARDWARE = {"realsense_camera"}  # pyrealsense2 and a camera: it must refuse clearly instead
 

@@ -18,8 +18,11 @@ _TASKS: dict[str, Task] = {t.name: t for t in (pusht.TASK, so101.TASK)}
 DEFAULT_TASK = pusht.TASK.name
 #: Task name -> ``module:Class`` of its JointEnv world.
 _JOINT_ENVS = {so101.TASK.name: "hiwm.tasks.so101.env:So101PickEnv"}
+#: The joint-space task an arm robot node simulates unless told otherwise.
+DEFAULT_JOINT_TASK = so101.TASK.name
 
 __all__ = [
+    "DEFAULT_JOINT_TASK",
     "DEFAULT_TASK",
     "ActionSpace",
     "Camera",
