@@ -1,4 +1,4 @@
-"""``hiwm eval``: a policy's real success on the Push-T robot; the work is in :mod:`hiwm.policy.evaluate`."""
+"""``hiwm eval``: a policy's real success in its task's world; the work is in :mod:`hiwm.policy.evaluate`."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         videos=args.videos,
         out=args.out,
         threads=args.threads,
+        task=args.task or "",
     )
     if args.world_model and args.both:  # the same seeds in both worlds, side by side
         out = Path(args.out) if args.out else None
@@ -47,13 +48,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate a policy on the Push-T robot (lockstep, parallel workers)")
-    p.add_argument("--policy", required=True, help="checkpoint folder, or module:Class of an outside policy")
+    from hiwm.tasks import task_names
+
+    p = sub.add_parser("eval", help="evaluate a policy in its task's world (lockstep, parallel workers)")
+    p.add_argument(
+        "--policy", "--checkpoint", required=True, help="checkpoint folder, or module:Class of an outside policy"
+    )
+    p.add_argument("--task", choices=task_names(), help="the task's env (default: the checkpoint's training task)")
     p.add_argument("--policy-args", default="", help="JSON keyword arguments for module:Class")
     p.add_argument("--episodes", type=int, default=None, help="number of episodes (the first N seeds)")
     p.add_argument("--seeds", default="0:", help="A:B (range; keep disjoint from training seeds) or a,b,c")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--max-steps", type=int, default=300)
+    p.add_argument("--max-steps", type=int, default=None, help="episode limit (default: the task's)")
     p.add_argument("--videos", type=int, default=4, help="episodes tiled into episodes.mp4")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     p.add_argument(

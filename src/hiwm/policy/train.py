@@ -20,14 +20,17 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from hiwm.policy.checkpoint import TRAIN_STATE, build_model, load_train_state, save_checkpoint
+from hiwm.data import LeRobotDataset
+from hiwm.policy.checkpoint import TRAIN_STATE, build_model, load_train_state, save_checkpoint, task_model_config
 from hiwm.policy.data import FrameStore, MixedSampler, action_offsets, gather, load_dataset, parse_data_spec
 from hiwm.progress import BudgetBar
+from hiwm.tasks import DEFAULT_TASK, get_task
 
 
 @dataclass
 class TrainConfig:
     backbone: str = "diffusion"
+    task: str = DEFAULT_TASK  # its policy options; the model's shapes come from the (first) dataset
     data: list[str] = field(default_factory=list)  # "path" or "path:ratio"
     out: str = "runs/policy"
     steps: int = 5000
@@ -99,6 +102,8 @@ def train(cfg: TrainConfig) -> Path:
     device = torch.device(f"cuda:{local}" if cuda else "cpu")
     torch.manual_seed(cfg.seed + rank)
     out = Path(cfg.out)
+    specs = [parse_data_spec(s) for s in cfg.data]
+    task = get_task(cfg.task)
 
     if cfg.init:  # post-training: the base policy's weights and normalisation, its architecture
         from hiwm.policy.checkpoint import load_model, read_config
@@ -107,13 +112,20 @@ def train(cfg: TrainConfig) -> Path:
             raise ValueError(f"--init {cfg.init} is not a {cfg.backbone} checkpoint")
         model = load_model(cfg.init, device).train()
     else:
-        model = build_model(cfg.backbone, cfg.model).to(device)
+        features = LeRobotDataset(specs[0][0]).features
+        model = build_model(cfg.backbone, task_model_config(cfg.backbone, task, features, cfg.model)).to(device)
     mc = model.cfg
-    specs = [parse_data_spec(s) for s in cfg.data]
     trains, vals = [], []
     for path, _ in specs:
         tr, va = load_dataset(
-            path, mc.image_size, cfg.val_fraction, cfg.intervention_weight, cfg.seed, cfg.max_episodes
+            path,
+            mc.image_size,
+            cfg.val_fraction,
+            cfg.intervention_weight,
+            cfg.seed,
+            cfg.max_episodes,
+            cameras=mc.cameras,
+            state_targets=mc.state_head,
         )
         trains.append(tr)
         if va is not None:

@@ -6,11 +6,25 @@ Descriptions are pure data: importing this module loads no physics engine.
 from __future__ import annotations
 
 from hiwm.tasks import pusht, so101
-from hiwm.tasks.base import ActionSpace, Camera, JogKey, JogMap, LeaderArmMap, LeaderJoint, Observations, Success, Task
+from hiwm.tasks.base import (
+    ActionSpace,
+    Camera,
+    JogKey,
+    JogMap,
+    LeaderArmMap,
+    LeaderJoint,
+    Observations,
+    PolicyOptions,
+    Success,
+    Task,
+)
 
 _TASKS: dict[str, Task] = {t.name: t for t in (pusht.TASK, so101.TASK)}
+#: The task of commands and configs that name none.
+DEFAULT_TASK = pusht.TASK.name
 
 __all__ = [
+    "DEFAULT_TASK",
     "ActionSpace",
     "Camera",
     "JogKey",
@@ -18,6 +32,7 @@ __all__ = [
     "LeaderArmMap",
     "LeaderJoint",
     "Observations",
+    "PolicyOptions",
     "Success",
     "Task",
     "get_task",

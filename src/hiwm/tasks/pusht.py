@@ -10,6 +10,7 @@ from hiwm.tasks.base import (
     LeaderArmMap,
     LeaderJoint,
     Observations,
+    PolicyOptions,
     Success,
     Task,
 )
@@ -55,4 +56,8 @@ TASK = Task(
             LeaderJoint("shoulder_lift", "agent_y", _LEADER_PX_PER_RAD, 256.0),
         ),
     ),
+    world="hiwm.pusht.world",
+    # The block pose is what a Push-T policy must read off the frame first; a chunk's shape
+    # matters, not where it lies on the table.
+    policy=PolicyOptions(state_head=True, relative_actions=True),
 )
