@@ -200,3 +200,26 @@ def test_eval_saturates_actions_at_the_task_limits():
     finally:
         env.close()
     assert row["steps"] == 3 and not row["success"] and len(row["lift"]) == 4
+
+
+def test_the_arm_experts_noise_knobs_and_clean_labels():
+    from hiwm.data.collect import close_envs, expert_episode
+
+    try:
+        clean = expert_episode(seed=8, task="so101_pick", max_steps=8).frames
+        taken = expert_episode(seed=8, noise=1.0, task="so101_pick", max_steps=8).frames
+        dart = expert_episode(seed=8, noise=1.0, task="so101_pick", max_steps=8, labels="clean").frames
+    finally:
+        close_envs()
+    assert len(clean["action"]) == 8 and clean["action"].shape[1] == 6
+    assert not np.allclose(taken["action"], clean["action"])  # the noise changes what is done
+    # the same noisy run: only the recorded action differs (the clean expert's at each visited state)
+    np.testing.assert_allclose(dart["observation.environment_state"], taken["observation.environment_state"])
+    assert not np.allclose(dart["action"], taken["action"])
+
+
+def test_push_t_recordings_keep_their_layout():
+    from hiwm.data.lerobot import PUSHT_TASK, pusht_features
+
+    world = load_world(get_task(DEFAULT_TASK))
+    assert world.features() == pusht_features(96) and world.instruction == PUSHT_TASK
