@@ -21,6 +21,7 @@ NODES = {
     "realsense_camera": "hiwm.nodes.realsense_camera:main",
     "ros2_control_bridge": "hiwm.nodes.ros2_control_bridge:main",
     "policy_server": "hiwm.nodes.policy_server:main",
+    "arm_robot": "hiwm.nodes.arm_robot:main",
     "world_model": "hiwm.nodes.world_model:main",
 }
 
@@ -42,7 +43,7 @@ setup(
     python_requires=">=3.10",
     package_dir={"": "src"},
     packages=find_packages("src"),
-    package_data={"hiwm.teleop": ["static/*"]},
+    package_data={"hiwm.teleop": ["static/*"], "hiwm.comm": ["definitions/*/srv/*.srv"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

@@ -46,7 +46,11 @@ def main() -> None:
         world = ["hiwm.nodes.world_model", *ros, "-p", "clock:=lockstep", "-p", f"checkpoint:={args.checkpoint}"]
     else:
         world = ["hiwm.nodes.pusht_robot", *ros, "-p", "clock:=lockstep"]
-    cmds = [world, ["hiwm.nodes.arbiter", *ros], ["hiwm.nodes.teleop_web", *ros, "-p", f"port:={port}"]]
+    from hiwm.tasks import DEFAULT_TASK, get_task
+
+    camera = get_task(DEFAULT_TASK).cameras[0].topic  # where the task's camera is; these worlds say camera/image
+    web = ["hiwm.nodes.teleop_web", *ros, "-r", f"{camera}:=camera/image", "-p", f"port:={port}"]
+    cmds = [world, ["hiwm.nodes.arbiter", *ros], web]
     procs = [
         subprocess.Popen([sys.executable, "-m", *c], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for c in cmds

@@ -1,14 +1,20 @@
 """World-model benchmark: speed of sessions and quality of a trained checkpoint. Prints one JSON object.
 
-Targets (issue 4, this 2-core CPU, 96x96): step latency at batch 1 p50 <= 10 ms; >= 300 frames/s
-at batch 64; snapshot and restore <= 1 ms each, snapshot <= 64 KiB; probe success verdict agrees
-with the real env on >= 90 % of held-out real episodes.
+Targets (this 2-core CPU, small preset): Push-T (96x96, 2-D bump) step latency at batch 1 p50
+<= 10 ms, >= 300 frames/s at batch 64; an arm shape (one 128x128 camera, N-D actions, proprio)
+p50 <= 15 ms, >= 200 frames/s at batch 64; snapshot and restore <= 1 ms each, snapshot <= 64 KiB;
+probe success verdict agrees with the real env on >= 90 % of held-out real episodes.
 
     python bench/world_model.py --checkpoint DIR [--data HELDOUT_DATASET ...] [--episodes 20]
+    python bench/world_model.py --untrained [--preset gpu] [--action-dim 6 --proprio-dim 6 --cameras front:128x128]
 
-Speed is measured on the checkpoint's model (or the default size with ``--untrained``). Quality:
+Speed is measured on the checkpoint's model (or, with ``--untrained``, a fresh one of the preset
+and interface given: Push-T's by default; N-D actions are in [-1, 1] and use the "mlp"
+conditioning unless ``--conditioning`` says otherwise). Quality:
 PSNR/SSIM of open-loop predictions at horizons 1, 10, 50 on the held-out datasets' episodes,
-driven by their recorded actions (with the copy-the-last-frame baseline), and how far from the
+driven by their recorded actions (with the copy-the-last-frame baseline; averaged over cameras),
+the predicted proprio's mean absolute error (and copying the last one) where the model has
+proprio, and how far from the
 recorded states the probe reads the predicted agent and block there; the probe's errors on
 their real frames; its success verdict (at its calibrated threshold) vs. the real env on fresh
 expert episodes (clean, sloppy and failing, seeds used neither for training nor for calibration),
@@ -27,7 +33,7 @@ import torch
 from tqdm import tqdm
 
 from hiwm.world_model.checkpoint import load
-from hiwm.world_model.config import ModelConfig
+from hiwm.world_model.config import CONDITIONING, PRESETS, ModelConfig, preset
 from hiwm.world_model.model import WorldModel
 from hiwm.world_model.probe import coverage_from_pose
 from hiwm.world_model.session import Session, step_many
@@ -38,15 +44,23 @@ def percentiles(times: list[float]) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
 
 
-def speed(model: WorldModel, steps: int, batch: int) -> dict:
+def random_actions(cfg: ModelConfig, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Actions inside the middle 80 % of the limits (Push-T: the workspace away from the walls)."""
+    low, high = np.asarray(cfg.low), np.asarray(cfg.high)
+    return rng.uniform(low + 0.1 * (high - low), high - 0.1 * (high - low), (n, cfg.action_dim))
+
+
+def speed(model: WorldModel, steps: int, batch: int, batch_frames: int = 2000) -> dict:
+    cfg = model.cfg
     rng = np.random.default_rng(0)
-    frame = np.full((model.cfg.image_size, model.cfg.image_size, 3), 200, np.uint8)
+    frames = {name: np.full((h, w, 3), 200, np.uint8) for name, h, w in cfg.camera_list}
+    proprio = np.zeros(cfg.proprio_dim) if cfg.proprio_dim else None
     s = Session(model)
-    s.reset(frames=frame)
-    for a in rng.uniform(50, 460, (10, 2)):  # warm-up
+    s.reset(frames=frames, proprio=proprio)
+    for a in random_actions(cfg, rng, 10):  # warm-up
         s.step(a)
     lat = []
-    for a in rng.uniform(50, 460, (steps, 2)):
+    for a in random_actions(cfg, rng, steps):
         t = time.perf_counter()
         s.step(a)
         lat.append(time.perf_counter() - t)
@@ -60,11 +74,11 @@ def speed(model: WorldModel, steps: int, batch: int) -> dict:
         restores.append(time.perf_counter() - t)
     many = [Session(model) for _ in range(batch)]
     for m in many:
-        m.reset(frames=frame)
-    step_many(many, rng.uniform(50, 460, (batch, 2)))
+        m.reset(frames=frames, proprio=proprio)
+    step_many(many, random_actions(cfg, rng, batch))
     times = []
-    for _ in range(max(3, 2000 // batch)):
-        acts = rng.uniform(50, 460, (batch, 2))
+    for _ in range(max(3, batch_frames // batch)):
+        acts = random_actions(cfg, rng, batch)
         t = time.perf_counter()
         step_many(many, acts)
         times.append(time.perf_counter() - t)
@@ -76,6 +90,33 @@ def speed(model: WorldModel, steps: int, batch: int) -> dict:
     }
 
 
+def parse_cameras(text: str) -> list[tuple[str, int, int]]:
+    """``front:128x128,wrist:96x96`` -> [("front", 128, 128), ("wrist", 96, 96)]."""
+    out = []
+    for item in text.split(","):
+        name, _, size = item.partition(":")
+        h, _, w = size.partition("x")
+        try:
+            out.append((name.strip(), int(h), int(w)))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"camera {item!r}: expected NAME:HEIGHTxWIDTH") from None
+    return out
+
+
+def untrained_config(args: argparse.Namespace) -> ModelConfig:
+    """The preset with the interface asked for: Push-T's when nothing is asked."""
+    fields: dict = {}
+    if (args.action_dim is not None and args.action_dim != 2) or args.conditioning == "mlp":
+        n = args.action_dim or 2
+        fields.update(action_dim=n, action_low=[-1.0] * n, action_high=[1.0] * n)
+    fields["action_conditioning"] = args.conditioning or ("mlp" if fields else "bump")
+    if args.proprio_dim:
+        fields["proprio_dim"] = args.proprio_dim
+    if args.cameras:
+        fields["cameras"] = args.cameras
+    return preset(args.preset, **fields)
+
+
 def model_verdicts(model: WorldModel, probe, episodes) -> dict:
     """Open-loop rollouts of recorded episodes in the model: probe verdict on generated frames vs. the real one."""
     agree, n = 0, 0
@@ -84,7 +125,12 @@ def model_verdicts(model: WorldModel, probe, episodes) -> dict:
         if len(ep.frames) <= k:
             continue
         s = Session(model)
-        s.reset(frames=ep.frames[:k], prev_action=ep.actions[k - 2] if k >= 2 else ep.states[0, :2])
+        prev = ep.actions[k - 2] if k >= 2 else ep.states[0, :2]
+        s.reset(
+            frames=[v[:k] for v in ep.views],
+            prev_action=prev,
+            proprio=None if ep.proprio is None else ep.proprio[k - 1],
+        )
         verdict = False
         for a in ep.actions[k - 1 :]:
             frame = s.step(a)
@@ -97,13 +143,21 @@ def model_verdicts(model: WorldModel, probe, episodes) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="trained checkpoint directory")
-    parser.add_argument("--untrained", action="store_true", help="speed only, default-size model")
+    parser.add_argument("--untrained", action="store_true", help="a fresh model of --preset and the interface below")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="small", help="with --untrained")
+    parser.add_argument("--action-dim", type=int, help="with --untrained: action values (default Push-T's 2)")
+    parser.add_argument("--proprio-dim", type=int, default=0, help="with --untrained: proprio values")
+    parser.add_argument("--cameras", type=parse_cameras, help="with --untrained: NAME:HxW,... (default image:96x96)")
+    parser.add_argument("--conditioning", choices=CONDITIONING, help="with --untrained: bump (Push-T) or mlp")
     parser.add_argument("--data", nargs="*", default=[], help="held-out LeRobot datasets for quality")
     parser.add_argument("--episodes", type=int, default=60, help="fresh real episodes for the probe verdict")
     parser.add_argument("--first-seed", type=int, default=900_000)
     parser.add_argument("--windows", type=int, default=64)
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument(
+        "--batch-frames", type=int, default=2000, help="frames stepped for the batched rate (>= 3 batches)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     if not args.checkpoint and not args.untrained:
@@ -114,14 +168,23 @@ def main() -> None:
         ckpt, model, probe = load(args.checkpoint)
         out: dict = {"checkpoint": args.checkpoint, "train_step": ckpt.step}
     else:
-        model, out = WorldModel(ModelConfig()).eval(), {"checkpoint": None}
+        cfg = untrained_config(args)
+        model, out = WorldModel(cfg).eval(), {"checkpoint": None, "preset": args.preset}
+    cfg = model.cfg
     out.update({"threads": args.threads, "params": sum(p.numel() for p in model.parameters())})
-    out["speed"] = speed(model, args.steps, args.batch)
+    out["interface"] = {
+        "action_dim": cfg.action_dim,
+        "action_conditioning": cfg.action_conditioning,
+        "proprio_dim": cfg.proprio_dim,
+        "cameras": cfg.camera_list,
+    }
+    out["speed"] = speed(model, args.steps, args.batch, args.batch_frames)
     if args.data:
         from hiwm.world_model.data import load_episodes
         from hiwm.world_model.train import open_loop, probe_errors
 
-        episodes = load_episodes(args.data, progress=False)
+        cameras = [name for name, _, _ in cfg.camera_list]
+        episodes = load_episodes(args.data, False, cameras, cfg.proprio_dim, cfg.action_dim)
         q = open_loop(model, episodes, (1, 10, 50), args.windows, 0, torch.device("cpu"), probe)
         out["open_loop"] = {k: round(v, 3) if isinstance(v, float) else v for k, v in q.items()}
         if probe is not None:

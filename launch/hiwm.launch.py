@@ -8,6 +8,9 @@ parameters in every world; only the observation and actuation side changes:
 
   world:=model                 world_model (generated frames, probe state, snapshot handles)
   world:=real robot:=pusht     pusht_robot (gym-pusht physics)
+  world:=real robot:=so101     arm_robot (the SO-101 pick task on MuJoCo, a lab arm's topics: /joint_states,
+                               the controllers' command topics, a RealSense-named camera remapped onto
+                               camera/image) driven by ros2_control_bridge (config/ros2_control/bridge_so101.yaml)
   world:=real robot:=ros2_control
                                realsense_camera (color remapped onto camera/image; camera:=external
                                uses realsense-ros instead) and ros2_control_bridge (robot/command ->
@@ -19,6 +22,7 @@ from hiwm.launch import AllOf, Arg, ArgRef, Graph, IfArg, NodeSpec, to_launch_de
 NS = ArgRef("namespace")
 REAL = IfArg("world", "real")
 CAMERA_IMAGE = {"camera/camera/color/image_raw": "camera/image"}
+SO101 = AllOf(REAL, IfArg("robot", "so101"))
 
 GRAPH = Graph(
     name="hiwm",
@@ -26,7 +30,12 @@ GRAPH = Graph(
     "recorder and branch_cache watching",
     args=[
         Arg("world", "model", "model: the learned world model; real: the robot", ("model", "real")),
-        Arg("robot", "pusht", "the real robot: Push-T physics or an arm under ros2_control", ("pusht", "ros2_control")),
+        Arg(
+            "robot",
+            "pusht",
+            "the real robot: Push-T physics, the SO-101 arm on MuJoCo, or an arm under ros2_control",
+            ("pusht", "so101", "ros2_control"),
+        ),
         Arg("policy", "", "policy checkpoint folder (or module:Class of an outside policy)"),
         Arg("world_model", "", "world-model checkpoint folder (world:=model)"),
         Arg(
@@ -88,6 +97,23 @@ GRAPH = Graph(
             condition=AllOf(REAL, IfArg("robot", "ros2_control")),
             required=True,
         ),
+        NodeSpec(
+            "arm_robot",
+            name="arm_robot",
+            namespace=NS,
+            parameters={"task": "so101_pick", "clock": ArgRef("clock"), "seed": ArgRef("seed")},
+            remappings={"camera/front/color/image_raw": "camera/image"},
+            condition=SO101,
+            required=True,
+        ),
+        NodeSpec(
+            "ros2_control_bridge",
+            name="ros2_control_bridge",
+            namespace=NS,
+            param_files=["config/ros2_control/bridge_so101.yaml"],
+            condition=SO101,
+            required=True,
+        ),
         # the same in every world
         NodeSpec(
             "policy_server",
@@ -102,6 +128,7 @@ GRAPH = Graph(
             name="teleop_web",
             namespace=NS,
             parameters={"port": ArgRef("port"), "host": ArgRef("host"), "token_file": ArgRef("token_file")},
+            remappings=CAMERA_IMAGE,  # the task's camera, where the worlds of this graph publish it
             condition=IfArg("teleop", True),
         ),
         NodeSpec(

@@ -180,7 +180,7 @@ def test_task_options_decide_the_state_head_and_action_frame(arm_data):
 
 
 def test_eval_saturates_actions_at_the_task_limits():
-    from hiwm.policy.evaluate import run_episode
+    from hiwm.worlds import run_episode
 
     class Overshoot:  # a policy past every joint limit (the arm's env refuses such targets)
         def reset(self) -> None:

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 from conftest import wait_for
-from test_playground import free_port
+from test_playground import PUSHT_CAMERA, free_port
 from test_policy_server import tiny_policy
 
 from hiwm.comm import InterfaceError, create_node, new_message
@@ -68,7 +68,7 @@ def test_nodes_that_decode_frames_survive_bad_ones(procs, tmp_path):
 
     port = free_port()
     ros = ["--ros-args", "-r", f"__ns:={NS}"]
-    web = procs.python("hiwm.nodes.teleop_web", *ros, "-p", f"port:={port}")
+    web = procs.python("hiwm.nodes.teleop_web", *ros, "-r", f"{PUSHT_CAMERA}:=camera/image", "-p", f"port:={port}")
     server = procs.python(
         "hiwm.nodes.policy_server", *ros, "-p", f"policy:={tiny_policy(tmp_path / 'policy')}",
         "-p", "use_status:=false", "-p", "image_size:=16",
@@ -111,7 +111,7 @@ def test_nodes_that_decode_frames_survive_bad_ones(procs, tmp_path):
             while frame is None and time.monotonic() < deadline:
                 msg = ws.recv(20)
                 frame = msg if isinstance(msg, bytes) else None
-            assert frame is not None and frame[8:16] == b"\x89PNG\r\n\x1a\n"
+            assert frame is not None and frame[10:18] == b"\x89PNG\r\n\x1a\n"  # after t_client and camera
         assert node.spin_until(lambda: len(actions) == 1, 30.0), procs.output(server)
         report = json.loads(stats.call(new_message("std_srvs/srv/Trigger_Request"), timeout=10).message)
         assert report["refused"].get("image") == len(BAD) and report["queries"] == 1, report

@@ -120,8 +120,8 @@ def test_rollout_rollback_fork_label_export_through_services(system, tmp_path):
     (node,) = op.nodes("node", branch_id=back.node_id)
     assert node["step"] == 10
 
-    out = tmp_path / "corrections"
-    exported = op.call("Export", branch_ids=forks, output_dir=str(out))
+    out = tmp_path / "exports" / "corrections"  # exports go under the cache's export root (next to its store)
+    exported = op.call("Export", branch_ids=forks, output_dir="corrections")
     assert exported.success, exported.message
     assert (exported.episodes, exported.frames) == (3, 3 * 14)
     ds = LeRobotDataset(out)
@@ -160,7 +160,7 @@ def test_bad_input_and_unknown_ids_are_refused_and_the_node_keeps_running(system
         ("Label", {"branch_id": "b77", "labels": ["success"]}, "no branch b77"),
         ("Label", {"branch_id": "b1", "labels": ["Not OK"]}, "invalid label"),
         ("List", {"what": "everything"}, "unknown list target"),
-        ("Export", {"branch_ids": ["b55"], "output_dir": "/tmp/never"}, "no branch b55"),
+        ("Export", {"branch_ids": ["b55"], "output_dir": "never"}, "no branch b55"),
     ):
         response = op.call(name, **fields)
         assert not response.success and expect in response.message, (name, response.message)
@@ -212,3 +212,128 @@ def test_kill9_of_the_node_while_recording_loses_no_state_it_reported(procs, tmp
 
 def _sessions(op: Operator) -> dict:
     return {s["id"]: s for s in op.nodes("sessions")}
+
+
+@pytest.mark.probe("kill -9 the branch cache mid-session, publish 5 states while it is down, restart it",
+                   "the next state re-anchors the session (a logged gap); later states recorded, exported")  # fmt: skip
+def test_a_restarted_cache_resumes_the_session_and_exports_it(procs, tmp_path):
+    import signal
+    import time
+
+    db = tmp_path / "cache.db"
+    peer = procs.python("tests.peers.world_model_peer")
+    node = create_node("branch_cache_resume_test")
+    op = Operator(node)
+
+    def start_cache():
+        cache = procs.python("hiwm.nodes.branch_cache", "--ros-args", "-p", f"db:={db}", "-p", "resume_after:=0.5")
+        assert node.spin_until(lambda: "running on the" in procs.output(cache), 30.0), procs.output(cache)
+        assert node.spin_until(lambda: op.clients["List"].service_is_ready(), 20.0), procs.output(cache)
+        node.spin_until(lambda: False, 3.0)  # the cache's readers and the peer's writers find each other
+        return cache
+
+    try:
+        assert op.reset_client.wait_for_service(30.0), procs.output(peer)
+        node.spin_until(lambda: op.command.matched_count() > 0, 10.0)
+        cache = start_cache()
+        assert op.reset_client.call(new_message("hiwm_msgs/srv/Reset_Request", seed=21), timeout=10.0).success
+        op.act([[1.0, 0.0]] * 10, source=0)
+        assert op.wait_nodes("sess-21", 11)
+        cache.send_signal(signal.SIGKILL)
+        cache.wait()
+        op.act([[1.0, 0.0]] * 5, source=0)  # steps 11-15: nobody records them
+        time.sleep(1.0)
+        cache = start_cache()
+        op.act([[0.0, 2.0]] * 6, source=1)  # steps 16-21: the operator's correction after the restart
+
+        def head_step() -> int:
+            (branch,) = op.nodes("branches", session_id="sess-21")
+            return op.nodes("node", branch_id=branch["head_node"])[0]["step"]
+
+        assert op.node.spin_until(lambda: head_step() == 21, 30.0), (_sessions(op), procs.output(cache))
+        (branch,) = op.nodes("branches", session_id="sess-21")
+        traj = op.nodes("trajectory", branch_id=branch["id"])
+        steps = [n["step"] for n in traj]
+        # the first states after the restart may precede the cache's readers matching: those are gone too
+        resumed = steps[11]
+        assert steps == [*range(11), *range(resumed, 22)] and 16 <= resumed <= 19, steps
+        gap = traj[11]
+        assert gap["labels"] == ["gap"] and gap["parent"] == traj[10]["id"], gap
+        assert [n["labels"] for n in traj[12:]] == [[]] * 5 and {n["source_name"] for n in traj[11:]} == {"human"}
+        log = procs.output(cache)
+        assert "resumed session 'sess-21'" in log and gap["id"] in log, log
+
+        exported = op.call("Export", branch_ids=[branch["id"]], output_dir="resumed")
+        assert exported.success, exported.message
+        after = 21 - resumed  # frames after the gap
+        assert (exported.episodes, exported.frames) == (1, 10 + after)  # every pair but the one across the gap
+        ds = LeRobotDataset(tmp_path / "exports" / "resumed")
+        ep = ds.episode(0, videos=False)
+        assert ep["intervention"].tolist() == [False] * 10 + [True] * after
+        assert ep["action"][-1].tolist() == [0.0, 2.0]
+        lineage = json.loads((tmp_path / "exports" / "resumed" / "meta" / "branch_lineage.json").read_text())
+        assert lineage["episodes"][0]["gaps"] == [gap["id"]]
+        again = op.call("Export", branch_ids=[branch["id"]], output_dir="resumed")  # the same branch twice
+        assert again.success and again.episodes == 0 and "already exported" in again.message, again.message
+        assert LeRobotDataset(tmp_path / "exports" / "resumed").num_episodes == 1
+        assert cache.poll() is None and peer.poll() is None
+    finally:
+        node.destroy()
+
+
+@pytest.mark.probe("branch_cache/export into /tmp, ../, a symlink out of the root and a non-empty folder",
+                   "refused; only new or empty folders under the export root (or its own exports)")  # fmt: skip
+def test_export_only_under_its_root_into_new_or_empty_folders(system, tmp_path):
+    op, _ = system
+    assert op.reset_client.call(new_message("hiwm_msgs/srv/Reset_Request", seed=4), timeout=10.0).success
+    op.act([[1.0, 1.0]] * 3, source=0)
+    assert op.wait_nodes("sess-4", 4)
+    (branch,) = op.nodes("branches", session_id="sess-4")
+    root = tmp_path / "exports"
+    (root / "full").mkdir(parents=True)
+    (root / "full" / "notes.txt").write_text("keep me")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "link").symlink_to(outside)
+    for output_dir, expect in (
+        (str(tmp_path / "elsewhere"), "outside the export root"),
+        ("../escaped", "outside the export root"),
+        ("link/ds", "outside the export root"),
+        ("full", "neither empty nor a dataset"),
+        ("", "needs an output_dir"),
+    ):
+        response = op.call("Export", branch_ids=[branch["id"]], output_dir=output_dir)
+        assert not response.success and expect in response.message, (output_dir, response.message)
+    assert not (tmp_path / "elsewhere").exists() and not (tmp_path / "escaped").exists()
+    assert list(outside.iterdir()) == [] and sorted(p.name for p in (root / "full").iterdir()) == ["notes.txt"]
+    (root / "empty").mkdir()
+    ok = op.call("Export", branch_ids=[branch["id"]], output_dir="empty")
+    assert ok.success and ok.episodes == 1, ok.message
+
+
+@pytest.mark.probe("branch_cache/fork and rollback with no world model on the graph",
+                   "refused at once, naming the missing world_model/restore service")  # fmt: skip
+def test_fork_without_a_world_model_says_so_at_once(procs, tmp_path):
+    import time
+
+    db = tmp_path / "cache.db"
+    with BranchStore(db) as store:
+        first = store.append("s", b"state-0", step=0)
+        store.append("s", b"state-1", parent=first.id, step=1, action=[1.0, 1.0])
+    cache = procs.python("hiwm.nodes.branch_cache", "--ros-args", "-p", f"db:={db}", "-p", "restore_timeout:=30.0")
+    node = create_node("branch_cache_no_world_test")
+    op = Operator(node)
+    try:
+        assert op.clients["Fork"].wait_for_service(30.0), procs.output(cache)
+        requests = (("Fork", {"node_id": first.id, "label": "fix"}), ("Rollback", {"session_id": "s", "steps": 1}))
+        for name, fields in requests:
+            start = time.monotonic()
+            response = op.call(name, **fields)
+            elapsed = time.monotonic() - start
+            assert not response.success and "no world model serves" in response.message, response.message
+            assert "world_model/restore" in response.message and elapsed < 15.0, (name, elapsed)
+        with BranchStore(db, readonly=True) as store:
+            assert len(store.branches("s")) == 1 and store.session("s").cursor_node == "n2"  # nothing changed
+        assert cache.poll() is None
+    finally:
+        node.destroy()

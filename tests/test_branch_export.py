@@ -78,8 +78,11 @@ def test_export_writes_episodes_with_intervention_source_and_lineage(store, tmp_
         expected = np.stack([frame(s) for s in range(9)])
         assert video.shape == expected.shape and np.abs(video.astype(int) - expected).mean() < 6
         assert ep["observation.state"][:, 0].tolist() == [float(s) for s in range(9)]
-    # exporting more appends episodes and lineage entries
-    export_branches(store, [forks[0]], out, progress=False)
+    # exporting a branch again adds nothing; another segment of it is another episode, appended
+    again = export_branches(store, [forks[0], forks[1]], out, progress=False)
+    assert (again.episodes, again.skipped) == (0, [forks[0], forks[1]])
+    assert LeRobotDataset(out).num_episodes == 3
+    export_branches(store, [forks[0]], out, segment="branch", progress=False)
     assert LeRobotDataset(out).num_episodes == 4
     assert len(json.loads((out / LINEAGE_PATH).read_text())["branches"]) == 4
 

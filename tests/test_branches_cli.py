@@ -73,9 +73,9 @@ def test_ls_show_tree_export_check(db, tmp_path):
 
 def test_errors_are_clear(db, tmp_path):
     r = hiwm("show", "n99", "--db", str(db))
-    assert r.returncode == 1 and "no node n99" in r.stderr
+    assert r.returncode == 2 and "no node n99" in r.stderr
     r = hiwm("ls", "--db", str(tmp_path / "absent.db"))
-    assert r.returncode == 1 and "no branch cache store" in r.stderr
+    assert r.returncode == 2 and "no branch cache store" in r.stderr
     r = hiwm("export", "b1", "--db", str(db), "-o", str(tmp_path / "ds"), "--fps", "10")
     assert r.returncode == 0
     snapshot = BranchStore(db, readonly=True).get("n3").snapshot
@@ -86,4 +86,4 @@ def test_errors_are_clear(db, tmp_path):
     r = hiwm("check", "--db", str(db))
     assert r.returncode == 1 and f"node n3 : snapshot blob {snapshot} is missing" in r.stdout, r.stdout
     r = hiwm("ls", "--db", str(db))
-    assert r.returncode == 1 and "integrity check failed" in r.stderr and "n3" in r.stderr
+    assert r.returncode == 2 and "integrity check failed" in r.stderr and "n3" in r.stderr

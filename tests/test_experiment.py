@@ -4,6 +4,7 @@ simulated operator's corrections in the branch cache, post-training, evaluation 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -14,20 +15,8 @@ from hiwm.cli.main import main as hiwm
 from hiwm.data import LeRobotDataset, verify
 from hiwm.experiment.pipeline import Experiment
 from hiwm.experiment.profiles import PROFILES
-from hiwm.experiment.rollouts import OperatorConfig, stalled
-from hiwm.experiment.stats import pearson
-from hiwm.experiment.world import RealWorld
-
-
-def test_pearson_and_its_interval():
-    x = np.array([0.1, 0.4, 0.5, 0.9, 0.3])
-    got = pearson(x, 2 * x + 0.05)
-    assert got["r"] == pytest.approx(1.0) and got["n"] == 5
-    got = pearson(np.array([0.2, 0.5, 0.6, 0.9]), np.array([0.3, 0.4, 0.8, 0.7]))
-    assert got["ci_low"] < got["r"] < got["ci_high"]
-    assert pearson(np.ones(4), x[:4])["r"] is None  # no variation: undefined, not NaN
-    with pytest.raises(ValueError):
-        pearson(x, x[:3])
+from hiwm.experiment.rollouts import SimulatedOperatorConfig, stalled
+from hiwm.worlds import RealWorld
 
 
 def test_the_real_world_restores_a_snapshot_and_the_episode_goes_on():
@@ -50,12 +39,12 @@ def test_the_real_world_restores_a_snapshot_and_the_episode_goes_on():
 
 def test_a_physics_session_exports_with_its_states_for_world_model_training(tmp_path):
     from hiwm.branch_cache.export import export_branches
-    from hiwm.experiment.rollouts import Recorder
+    from hiwm.experiment.rollouts import BranchRecorder
     from hiwm.world_model.data import load_episodes
 
     world = RealWorld()
     with BranchStore(tmp_path / "cache.db") as store:
-        rec = Recorder(store, world, "s")
+        rec = BranchRecorder(store, world, "s")
         obs = world.reset(seed=3)
         rec.add(obs, None, 0)
         seen = [obs]
@@ -79,7 +68,7 @@ def test_a_physics_session_exports_with_its_states_for_world_model_training(tmp_
 
 
 def test_stall_detection():
-    cfg = OperatorConfig(stall_steps=5, min_progress=0.02, min_step=3)
+    cfg = SimulatedOperatorConfig(stall_steps=5, min_progress=0.02, min_step=3)
     assert not stalled([0.1] * 4, 3, cfg)  # too early to judge
     assert stalled([0.1] * 10, 9, cfg)
     assert not stalled([0.1] * 5 + [0.2] * 5, 9, cfg)
@@ -88,7 +77,8 @@ def test_stall_detection():
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("experiment")
-    assert hiwm(["experiment", "--profile", "smoke", "--out", str(out)]) == 0
+    results = out / "docs" / "results" / "pusht.json"  # a folder the run makes
+    assert hiwm(["experiment", "--profile", "smoke", "--out", str(out), "--results-json", str(results)]) == 0
     return out
 
 
@@ -97,11 +87,25 @@ def test_smoke_runs_the_whole_loop(smoke):
     assert {(r["backbone"], r["method"]) for r in results["rows"]} == {
         ("act", "base"), ("act", "hiwm_r1"), ("act", "baseline"), ("act", "oracle")
     }  # fmt: skip
+    seeds = [PROFILES["smoke"].eval_first_seed + i for i in range(2)]
     for row in results["rows"]:
         assert row["real"]["episodes"] == 2 and row["model"]["episodes"] == 2
         assert 0.0 <= row["real"]["success_rate"] <= 1.0
+        for world in ("real", "model"):  # each checkpoint on the same seeds, each seed's outcome kept
+            assert [e["seed"] for e in row[world]["per_seed"]] == seeds
+            assert sum(e["success"] for e in row[world]["per_seed"]) == round(2 * row[world]["success_rate"])
+    # the headline figures: the run's own, copied to --results-json; paired on the same two seeds
+    headline = json.loads((smoke / "headline.json").read_text())
+    assert json.loads((smoke / "docs" / "results" / "pusht.json").read_text()) == headline == results["headline"]
+    assert set(headline) == {"act", "pearson_r"}
+    assert set(headline["act"]) == {"hiwm_vs_base", "hiwm_vs_baseline", "oracle_vs_base"}
+    for entry in headline["act"].values():
+        assert set(entry) == {"diff", "ci", "p", "significant", "n"} and entry["n"] == 2
+        assert not entry["significant"]  # two seeds can never tell (McNemar p >= 0.5)
+    assert headline["pearson_r"]["checkpoints"] == 4
+    assert results["paired"]["act"]["hiwm_vs_base"]["a"] == "hiwm_r1"
     report = (smoke / "report.md").read_text()
-    assert "| act | hiwm_r1 |" in report and "Pearson r" in report
+    assert "| act | hiwm_r1 |" in report and "Pearson r" in report and "| act | hiwm_r1 vs base | real | 2 |" in report
     for plot in ("success.png", "correlation.png", "corrections.png"):
         assert (smoke / plot).stat().st_size > 5000
 
@@ -147,7 +151,15 @@ def test_smoke_runs_the_whole_loop(smoke):
 
 def test_a_rerun_resumes_without_redoing_work(smoke):
     before = json.loads((smoke / "timings.json").read_text())
+    row = smoke / "eval" / "act_base.json"  # as a run wrote it before rows kept each seed's outcome
+    doc = json.loads(row.read_text())
+    kept = doc["real"].pop("per_seed")
+    row.write_text(json.dumps(doc))
     assert hiwm(["experiment", "--profile", "smoke", "--out", str(smoke)]) == 0
+    results = json.loads((smoke / "results.json").read_text())
+    base = next(r for r in results["rows"] if r["method"] == "base")
+    assert base["real"]["per_seed"] == kept  # read back from that evaluation's episodes.json
+    assert results["paired"]["act"]["hiwm_vs_base"]["real"]["n"] == 2
     after = json.loads((smoke / "timings.json").read_text())
     assert after["world model"] - before["world model"] < 2.0
     assert after["train base act"] - before["train base act"] < 2.0
@@ -177,15 +189,16 @@ def test_a_given_base_policy_is_post_trained_on_its_own_data(tmp_path):
     with pytest.raises(ValueError, match="not on this machine"):
         Experiment(PROFILES["smoke"].replace(base_policies={"act": str(gone)}), tmp_path / "run3").base_policy("act")
     with pytest.raises(SystemExit, match="BACKBONE=CHECKPOINT"):
-        hiwm(["experiment", "--profile", "smoke", "--out", str(tmp_path / "run4"), "--base-policy", "arm=x"])
+        hiwm(["--debug", "experiment", "--profile", "smoke", "--out", str(tmp_path / "run4"), "--base-policy", "arm=x"])
     with pytest.raises(SystemExit, match="not a backbone of this run"):  # smoke runs ACT only
         out = str(tmp_path / "run5")
-        hiwm(["experiment", "--profile", "smoke", "--out", out, "--base-policy", f"diffusion={ckpt}"])
+        hiwm(["--debug", "experiment", "--profile", "smoke", "--out", out, "--base-policy", f"diffusion={ckpt}"])
     with pytest.raises(SystemExit, match="must be >= 0"):
-        hiwm(["experiment", "--profile", "smoke", "--out", str(tmp_path / "run6"), "--wm-takeover-sessions", "-1"])
+        out = str(tmp_path / "run6")
+        hiwm(["--debug", "experiment", "--profile", "smoke", "--out", out, "--wm-takeover-sessions", "-1"])
 
 
-def test_a_given_world_model_is_used_as_is_and_nothing_is_collected_for_it(smoke, tmp_path):
+def test_a_given_world_model_is_used_as_is_and_nothing_is_collected_for_it(smoke, tmp_path, capsys):
     import shutil
 
     given = {"world_model": str(smoke / "world_model"), "base_policies": {"act": str(smoke / "policies/act/base")}}
@@ -200,8 +213,9 @@ def test_a_given_world_model_is_used_as_is_and_nothing_is_collected_for_it(smoke
     (blind / "config.json").write_text(json.dumps({**doc, "probe": None}))
     with pytest.raises(ValueError, match="no state probe"):
         Experiment(PROFILES["smoke"].replace(world_model=str(blind)), tmp_path / "run2").check()
-    with pytest.raises(SystemExit, match=r"hiwm experiment: error: .*not_here"):
-        hiwm(["experiment", "--profile", "smoke", "--out", str(tmp_path / "run3"), "--world-model", "not_here"])
+    out = str(tmp_path / "run3")
+    assert hiwm(["experiment", "--profile", "smoke", "--out", out, "--world-model", "not_here"]) == 2
+    assert re.match(r"hiwm experiment: error: .*not_here", capsys.readouterr().err)
 
 
 def test_post_training_keeps_the_base_batch_size_at_a_gentle_rate(tmp_path):

@@ -14,7 +14,8 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from hiwm.comm import create_node
+from hiwm.comm import create_node, new_message
+from hiwm.comm.qos import KEEP_ALL
 from hiwm.leader.bus import LeaderArmReader
 from hiwm.leader.calibration import CalibrationError, load_calibration, parse_calibration
 from hiwm.leader.mapping import build_action_map
@@ -26,10 +27,10 @@ IDS = [1, 2, 3]
 class Emulator:
     """The emulator process, driven line by line on stdin (each command acknowledged on stdout)."""
 
-    def __init__(self, protocol: str, link: Path, positions: list[int]) -> None:
+    def __init__(self, protocol: str, link: Path, positions: list[int], ids: list[int] = IDS) -> None:
         self.link = link
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hiwm.leader.emulator", "--protocol", protocol, "--ids", ",".join(map(str, IDS)),
+            [sys.executable, "-m", "hiwm.leader.emulator", "--protocol", protocol, "--ids", ",".join(map(str, ids)),
              "--positions", ",".join(map(str, positions)), "--link", str(link)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
         )  # fmt: skip
@@ -50,8 +51,8 @@ class Emulator:
 def emulator(tmp_path):
     started: list[Emulator] = []
 
-    def start(protocol: str, positions: list[int]) -> Emulator:
-        started.append(Emulator(protocol, tmp_path / "leader_bus", positions))
+    def start(protocol: str, positions: list[int], ids: list[int] = IDS) -> Emulator:
+        started.append(Emulator(protocol, tmp_path / "leader_bus", positions, ids))
         return started[-1]
 
     yield start
@@ -304,3 +305,82 @@ def test_node_without_calibration_exits_with_a_clear_error(procs, tmp_path):
     proc = procs.python("hiwm.nodes.leader_arm", "--ros-args", "-p", f"calibration:={tmp_path / 'none.yaml'}")
     assert proc.wait(30) == 2
     assert "cannot read calibration file" in procs.output(proc)
+
+
+def arm_calibration(port: str) -> dict:
+    """The shipped SO-101 arm calibration (joint to joint onto so101_pick) on the emulator's bus."""
+    doc = yaml.safe_load((ROOT / "config/leader/so101_arm.yaml").read_text())
+    return {**doc, "port": port}
+
+
+def test_arm_joint_map_is_identity_onto_the_task_clipped_to_its_limits(tmp_path):
+    from hiwm.tasks import get_task
+
+    space = get_task("so101_pick").action
+    cal = parse_calibration(arm_calibration("/dev/null"))
+    amap = build_action_map(cal)
+    assert amap.dim == 6 and cal.names == list(space.names)
+    np.testing.assert_allclose((amap.low, amap.high), (space.low, space.high))
+    q = np.array([0.3, -0.4, 1.0, -1.2, 2.0, 0.8])
+    np.testing.assert_allclose(amap(q), q)  # no kinematics in between: the same radians
+    np.testing.assert_allclose(amap(np.full(6, 3.0)), space.high)  # clipped to the joint limits
+    raw = {j.id: j.to_raw(a) for j, a in zip(cal.joints, q, strict=True)}
+    np.testing.assert_allclose(amap(cal.to_radians(raw)), q, atol=2 * math.pi / 4096)  # one tick
+    wrong = arm_calibration("")
+    wrong["action"] = {**wrong["action"], "joint_map": [{"joint": "gripper", "action": "jaw"}]}
+    with pytest.raises(CalibrationError, match="jaw"):
+        build_action_map(parse_calibration(wrong))
+
+
+def test_leader_drives_the_arm_joints_through_the_arbiter(emulator, procs, tmp_path):
+    from hiwm.tasks import get_task
+
+    space = get_task("so101_pick").action
+    ids = [1, 2, 3, 4, 5, 6]
+    cal = parse_calibration(arm_calibration("/dev/null"))
+    pose = np.array([0.4, -0.3, 0.6, -0.5, 1.0, 0.9])  # rad, inside the task's limits
+    emu = emulator("feetech", [j.to_raw(a) for j, a in zip(cal.joints, pose, strict=True)], ids)
+    cal_path = tmp_path / "so101_arm.yaml"
+    cal_path.write_text(yaml.safe_dump(arm_calibration(str(emu.link))))
+    ros = ["--ros-args", "-r", "__ns:=/lead"]
+    leader = procs.python("hiwm.nodes.leader_arm", *ros, "-p", f"calibration:={cal_path}")
+    arbiter = procs.python("hiwm.nodes.arbiter", *ros, "-p", "task:=so101_pick", "-p", "initial_phase:=paused")
+    node = create_node("leader_arm_test")
+    actions, commands = [], []
+    node.create_subscription("hiwm_msgs/msg/ActionChunk", "/lead/operator/action", actions.append, KEEP_ALL)
+    node.create_subscription("hiwm_msgs/msg/ActionChunk", "/lead/robot/command", commands.append, KEEP_ALL)
+    state = node.create_publisher("sensor_msgs/msg/JointState", "/lead/robot/state", KEEP_ALL)
+    try:
+        assert node.spin_until(lambda: len(actions) >= 2, 30.0), procs.output(leader)
+        assert (actions[-1].action_dim, actions[-1].horizon) == (6, 1)
+        expected = np.array(cal.to_radians({i: j.to_raw(a) for i, j, a in zip(ids, cal.joints, pose, strict=True)}))
+        np.testing.assert_allclose(actions[-1].data, expected, atol=1e-5)
+        assert not commands  # paused: the operator is ignored
+        # The follower reports where it is (by joint name, in another order) before the operator takes over.
+        order = [5, 4, 3, 2, 1, 0]
+        here = np.zeros(6)
+        node.spin_until(lambda: state.matched_count() > 0, 10.0)
+        state.publish(
+            new_message(
+                "sensor_msgs/msg/JointState", header=node.header(), name=[cal.names[i] for i in order],
+                position=here[order], velocity=np.zeros(0), effort=np.zeros(0),
+            )
+        )  # fmt: skip
+        time.sleep(0.5)
+        take_over = node.create_client("hiwm_msgs/srv/SetPhase", "/lead/arbiter/set_phase")
+        assert take_over.wait_for_service(20.0)
+        assert take_over.call(new_message("hiwm_msgs/srv/SetPhase_Request", phase=2, reason="test")).success
+        assert node.spin_until(lambda: len(commands) >= 8, 30.0), procs.output(arbiter)
+        rows = np.array([c.data for c in commands])
+        assert all((c.source, c.action_dim) == (1, 6) for c in commands)  # HUMAN, the arm's joints
+        span = np.asarray(space.high) - np.asarray(space.low)
+        steps = np.linalg.norm(np.diff(np.vstack([here, rows]), axis=0) / span, axis=1)
+        assert np.all(steps[:5] <= 0.05 + 1e-6)  # the hand-over is rate-limited in joint space
+        np.testing.assert_allclose(rows[-1], expected, atol=1e-5)  # then the leader's joints, one to one
+
+        emu.send("pos 1 2048")  # the operator turns the leader's shoulder to zero
+        assert node.spin_until(lambda: abs(commands[-1].data[0]) < 1e-6, 20.0), procs.output(leader)
+        np.testing.assert_allclose(commands[-1].data[1:], expected[1:], atol=1e-5)
+        assert leader.poll() is None and arbiter.poll() is None
+    finally:
+        node.destroy()

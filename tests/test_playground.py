@@ -14,9 +14,12 @@ import pytest
 
 from hiwm.comm import create_node
 from hiwm.comm.qos import KEEP_ALL
+from hiwm.tasks import get_task
 from hiwm.teleop.arbiter import AUTONOMOUS, CORRECTING, PAUSED, Arbiter, ArbiterConfig
 
 NS = "/pg"
+#: The Push-T task's camera topic; the Push-T robot and world model publish it as camera/image.
+PUSHT_CAMERA = get_task("pusht").cameras[0].topic
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 needs_browser = pytest.mark.skipif(
@@ -32,13 +35,13 @@ def free_port() -> int:
 
 
 def test_arbiter_phases_sources_and_smooth_handover():
-    arb = Arbiter(ArbiterConfig(blend_steps=3, max_step_px=10.0))
+    arb = Arbiter(ArbiterConfig(blend_steps=3, max_step=10.0 / 512))  # 10 px of the 512 px table
     arb.on_agent(np.array([100.0, 100.0]))
     sent = arb.on_policy(np.array([[105.0, 100.0], [110.0, 100.0]]), "ckpt")
     assert sent.source == 0 and sent.rows[-1].tolist() == [110.0, 100.0]
     emit, change = arb.on_operator(np.array([[300.0, 100.0]]), "browser")  # auto take over, far away
     assert change.phase == CORRECTING and emit.source == 1
-    assert emit.rows[0].tolist() == [120.0, 100.0]  # rate-limited: no jump at handover
+    np.testing.assert_allclose(emit.rows[0], [120.0, 100.0])  # rate-limited: no jump at handover
     assert arb.on_policy(np.array([[0.0, 0.0]])) is None  # the policy is held while correcting
     assert arb.set_phase(PAUSED).previous == CORRECTING
     assert arb.on_operator(np.array([[1.0, 1.0]]))[0] is None and arb.counts["operator_ignored"] == 1
@@ -56,7 +59,7 @@ def playground(procs):
     ros = ["--ros-args", "-r", f"__ns:={NS}"]
     procs.python("hiwm.nodes.pusht_robot", *ros, "-p", "clock:=lockstep")
     procs.python("hiwm.nodes.arbiter", *ros)
-    web = procs.python("hiwm.nodes.teleop_web", *ros, "-p", f"port:={port}")
+    web = procs.python("hiwm.nodes.teleop_web", *ros, "-r", f"{PUSHT_CAMERA}:=camera/image", "-p", f"port:={port}")
     node = create_node("playground_test")
     states: list = []
     commands: list = []
@@ -212,7 +215,7 @@ def test_terminal_keyboard_moves_the_agent_and_changes_phase(procs, tmp_path):
                 return out.decode(errors="replace")
 
     try:
-        assert wait_for(lambda: "W/A/S/D move" in read_some(), 30), read_some()
+        assert wait_for(lambda: "W up  S down  A left  D right" in read_some(), 30), read_some()  # the task's keys
         reset = node.create_client("hiwm_msgs/srv/Reset", f"{ns}/robot/reset")
         assert reset.wait_for_service(20)
         from hiwm.comm import new_message

@@ -150,3 +150,20 @@ def test_parse_chunk_refuses_malformed_chunks():
     ]:
         with pytest.raises(ValueError, match=reason):
             parse_chunk(horizon, dim, data)
+
+
+@pytest.mark.probe("robot/reset with an explicit state [1e30]*5 and other states off the workspace",
+                   "refused with a clear message; the robot keeps its episode and keeps answering")  # fmt: skip
+def test_reset_states_outside_the_workspace_are_refused(robot, procs):
+    proc, client = robot
+    good = client.reset(seed=2)
+    assert good.success and client.wait_counts(1)
+    for state in ([1e30] * 5, [100.0, 100.0, -1.0, 300.0, 0.0], [100.0, 600.0, 300.0, 300.0, 0.0],
+                  [100.0, 100.0, 300.0, 300.0, 1e9]):  # fmt: skip
+        bad = client.reset(use_state=True, state=np.array(state))
+        assert not bad.success and bad.episode_id == "", bad.message
+        assert "refused" in bad.message and ("[0, 512]" in bad.message or "angle" in bad.message), bad.message
+    assert not client.node.spin_until(lambda: min(client.counts()) > 1, 0.5)  # nothing was published
+    client.send([200.0, 200.0])
+    assert client.wait_counts(2) and client.statuses[-1].episode_id == good.episode_id
+    assert "refused reset" in procs.output(proc) and proc.poll() is None

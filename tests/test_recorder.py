@@ -163,3 +163,37 @@ def test_robot_and_recorder_under_hiwm_launch(procs, tmp_path):
     assert launcher.wait(20) == 0, procs.output(launcher)
     assert LeRobotDataset(tmp_path / "ds").num_frames == 5
     assert bag_topics(tmp_path / "bag")["topics"][f"{ns}/robot/command"]["count"] == 5
+
+
+@pytest.mark.probe("recorder started after a real-time robot is already stepping (its first steps never arrive)",
+                   "the episode is kept from the first step received, not dropped as a gap")  # fmt: skip
+def test_recorder_keeps_an_episode_whose_first_steps_it_missed(procs, tmp_path):
+    ns = "/late"
+    robot = procs.python("hiwm.nodes.pusht_robot", "--ros-args", "-r", f"__ns:={ns}", "-p", "clock:=realtime")
+    driver = Driver(ns)
+    try:
+        assert driver.reset_client.wait_for_service(30.0), procs.output(robot)
+        # the robot ticks on its own: let it run some steps before anyone records
+        assert driver.node.spin_until(lambda: driver.statuses and driver.statuses[-1].step >= 8, 30.0)
+        recorder = procs.python(
+            "hiwm.nodes.recorder", "--ros-args", "-r", f"__ns:={ns}", "-p", f"dataset:={tmp_path / 'ds'}"
+        )
+        assert driver.stats_client.wait_for_service(30.0), procs.output(recorder)
+        assert driver.node.spin_until(lambda: driver.command.matched_count() >= 2, 10.0)
+        first_step = driver.statuses[-1].step
+        expert = ScriptedExpert(seed=0)
+        for _ in range(20):  # about 2 s of commands at the control rate
+            driver.send(expert.act(np.asarray(driver.task_states[-1].position)))
+            driver.node.spin_until(lambda: False, 0.1)
+        driver.reset(seed=5)  # ends the first episode (cut short: kept)
+        assert driver.node.spin_until(lambda: driver.stats()["episodes"] == 1, 15.0), (
+            driver.stats(), procs.output(recorder))  # fmt: skip
+        assert driver.stats()["dropped"] == 0
+        assert "recorded from there" in procs.output(recorder)
+        recorder.send_signal(signal.SIGTERM)
+        assert recorder.wait(15) == 0, procs.output(recorder)
+        ds = LeRobotDataset(tmp_path / "ds")
+        assert ds.num_episodes == 1 and ds.num_frames >= 5 and verify(tmp_path / "ds").ok
+        assert first_step > 0 and robot.poll() is None
+    finally:
+        driver.node.destroy()

@@ -12,7 +12,7 @@ from hiwm.comm import create_node, new_message
 from hiwm.comm.images import image_to_numpy
 from hiwm.comm.qos import KEEP_ALL
 from hiwm.world_model import checkpoint as ckpt_io
-from hiwm.world_model.config import ModelConfig, ProbeConfig, TrainConfig
+from hiwm.world_model.config import ModelConfig, ProbeConfig, WorldModelTrainConfig
 from hiwm.world_model.model import WorldModel
 from hiwm.world_model.probe import StateProbe
 
@@ -28,7 +28,7 @@ def tiny_checkpoint(path) -> None:
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    ckpt_io.save(path, ckpt_io.Checkpoint(TINY, TrainConfig(), probe.cfg), model, probe)
+    ckpt_io.save(path, ckpt_io.Checkpoint(TINY, WorldModelTrainConfig(), probe.cfg), model, probe)
 
 
 class Client:
@@ -178,3 +178,14 @@ def test_reset_from_a_dataset_frame(world, tmp_path):
     assert client.statuses[-1].step == 0 and client.statuses[-1].episode_id == response.episode_id
     bad = client.reset(dataset=str(tmp_path / "ds"), frame_index=10_000)
     assert not bad.success and "frame_index" in bad.message
+
+
+@pytest.mark.probe("world model robot/reset with an explicit state [1e30]*5", "refused with a clear message")
+def test_reset_states_outside_the_workspace_are_refused(world, procs):
+    proc, client = world
+    assert client.reset(seed=3).success
+    for state in ([1e30] * 5, [100.0, 100.0, 300.0, 1e6, 0.0]):
+        bad = client.reset(use_state=True, state=np.array(state))
+        assert not bad.success and "[0, 512]" in bad.message and "refused" in bad.message, bad.message
+    assert client.reset(use_state=True, state=np.array([100.0, 100.0, 300.0, 300.0, 0.5])).success
+    assert "refused reset" in procs.output(proc) and proc.poll() is None

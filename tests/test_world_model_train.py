@@ -63,7 +63,8 @@ def _changed(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
 
 
 def test_phases_train_only_their_part_and_a_run_can_start_from_another_checkpoint(tmp_path):
-    from hiwm.world_model.config import ModelConfig, TrainConfig
+    from hiwm.training import Ranks
+    from hiwm.world_model.config import ModelConfig, WorldModelTrainConfig
     from hiwm.world_model.data import load_episodes
     from hiwm.world_model.model import WorldModel
     from hiwm.world_model.train import train_autoencoder, train_latent_dynamics
@@ -71,13 +72,15 @@ def test_phases_train_only_their_part_and_a_run_can_start_from_another_checkpoin
     collect(CollectConfig(episodes=3, max_steps=25, seed=0, noise=1.0), tmp_path / "ds")
     episodes = load_episodes([tmp_path / "ds"], progress=False)
     model = WorldModel(ModelConfig(**json.loads(TINY)))
-    cfg = TrainConfig(ae_minutes=0.01, ae_batch=2, latent_minutes=0.01, latent_batch=2, latent_rollout=3, warmup=1)
+    cfg = WorldModelTrainConfig(
+        ae_minutes=0.01, ae_batch=2, latent_minutes=0.01, latent_batch=2, latent_rollout=3, warmup=1
+    )
     enc, dec, dyn = _params(model.encoder), _params(model.decoder), _params(model.dynamics)
-    done = train_autoencoder(model, episodes, cfg, torch.device("cpu"), progress=False)
+    done = train_autoencoder(model, episodes, cfg, Ranks(), progress=False)
     assert done["steps"] > 0 and done["loss"] == done["loss"]  # not NaN
     assert _changed(enc, model.encoder) and _changed(dec, model.decoder) and not _changed(dyn, model.dynamics)
     enc, dec = _params(model.encoder), _params(model.decoder)
-    done = train_latent_dynamics(model, episodes, cfg, torch.device("cpu"), progress=False)
+    done = train_latent_dynamics(model, episodes, cfg, Ranks(), progress=False)
     assert done["steps"] > 0
     assert _changed(dyn, model.dynamics) and not _changed(enc, model.encoder) and not _changed(dec, model.decoder)
 
@@ -100,8 +103,8 @@ def test_phases_train_only_their_part_and_a_run_can_start_from_another_checkpoin
 
     other = json.dumps({**json.loads(TINY), "dyn_blocks": 2})
     bad = ["train", "world-model", "--data", str(tmp_path / "ds"), "--model", other, "--out", str(tmp_path / "bad")]
-    with pytest.raises(SystemExit, match="differs"):
-        main([*bad, "--init", str(first), "--steps", "0", "--probe-steps", "0"])
+    with pytest.raises(SystemExit, match="differs"):  # --debug: the error itself, not its one-line report
+        main(["--debug", *bad, "--init", str(first), "--steps", "0", "--probe-steps", "0"])
 
 
 def test_open_loop_reports_how_far_the_probe_reads_the_predicted_agent_and_block(tmp_path):
@@ -126,3 +129,67 @@ def test_open_loop_reports_how_far_the_probe_reads_the_predicted_agent_and_block
     for h in (1, 5):
         assert read[f"agent_px@{h}"] >= 0 and shifted[f"block_px@{h}"] == read[f"block_px@{h}"]
         assert shifted[f"agent_px@{h}"] != read[f"agent_px@{h}"]
+
+
+def _arm_dataset(root, episodes: int = 3, steps: int = 14) -> None:
+    """A 7-D arm-shaped recording: two cameras (a block drawn where the first joints point), proprio, actions."""
+    from hiwm.data.lerobot import LeRobotDatasetWriter
+
+    def video(h: int, w: int) -> dict:
+        return {"dtype": "video", "shape": [h, w, 3], "names": ["height", "width", "channels"]}
+
+    vector = {"dtype": "float32", "shape": [7], "names": None}
+    features = {
+        "observation.images.front": video(32, 32),
+        "observation.images.wrist": video(16, 24),
+        "observation.state": vector,
+        "action": vector,
+    }
+    writer = LeRobotDatasetWriter(root, fps=10, features=features)
+    rng = np.random.default_rng(0)
+    for _ in range(episodes):
+        q = rng.uniform(-1, 1, 7)
+        for _ in range(steps):
+            action = np.clip(q + rng.normal(0, 0.3, 7), -3, 3)
+            front = np.full((32, 32, 3), 40, np.uint8)
+            r, c = int(16 + 4 * q[0]), int(16 + 4 * q[1])
+            front[r - 3 : r + 3, c - 3 : c + 3] = 220
+            wrist = np.full((16, 24, 3), int(120 + 30 * np.tanh(q[2])), np.uint8)
+            state, act = q.astype(np.float32), action.astype(np.float32)
+            frame = {"observation.images.front": front, "observation.images.wrist": wrist}
+            writer.add_frame({**frame, "observation.state": state, "action": act})
+            q = q + 0.5 * (action - q)  # the joints follow the commanded positions
+        writer.save_episode(task="reach")
+    writer.close()
+
+
+def test_train_cli_on_an_arm_shaped_dataset_predicts_proprio_and_every_camera(tmp_path):
+    _arm_dataset(tmp_path / "arm")
+    arm = {
+        **json.loads(TINY),
+        "action_dim": 7, "action_low": [-3] * 7, "action_high": [3] * 7, "action_conditioning": "mlp",
+        "proprio_dim": 7, "proprio_low": [-3] * 7, "proprio_high": [3] * 7,
+        "cameras": [["front", 32, 32], ["wrist", 16, 24]],
+    }  # fmt: skip
+    out = tmp_path / "run"
+    args = ["train", "world-model", "--data", str(tmp_path / "arm"), "--out", str(out), "--model", json.dumps(arm)]
+    assert main([*args, "--steps", "3", "--batch", "2", "--rollout", "2", "--horizons", "1", "5"]) == 0
+    saved, _ = ckpt_io.read_config(out)
+    assert saved.step == 3 and saved.probe is None  # the Push-T probe has nothing to read here
+    for h in (1, 5):
+        assert saved.metrics[f"proprio_mae@{h}"] >= 0 and saved.metrics[f"copy_proprio_mae@{h}"] > 0
+        assert 0 < saved.metrics[f"psnr@{h}"] < 100
+    _, model, _ = ckpt_io.load(out)
+    assert model.cfg.cameras == (("front", 32, 32), ("wrist", 16, 24)) and len(model.decoder.backgrounds()) == 2
+    session = Session(model)
+    session.reset(frames={"front": np.zeros((32, 32, 3), np.uint8), "wrist": np.zeros((16, 24, 3), np.uint8)},
+                  proprio=[0.0] * 7)  # fmt: skip
+    assert session.step([0.5] * 7).shape == (32, 32, 3) and session.views["wrist"].shape == (16, 24, 3)
+    assert session.proprio.shape == (7,)
+    wrong = {**arm, "proprio_dim": 6, "proprio_low": [-3] * 6, "proprio_high": [3] * 6}
+    # --debug: the refusal itself (SystemExit with its message), not its one-line report and exit 2
+    bad = ["--debug", "train", "world-model", "--data", str(tmp_path / "arm"), "--out", str(tmp_path / "bad")]
+    with pytest.raises(SystemExit, match=r"observation\.state has 7 values"):
+        main([*bad, "--model", json.dumps(wrong), "--steps", "1"])
+    with pytest.raises(SystemExit, match="camera 'side'"):
+        main([*bad, "--model", json.dumps({**arm, "cameras": [["side", 32, 32]]}), "--steps", "1"])

@@ -7,6 +7,14 @@ a handle is then one store ``append``. The parent of a handle is the node holdin
 ``parent_snapshot_id`` in its session: the session cursor when it holds it (the usual case, and the
 one that keeps a fresh fork's steps on the fork), else the newest node with that snapshot.
 
+Resuming: each topic delivers one world model's messages in order, so a handle whose parent was
+never recorded and is not waiting here will never get it (the cache was down, restarted mid-session,
+or started after the world model). Such a handle re-anchors its session: it is recorded under the
+session's cursor (the last state the cache holds), or as the first state of a session the cache has
+never seen, with the label ``gap``; the log says so. Likewise a handle still waiting for its
+snapshot when a later handle's snapshot has arrived will never get it and is dropped. Both happen
+once the handle has waited ``resume_after`` seconds, the chance given to messages that arrive late.
+
 Requests mirror the node's services: ``list``, ``rollback`` (restores the world model, then moves
 the cursor), ``fork`` (restores the world model to the fork point, then creates the branch),
 ``label`` and ``export``. ``restore(snapshot_id) -> (ok, message)`` is the world model's restore
@@ -21,15 +29,16 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from hiwm.branch_cache.export import DEFAULT_TASK, export_branches
+from hiwm.branch_cache.export import DEFAULT_TASK, LINEAGE_PATH, export_branches
 from hiwm.branch_cache.store import (
     SOURCES,
     BranchCacheError,
     BranchStore,
     InvalidInputError,
-    Node,
+    TreeNode,
     parse_id,
 )
 
@@ -38,7 +47,7 @@ LIST_WHATS = ("sessions", "branches", "nodes", "trajectory", "node", "children")
 
 
 @dataclass
-class Handle:
+class StateHandle:
     """The fields of a StateHandle the cache uses."""
 
     session_id: str
@@ -64,18 +73,22 @@ class BranchCacheCore:
         max_pending: int = 1024,
         max_pending_snapshots: int = 256,  # <= 64 KiB each: bounded memory while handles lag
         pending_timeout: float = 30.0,
+        resume_after: float = 2.0,
         fork_restores: bool = True,
         export_fps: int = 10,
         task: str = DEFAULT_TASK,
+        export_root: str | Path | None = None,
         log: Callable[[str, str], None] | None = None,
     ) -> None:
         self.store, self.restore = store, restore
-        self.max_pending, self.pending_timeout = max_pending, pending_timeout
+        self.max_pending, self.pending_timeout, self.resume_after = max_pending, pending_timeout, resume_after
         self.max_pending_snapshots = max_pending_snapshots
         self.fork_restores, self.export_fps, self.task = fork_restores, export_fps, task
+        # exports requested over the graph land only under this folder (default: next to the store)
+        self.export_root = Path(export_root) if export_root else Path(store.path).resolve().parent / "exports"
         self.log = log or (lambda key, message: None)
         self.snapshots: OrderedDict[str, tuple[bytes, list[float]]] = OrderedDict()
-        self.handles: list[Handle] = []
+        self.handles: list[StateHandle] = []
         self.recorded = 0
 
     # -- recording -----------------------------------------------------------
@@ -97,7 +110,7 @@ class BranchCacheCore:
             )
         self.drain()
 
-    def on_state(self, handle: Handle) -> list[Node]:
+    def on_state(self, handle: StateHandle) -> list[TreeNode]:
         if not handle.session_id or not handle.snapshot_id:
             raise BadInput("StateHandle without session_id or snapshot_id")
         if handle.action_source not in SOURCES:
@@ -109,26 +122,63 @@ class BranchCacheCore:
         self.handles.append(handle)
         return self.drain()
 
-    def _parent(self, handle: Handle) -> Node | bool | None:
+    def _parent(self, handle: StateHandle) -> TreeNode | bool | None:
         """The parent node, None for a first state, False when not recorded (yet)."""
         if not handle.parent_snapshot_id:
             return None
         node = self.store.find_parent(handle.session_id, handle.parent_snapshot_id)
         return False if node is None else node
 
-    def drain(self) -> list[Node]:
+    def _has_snapshot(self, handle: StateHandle) -> bool:
+        return handle.snapshot_id in self.snapshots or self.store.has_blob(handle.snapshot_id)
+
+    def _awaited(self, handle: StateHandle) -> bool:
+        """Whether the parent of ``handle`` is a state still waiting here (for its snapshot or parent)."""
+        return any(
+            h.session_id == handle.session_id and h.snapshot_id == handle.parent_snapshot_id for h in self.handles
+        )
+
+    def _drop_unpaired(self) -> None:
+        """Drop handles whose snapshot can no longer come: a later handle of the session has its snapshot,
+        and snapshots arrive in the order they were published (it was sent before this cache listened)."""
+        later_has_snapshot: set[str] = set()
+        now = time.monotonic()
+        for handle in reversed(list(self.handles)):
+            if self._has_snapshot(handle):
+                later_has_snapshot.add(handle.session_id)
+            elif handle.session_id in later_has_snapshot and now - handle.received >= self.resume_after:
+                self.handles.remove(handle)
+                self.log(
+                    "unpaired",
+                    f"dropped StateHandle step {handle.step} of {handle.session_id!r}: its snapshot was published "
+                    "before this cache was listening",
+                )
+
+    def _anchor(self, handle: StateHandle) -> TreeNode | None:
+        """Where a handle whose parent will never arrive goes: under its session's cursor, or first of a new one."""
+        try:
+            cursor = self.store.session(handle.session_id).cursor_node
+        except BranchCacheError:
+            return None
+        return None if cursor is None else self.store.get(cursor)
+
+    def drain(self) -> list[TreeNode]:
         """Record every waiting handle whose snapshot and parent are there; repeat until none moves."""
-        out: list[Node] = []
+        out: list[TreeNode] = []
         progress = True
         while progress and self.handles:
             progress = False
+            self._drop_unpaired()
             for handle in list(self.handles):
                 parent = self._parent(handle)
-                if parent is False:
+                gap = parent is False
+                if gap and (time.monotonic() - handle.received < self.resume_after or self._awaited(handle)):
                     continue
                 pending = self.snapshots.get(handle.snapshot_id)
                 if pending is None and not self.store.has_blob(handle.snapshot_id):
                     continue
+                if gap:
+                    parent = self._anchor(handle)
                 data, state = pending if pending is not None else (self.store.blob(handle.snapshot_id), [])
                 self.handles.remove(handle)
                 progress = True
@@ -136,11 +186,19 @@ class BranchCacheCore:
                     node = self.store.append(
                         handle.session_id, data, parent=None if parent is None else parent.id, step=handle.step,
                         action=handle.action, source=handle.action_source, frame=handle.frame or None, state=state,
-                        snapshot_id=handle.snapshot_id,
+                        snapshot_id=handle.snapshot_id, gap=gap,
                     )  # fmt: skip
                 except BranchCacheError as exc:
                     self.log("append", f"refused state step {handle.step} of {handle.session_id!r}: {exc}")
                     continue
+                if gap and (parent is None or node.id != parent.id):  # (not the cursor's own state re-announced)
+                    where = f"under {parent.id} (step {parent.step})" if parent else "as the first state this cache has"
+                    self.log(
+                        "resumed",
+                        f"resumed session {handle.session_id!r}: the parent {handle.parent_snapshot_id[:12]} of state "
+                        f"step {handle.step} was never recorded here (this cache was down or started late); "
+                        f"recorded it as {node.id} {where}, labelled 'gap'",
+                    )
                 self.snapshots.pop(handle.snapshot_id, None)
                 self.recorded += 1
                 out.append(node)
@@ -149,7 +207,8 @@ class BranchCacheCore:
 
     def expire(self) -> None:
         now = time.monotonic()
-        for handle in [h for h in self.handles if now - h.received > self.pending_timeout]:
+        expired = [h for h in self.handles if now - h.received > self.pending_timeout]
+        for handle in expired:
             self.handles.remove(handle)
             why = "its snapshot" if handle.snapshot_id not in self.snapshots else "its parent state"
             self.log(
@@ -157,6 +216,8 @@ class BranchCacheCore:
                 f"dropped StateHandle step {handle.step} of {handle.session_id!r}: {why} never arrived "
                 f"within {self.pending_timeout:.0f} s",
             )
+        if expired:
+            self.drain()  # handles that waited on an expired one re-anchor now
 
     # -- requests ------------------------------------------------------------
     def list(self, what: str, session_id: str = "", branch_id: str = "") -> tuple[list[str], list[dict]]:
@@ -182,7 +243,7 @@ class BranchCacheCore:
             raise InvalidInputError(f"unknown list target {what!r}; use one of {LIST_WHATS}")
         return [x["id"] for x in items], items
 
-    def rollback(self, session_id: str = "", node_id: str = "", steps: int = 0) -> Node:
+    def rollback(self, session_id: str = "", node_id: str = "", steps: int = 0) -> TreeNode:
         self.drain()  # states already received come first: the cursor must be where the world model is
         target = self.store.rollback_target(session_id=session_id or None, node_id=node_id or None, steps=steps)
         self.store.blob(target.snapshot, f"node {target.id} (snapshot)")  # refuse a state we could not restore
@@ -207,23 +268,42 @@ class BranchCacheCore:
         parse_id(target_id, "b" if target_id.startswith("b") else "n")
         return self.store.label(target_id, labels)
 
-    def export(self, branch_ids: Sequence[str], output_dir: str) -> tuple[int, int]:
+    def export_dir(self, output_dir: str) -> Path:
+        """Where an export request may write: a new or empty folder under ``export_root`` (a relative
+        ``output_dir`` is taken from there), or a dataset this cache exported into before."""
         if not output_dir:
             raise InvalidInputError("export needs an output_dir")
+        root = self.export_root.resolve()
+        target = (root / output_dir).resolve()  # an absolute output_dir stays absolute
+        if target != root and root not in target.parents:
+            raise InvalidInputError(f"export output_dir {output_dir!r} is outside the export root {root}")
+        if target.exists():
+            if not target.is_dir():
+                raise InvalidInputError(f"export output_dir {target} is not a folder")
+            if any(target.iterdir()) and not (target / LINEAGE_PATH).is_file():
+                raise InvalidInputError(
+                    f"export output_dir {target} is neither empty nor a dataset exported from a branch cache"
+                )
+        return target
+
+    def export(self, branch_ids: Sequence[str], output_dir: str) -> tuple[int, int, list[str]]:
+        """(episodes, frames, branches skipped because the dataset already holds them)."""
+        target = self.export_dir(output_dir)
         self.drain()
+        target.parent.mkdir(parents=True, exist_ok=True)
         result = export_branches(
-            self.store, list(branch_ids), output_dir, fps=self.export_fps, task=self.task, progress=False
+            self.store, list(branch_ids), target, fps=self.export_fps, task=self.task, progress=False
         )
-        return result.episodes, result.frames
+        return result.episodes, result.frames, result.skipped
 
 
 def details(items: list[dict]) -> list[str]:
     return [json.dumps(x, sort_keys=True) for x in items]
 
 
-def as_handle(msg: Any) -> Handle:
-    """A StateHandle message as a :class:`Handle`."""
-    return Handle(
+def as_handle(msg: Any) -> StateHandle:
+    """A StateHandle message as the fields the cache uses."""
+    return StateHandle(
         session_id=str(msg.session_id),
         snapshot_id=str(msg.snapshot_id),
         parent_snapshot_id=str(msg.parent_snapshot_id),

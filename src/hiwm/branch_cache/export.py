@@ -3,7 +3,10 @@
 An exported branch is its whole trajectory: from the session's first state through the fork point
 into the branch, up to its head. Frame ``t`` pairs the state of node ``t`` (its frame PNG, decoded,
 and its observation state) with the action that led to node ``t+1`` and who produced it, so a
-trajectory of ``n`` nodes gives ``n - 1`` frames. Per frame:
+trajectory of ``n`` nodes gives ``n - 1`` frames, less one per ``gap`` node (a state recorded under
+the last one the cache had because its real parent never reached the cache: the action that led
+to it was not taken from the frame before, so that pair is left out; ``meta/branch_lineage.json``
+lists the gap nodes of each episode). Per frame:
 
 - ``intervention`` (bool): the action came from a human (LeRobot's correction flag);
 - ``action.source`` (int8): 0 policy, 1 human, 2 scripted;
@@ -17,7 +20,7 @@ trajectory of ``n`` nodes gives ``n - 1`` frames. Per frame:
 fork node through its last human action: the operator's frames only, as HG-DAgger trains on).
 
 With ``env_state`` (a function from a node's snapshot to the 5-vector Push-T state, e.g.
-:meth:`hiwm.experiment.world.RealWorld.state_of`), a store recorded in the physics exports with the
+:meth:`hiwm.worlds.RealWorld.state_of`), a store recorded in the physics exports with the
 privileged extras of a collected dataset too (``observation.environment_state``, ``next.coverage``,
 ``next.reward``, ``next.success``, ``next.done``): world-model training data.
 
@@ -31,18 +34,19 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from hiwm.branch_cache.store import SOURCE_HUMAN, BranchStore, InvalidInputError, Node
+from hiwm.branch_cache.store import GAP_LABEL, SOURCE_HUMAN, BranchStore, InvalidInputError, TreeNode
 from hiwm.comm import images
 from hiwm.comm.images import encode_png  # noqa: F401  (re-exported: the frame format of the cache)
 from hiwm.comm.interfaces import InterfaceError
-from hiwm.data.lerobot import PUSHT_TASK, LeRobotDatasetWriter, atomic_write_json, pusht_features
+from hiwm.data.lerobot import PUSHT_TASK, LeRobotDatasetWriter, pusht_features
+from hiwm.files import atomic_write_json
 
 LINEAGE_PATH = "meta/branch_lineage.json"
 DEFAULT_TASK = PUSHT_TASK  # as every other hiwm dataset names it
@@ -58,6 +62,7 @@ class ExportResult:
     episodes: int
     frames: int
     episode_indices: list[int]
+    skipped: list[str] = field(default_factory=list)  # branches the dataset already held
 
 
 def export_features(image_size: int, extras: bool = False) -> dict[str, dict]:
@@ -75,7 +80,7 @@ def decode_png(data: bytes, where: str) -> np.ndarray:
 SEGMENTS = ("trajectory", "branch", "correction")
 
 
-def _segment(store: BranchStore, branch_id: str, traj: list[Node], segment: str) -> list[Node]:
+def _segment(store: BranchStore, branch_id: str, traj: list[TreeNode], segment: str) -> list[TreeNode]:
     if segment == "trajectory":
         return traj
     base = store.branch(branch_id).base_node
@@ -89,10 +94,12 @@ def _segment(store: BranchStore, branch_id: str, traj: list[Node], segment: str)
     return traj
 
 
-def _episode(store: BranchStore, branch_id: str, segment: str = "trajectory") -> list[Node]:
+def _episode(store: BranchStore, branch_id: str, segment: str = "trajectory") -> list[TreeNode]:
     traj = _segment(store, branch_id, store.trajectory(branch_id), segment)
-    if len(traj) < 2:
-        raise InvalidInputError(f"branch {branch_id} has {len(traj)} state(s): an episode needs at least 2")
+    if len(traj) < 2 or all(GAP_LABEL in n.labels for n in traj[1:]):
+        raise InvalidInputError(
+            f"branch {branch_id} has {len(traj)} state(s): an episode needs at least 2 with a step between them"
+        )
     for node in traj:
         if node.frame is None:
             raise InvalidInputError(f"branch {branch_id}: node {node.id} has no frame (StateHandle.thumbnail_png)")
@@ -107,7 +114,7 @@ def _episode(store: BranchStore, branch_id: str, segment: str = "trajectory") ->
     return traj
 
 
-def _env_states(store: BranchStore, traj: list[Node], env_state: Callable[[bytes], np.ndarray]) -> np.ndarray:
+def _env_states(store: BranchStore, traj: list[TreeNode], env_state: Callable[[bytes], np.ndarray]) -> np.ndarray:
     """The Push-T state of every node of ``traj`` read from its snapshot, with its coverage."""
     from hiwm.world_model.probe import coverage_from_pose
 
@@ -136,7 +143,7 @@ def _extras(states: np.ndarray, t: int) -> dict[str, Any]:
     }
 
 
-def _lineage_entry(store: BranchStore, branch_id: str, store_path: str) -> dict:
+def _lineage_entry(store: BranchStore, branch_id: str, store_path: str, segment: str) -> dict:
     ancestry = store.lineage(branch_id)
     branch = ancestry[0]
     return {
@@ -147,7 +154,17 @@ def _lineage_entry(store: BranchStore, branch_id: str, store_path: str) -> dict:
         "ancestry": [b.id for b in ancestry],
         "labels": branch.labels,
         "store": store_path,
+        "segment": segment,
     }
+
+
+def _exported(doc: dict) -> set[tuple[str, str, str]]:
+    """(store, branch, segment) of every branch a dataset's lineage already holds an episode of."""
+    out = set()
+    for entry in doc["branches"]:
+        store = str(Path(entry["store"]).resolve()) if entry.get("store") else ""
+        out.add((store, entry.get("branch_id", ""), entry.get("segment", "trajectory")))
+    return out
 
 
 def export_branches(
@@ -162,13 +179,26 @@ def export_branches(
     progress: bool = True,
 ) -> ExportResult:
     """Write one episode per branch (appending to an existing dataset); all or nothing per call.
-    ``segment`` as :data:`SEGMENTS`; ``env_state`` adds the physics extras (module docstring)."""
+    ``segment`` as :data:`SEGMENTS`; ``env_state`` adds the physics extras (module docstring).
+
+    Idempotent per branch: a branch of this store whose ``segment`` the dataset already holds (its
+    ``meta/branch_lineage.json`` says so) is skipped, so exporting twice adds no duplicate episodes;
+    ``ExportResult.skipped`` names them."""
     if segment not in SEGMENTS:
         raise InvalidInputError(f"segment must be one of {SEGMENTS}, got {segment!r}")
     if not branch_ids:
         raise InvalidInputError("export needs at least one branch id")
     if len(set(branch_ids)) != len(branch_ids):
         raise InvalidInputError(f"branch ids repeat: {list(branch_ids)}")
+    root = Path(output_dir)
+    lineage_path = root / LINEAGE_PATH
+    doc = json.loads(lineage_path.read_text()) if lineage_path.exists() else {"branches": [], "episodes": []}
+    store_path = str(Path(store.path).resolve())
+    done = _exported(doc)
+    skipped = [b for b in branch_ids if (store_path, store.branch(b).id, segment) in done]
+    branch_ids = [b for b in branch_ids if b not in skipped]
+    if not branch_ids:
+        return ExportResult(root, 0, 0, [], skipped)
     # validate everything before writing anything
     episodes = {b: _episode(store, b, segment) for b in branch_ids}
     states = {b: _env_states(store, episodes[b], env_state) for b in branch_ids} if env_state else {}
@@ -176,9 +206,6 @@ def export_branches(
     size = first.shape[0]
     if first.shape != (size, size, 3):
         raise InvalidInputError(f"frames must be square RGB, got {first.shape}")
-    root = Path(output_dir)
-    lineage_path = root / LINEAGE_PATH
-    doc = json.loads(lineage_path.read_text()) if lineage_path.exists() else {"branches": [], "episodes": []}
     indices = []
     frames = 0
     features = export_features(size, extras=env_state is not None)
@@ -186,8 +213,12 @@ def export_branches(
         for branch_id in tqdm(branch_ids, desc="export", unit="branch", disable=not progress):
             traj = episodes[branch_id]
             lineage_index = len(doc["branches"])
-            doc["branches"].append(_lineage_entry(store, branch_id, str(store.path)))
+            doc["branches"].append(_lineage_entry(store, branch_id, store_path, segment))
+            written = 0
             for t, (node, nxt) in enumerate(itertools.pairwise(traj)):
+                if GAP_LABEL in nxt.labels:
+                    continue
+                written += 1
                 image = decode_png(store.blob(node.frame, f"node {node.id} (frame)"), f"node {node.id}")
                 if image.shape != (size, size, 3):
                     raise InvalidInputError(f"node {node.id}: frame {image.shape}, expected {(size, size, 3)}")
@@ -206,8 +237,11 @@ def export_branches(
                 )
             index = writer.save_episode(task)
             indices.append(index)
-            frames += len(traj) - 1
-            doc["episodes"].append({"episode_index": index, "lineage": lineage_index, "node_ids": [n.id for n in traj]})
+            frames += written
+            gaps = [n.id for n in traj[1:] if GAP_LABEL in n.labels]
+            doc["episodes"].append(
+                {"episode_index": index, "lineage": lineage_index, "node_ids": [n.id for n in traj], "gaps": gaps}
+            )
     # after the dataset commit: a crash in between leaves episodes whose lineage index has no entry yet
     atomic_write_json(lineage_path, doc)
-    return ExportResult(root, len(indices), frames, indices)
+    return ExportResult(root, len(indices), frames, indices, skipped)

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from datetime import datetime, timezone
 
-from hiwm.branch_cache.store import BranchCacheError, BranchStore
+from hiwm.branch_cache.store import BranchStore
 
 DEFAULT_DB = "branch_cache.db"
 
@@ -103,17 +102,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _run(func):
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except BranchCacheError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-
-    return run
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     from hiwm.branch_cache.export import DEFAULT_TASK, SEGMENTS
 
@@ -128,16 +116,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = parser("ls", "sessions, or the branches of a session")
     p.add_argument("session", nargs="?")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_run(cmd_ls))
+    p.set_defaults(func=cmd_ls)
 
     p = parser("show", "one session, branch (b..) or node (n..) as JSON")
     p.add_argument("id")
-    p.set_defaults(func=_run(cmd_show))
+    p.set_defaults(func=cmd_show)
 
     p = parser("tree", "a session's tree as text, and as a PNG with -o")
     p.add_argument("session", nargs="?", help="default: every session")
     p.add_argument("-o", "--output", help="PNG path")
-    p.set_defaults(func=_run(cmd_tree))
+    p.set_defaults(func=cmd_tree)
 
     p = parser("export", "branches -> episodes of a LeRobot v3 dataset (appends if it exists)")
     p.add_argument("branches", nargs="+", help="branch ids (b..)")
@@ -147,8 +135,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--segment", choices=SEGMENTS, default="trajectory",
                    help="trajectory: from the session start; branch: from the fork node; correction: the "
                    "fork node through the last human action")  # fmt: skip
-    p.set_defaults(func=_run(cmd_export))
+    p.set_defaults(func=cmd_export)
 
     p = parser("check", "integrity report (exit 1 on problems)")
     p.add_argument("--full", action="store_true", help="also rehash every blob")
-    p.set_defaults(func=_run(cmd_check))
+    p.set_defaults(func=cmd_check)

@@ -55,13 +55,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from hiwm.data import DatasetError, LeRobotDataset
+    from hiwm.data import LeRobotDataset
 
-    try:
-        ds = LeRobotDataset(args.root)
-    except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    ds = LeRobotDataset(args.root)
     info = ds.info
     if args.json:
         print(json.dumps(info, indent=2))
@@ -92,34 +88,25 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_bag_info(args: argparse.Namespace) -> int:
-    from hiwm.data.bag import BagError, bag_topics
+    from hiwm.data.bag import bag_topics
 
-    try:
-        meta = bag_topics(args.bag)
-    except BagError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    meta = bag_topics(args.bag)
     print(json.dumps(meta, indent=2))
     return 0
 
 
 def cmd_bag_convert(args: argparse.Namespace) -> int:
-    from hiwm.data.bag import BagError, bag_topics
+    from hiwm.data.bag import bag_topics
     from hiwm.data.convert import RobotTopics, bag_to_dataset
-    from hiwm.data.lerobot import DatasetError
 
     topics = RobotTopics(image=args.image, state=args.state, status=args.status, command=args.command)
-    try:
-        total = bag_topics(args.bag)["messages"]
-        with tqdm(total=total, unit="msg", desc="convert", disable=args.quiet) as bar:
+    total = bag_topics(args.bag)["messages"]
+    with tqdm(total=total, unit="msg", desc="convert", disable=args.quiet) as bar:
 
-            def progress(n: int) -> None:
-                bar.update(n - bar.n)
+        def progress(n: int) -> None:
+            bar.update(n - bar.n)
 
-            summary = bag_to_dataset(args.bag, args.out, topics, task=args.task, fps=args.fps, progress=progress)
-    except (BagError, DatasetError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        summary = bag_to_dataset(args.bag, args.out, topics, task=args.task, fps=args.fps, progress=progress)
     print(json.dumps(summary.__dict__))
     return 0
 

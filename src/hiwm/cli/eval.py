@@ -1,4 +1,5 @@
-"""``hiwm eval``: a policy's real success in its task's world; the work is in :mod:`hiwm.policy.evaluate`."""
+"""``hiwm eval``: a policy's real success in its task's world, or several policies' paired on the same
+seeds (``--compare``); the work is in :mod:`hiwm.policy.evaluate` and :mod:`hiwm.policy.compare`."""
 
 from __future__ import annotations
 
@@ -24,25 +25,43 @@ def cmd_eval(args: argparse.Namespace) -> int:
         threads=args.threads,
         task=args.task or "",
     )
+    if args.compare:  # several policies on the same seeds, paired differences against the first
+        from hiwm.policy.compare import COMPARE_EPISODES, compare, format_table
+
+        if args.both and not args.world_model:
+            raise SystemExit("hiwm eval: error: --both needs --world-model")
+        if args.episodes is None and args.seeds.strip().endswith(":"):  # an open range: enough seeds to tell
+            cfg = dataclasses.replace(cfg, episodes=COMPARE_EPISODES)
+        worlds = {"real": ""} if not args.world_model else {"model": args.world_model}
+        if args.world_model and args.both:
+            worlds = {"real": "", "model": args.world_model}
+        result = compare(cfg, [args.policy, *args.compare], worlds)
+        print(format_table(result))
+        print(json.dumps({"seeds": len(result["seeds"]), "paired": result["paired"]}))
+        return 0
     if args.world_model and args.both:  # the same seeds in both worlds, side by side
         out = Path(args.out) if args.out else None
         summaries = {}
         for world, ckpt in (("real", ""), ("model", args.world_model)):
             run = dataclasses.replace(cfg, world=ckpt, out=str(out / world) if out else None)
             summaries[world] = evaluate(run)
-        rows = {w: {k: s[k] for k in ("episodes", "success_rate", "success_ci95", "mean_max_coverage")}
+        from hiwm.tasks import get_task
+
+        metric = f"mean_max_{get_task(cfg.task).success.metric}"
+        rows = {w: {k: s[k] for k in ("episodes", "success_rate", "success_ci95", metric)}
                 for w, s in summaries.items()}  # fmt: skip
-        print(f"{'world':6s} {'success':>8s} {'95 % CI':>14s} {'max coverage':>13s}")
+        print(f"{'world':6s} {'success':>8s} {'95 % CI':>14s} {metric.removeprefix('mean_'):>13s}")
         for world, r in rows.items():
             low, high = r["success_ci95"]
             print(f"{world:6s} {100 * r['success_rate']:7.1f}% {100 * low:6.1f}-{100 * high:5.1f}% "
-                  f"{r['mean_max_coverage']:13.3f}")  # fmt: skip
+                  f"{r[metric]:13.3f}")  # fmt: skip
         if out:
             (out / "side_by_side.json").write_text(json.dumps(rows, indent=1))
         print(json.dumps(rows))
         return 0
     summary = evaluate(dataclasses.replace(cfg, world=args.world_model or ""))
     summary.pop("config")
+    summary.pop("per_seed")  # in summary.json with --out; the printed summary stays short
     print(json.dumps(summary, indent=1))
     return 0
 
@@ -66,5 +85,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--world-model", help="evaluate inside this world-model checkpoint (same initial states, probe success)"
     )
     p.add_argument("--both", action="store_true", help="with --world-model: the real env too, side by side")
+    p.add_argument("--compare", nargs="+", metavar="POLICY",
+                   help="also evaluate these on the same seeds (200 unless --episodes or A:B says): success "
+                        "differences against --policy, paired bootstrap 95 %% CI and McNemar's test")  # fmt: skip
     p.add_argument("--out", default=None, help="folder for episodes.csv/json, summary.json, video and plot")
     p.set_defaults(func=cmd_eval)

@@ -8,9 +8,9 @@ import json
 
 
 def cmd_policy(args: argparse.Namespace) -> int:
-    from hiwm.policy.train import TrainConfig, train
+    from hiwm.policy.train import PolicyTrainConfig, train
 
-    cfg = TrainConfig(
+    cfg = PolicyTrainConfig(
         backbone=args.backbone,
         task=args.task,
         data=args.data,
@@ -30,7 +30,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
         init=args.init or "",
     )
-    print(train(cfg))
+    print(train(cfg).out)
     return 0
 
 
@@ -41,17 +41,24 @@ def cmd_world_model(args: argparse.Namespace) -> int:
 
 
 def world_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """``hiwm train world-model`` options: every TrainConfig field, plus model sizes as JSON."""
+    """``hiwm train world-model`` options: every WorldModelTrainConfig field, plus model sizes as JSON."""
     parser.add_argument("--data", nargs="+", required=True, help="LeRobot dataset directories")
     parser.add_argument("--out", required=True, help="checkpoint directory (created)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    parser.add_argument("--model", default="{}", help="model sizes as JSON, e.g. '{\"dyn_channels\": 48}'")
+    from hiwm.world_model.config import PRESETS, WorldModelTrainConfig  # torch-free: `hiwm --help` stays fast
+
+    parser.add_argument("--preset", default="small", choices=sorted(PRESETS), help="model size (see --model)")
+    parser.add_argument(
+        "--model",
+        default="{}",
+        help="model fields over the preset as JSON: sizes, or the task's interface, e.g. "
+        '\'{"action_dim": 7, "action_conditioning": "mlp", "proprio_dim": 7, "cameras": [["front", 128, 128]]}\'',
+    )
     parser.add_argument("--no-probe", action="store_true", help="skip training the state probe")
     parser.add_argument("--probe-only", action="store_true", help="(re)train only the probe of the checkpoint in --out")
-    from hiwm.world_model.config import TrainConfig  # torch-free: `hiwm --help` stays fast
 
-    for f in dataclasses.fields(TrainConfig):
-        default = getattr(TrainConfig(), f.name)
+    for f in dataclasses.fields(WorldModelTrainConfig):
+        default = getattr(WorldModelTrainConfig(), f.name)
         flag = "--" + f.name.replace("_", "-")
         if isinstance(default, tuple):
             parser.add_argument(flag, type=int, nargs="+", default=list(default))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import fields as dc_fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,12 +20,8 @@ from hiwm.paths import share_path
 
 INTERFACE_PACKAGE = "hiwm_msgs"
 
-# std_srvs is not in rosbags' store; these are the upstream definitions (stable since Foxy).
-_STD_SRVS = {
-    "std_srvs/srv/Empty": "---\n",
-    "std_srvs/srv/Trigger": "---\nbool success\nstring message\n",
-    "std_srvs/srv/SetBool": "bool data\n---\nbool success\nstring message\n",
-}
+# Service definitions rosbags' store lacks (std_srvs, rcl_interfaces' parameter services).
+_DEFINITIONS = Path(__file__).with_name("definitions")
 
 _NUMPY_DTYPES = {
     "bool": np.bool_,
@@ -68,11 +65,11 @@ def _srv_types(name: str, text: str) -> dict:
 
 @functools.cache
 def typestore() -> Typestore:
-    """The process-wide typestore: ROS 2 Jazzy standard types, std_srvs, and hiwm_msgs."""
+    """The process-wide typestore: ROS 2 Jazzy standard types, the services above, and hiwm_msgs."""
     store = get_typestore(Stores.ROS2_JAZZY)
     types: dict = {}
-    for name, text in _STD_SRVS.items():
-        types.update(_srv_types(name, text))
+    for path in sorted(_DEFINITIONS.glob("*/srv/*.srv")):
+        types.update(_srv_types(f"{path.parts[-3]}/srv/{path.stem}", path.read_text()))
     root = share_path("msgs")
     for path in sorted((root / "msg").glob("*.msg")):
         types.update(get_types_from_msg(path.read_text(), f"{INTERFACE_PACKAGE}/msg/{path.stem}"))

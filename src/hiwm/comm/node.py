@@ -167,6 +167,9 @@ class Node(ABC):
             key, value = parse_override(text)
             self._given[key] = value
         self._params: dict[str, Any] = {}
+        self._defaults: dict[str, Any] = {}  # what each parameter was declared with: its type
+        self._read_only: set[str] = set()
+        self._on_set: list[Callable[[dict[str, Any]], None]] = []
         self.logger = self._make_logger(ros_args.log_level)
         self.bad_input = ThrottledLog(self.logger)
 
@@ -189,12 +192,15 @@ class Node(ABC):
         return logger
 
     # parameters ------------------------------------------------------------
-    def declare_parameter(self, name: str, default: Any) -> Any:
+    def declare_parameter(self, name: str, default: Any, read_only: bool = False) -> Any:
         """Declare a parameter; its type is the default's. Returns the effective value."""
         if name in self._params:
             raise ParameterError(f"parameter {name!r} declared twice on {self.fqn}")
         value = coerce(name, self._given[name], default) if name in self._given else default
         self._params[name] = value
+        self._defaults[name] = default
+        if read_only:
+            self._read_only.add(name)
         return value
 
     def parameter_given(self, name: str) -> bool:
@@ -206,6 +212,34 @@ class Node(ABC):
             return self._params[name]
         except KeyError:
             raise ParameterError(f"parameter {name!r} is not declared on {self.fqn}") from None
+
+    def parameters(self) -> dict[str, Any]:
+        """Every declared parameter and its current value, in declaration order."""
+        return dict(self._params)
+
+    def parameter_default(self, name: str) -> Any:
+        """The value a parameter was declared with (it fixes the parameter's type)."""
+        self.get_parameter(name)
+        return self._defaults[name]
+
+    def is_read_only(self, name: str) -> bool:
+        return name in self._read_only
+
+    def add_on_set_parameters_callback(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``callback(changes)`` before parameters change; it raises ParameterError to refuse."""
+        self._on_set.append(callback)
+
+    def set_parameters(self, values: dict[str, Any], origin: str = "set_parameters") -> None:
+        """Change declared parameters at run time, all or none, type-checked as at declaration."""
+        checked = {}
+        for name, value in values.items():
+            default = self.parameter_default(name)
+            if name in self._read_only:
+                raise ParameterError(f"parameter {name!r} is read-only")
+            checked[name] = coerce(name, ParameterValue(value, origin), default)
+        for callback in self._on_set:
+            callback(dict(checked))
+        self._params.update(checked)
 
     def load_config(self, cls: type[T]) -> T:
         """Declare every field of a (nested) config dataclass as a parameter and build it."""

@@ -8,11 +8,13 @@ It cannot run on machines without ROS 2; the contract tests run it where rclpy e
 
 from __future__ import annotations
 
+import array
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import rclpy
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node as RosNode
@@ -23,6 +25,7 @@ from rosidl_runtime_py.utilities import get_message, get_service
 
 from hiwm.comm.interfaces import InterfaceError, deserialize, normalize_type_name, serialize, service_types
 from hiwm.comm.node import Node, RosArgs, ServiceCallError, error_response
+from hiwm.comm.params import ParameterError
 from hiwm.comm.qos import Durability, History, QoSProfile, Reliability, profile
 
 _in_callback = threading.local()
@@ -117,14 +120,34 @@ class RclpyNode(Node):
         self.group = ReentrantCallbackGroup()
         self.executor = MultiThreadedExecutor()
         self.executor.add_node(self.ros)
+        self._declaring: str | None = None
+        self.ros.add_on_set_parameters_callback(self._on_ros_set)
+
+    def _on_ros_set(self, params: list) -> SetParametersResult:
+        # Keep get_parameter in step with `ros2 param set`; our type checks and hooks apply.
+        changes = {
+            p.name: list(p.value) if isinstance(p.value, (array.array, tuple)) else p.value
+            for p in params
+            if p.name in self._params and p.name != self._declaring
+        }
+        try:
+            self.set_parameters(changes, origin="rclpy")
+        except ParameterError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
 
     @property
     def ok(self) -> bool:
         return rclpy.ok()
 
-    def declare_parameter(self, name: str, default: Any) -> Any:
-        value = super().declare_parameter(name, default)
-        self.ros.declare_parameter(name, value)  # visible to `ros2 param`
+    def declare_parameter(self, name: str, default: Any, read_only: bool = False) -> Any:
+        value = super().declare_parameter(name, default, read_only)
+        descriptor = ParameterDescriptor(read_only=read_only)
+        self._declaring = name  # rclpy runs the set callbacks for a declaration too
+        try:
+            self.ros.declare_parameter(name, value, descriptor)  # visible to `ros2 param`
+        finally:
+            self._declaring = None
         return value
 
     def create_publisher(self, msg_type: str, topic: str, qos: QoSProfile | str | int | None = None) -> RclpyPublisher:

@@ -16,7 +16,10 @@ Inputs are the robot's messages: ``camera/image`` (sensor_msgs/Image), ``task/st
 
 Frame ``t`` of an episode is observation ``t``, the action executed next, and ``next.*``
 from the status after it (so an episode of ``T`` frames uses ``T + 1`` observations, as
-in lerobot/pusht). Episodes with a gap in ``step`` are dropped, never stored partially.
+in lerobot/pusht). Episodes with a gap in ``step`` are dropped, never stored partially; an
+episode whose first steps never reached the assembler (the recorder started, or its subscriptions
+matched, after the robot had begun: with the real-time clock the robot steps on its own) is kept
+from the first step received, which the log says.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ def state_vectors(msg: Any) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 @dataclass
-class Observation:
+class StampedObservation:
     stamp: int
     step: int
     image: np.ndarray
@@ -92,7 +95,7 @@ class EpisodeData:
 @dataclass
 class _Open:
     episode_id: str
-    observations: list[Observation] = field(default_factory=list)
+    observations: list[StampedObservation] = field(default_factory=list)
     gap: str | None = None
 
 
@@ -201,7 +204,7 @@ class EpisodeAssembler:
             for _ in range(j + 1):
                 self._states.popleft()
             agent, env_state = state_vectors(state_msg)
-            obs = Observation(
+            obs = StampedObservation(
                 stamp,
                 int(status.step),
                 image,
@@ -213,7 +216,7 @@ class EpisodeAssembler:
             )
             self._observe(str(status.episode_id), obs)
 
-    def _observe(self, episode_id: str, obs: Observation) -> None:
+    def _observe(self, episode_id: str, obs: StampedObservation) -> None:
         if episode_id in self._closed_ids:
             return  # a done episode's status repeated while the robot idles
         if self._open is not None and self._open.episode_id != episode_id:
@@ -229,8 +232,12 @@ class EpisodeAssembler:
                 episode.observations = [o for o in episode.observations if o.step < obs.step]
             elif obs.step != last + 1 and episode.gap is None:
                 episode.gap = f"step {last} followed by {obs.step}"
-        elif obs.step != 0 and episode.gap is None:
-            episode.gap = f"first observation has step {obs.step}"
+        elif obs.step != 0:
+            # not a hole: the episode began before its messages reached us; it starts here
+            self.log.info(
+                f"episode {episode_id}: first observation received has step {obs.step} (its earlier steps came "
+                "before the recorder was listening); recorded from there"
+            )
         episode.observations.append(obs)
         if obs.done:
             self._finish(complete=True)
@@ -259,7 +266,7 @@ class EpisodeAssembler:
             return
         self.on_episode(EpisodeData(episode.episode_id, frames, complete))
 
-    def _frames(self, episode_id: str, obs: list[Observation], complete: bool) -> list[dict]:
+    def _frames(self, episode_id: str, obs: list[StampedObservation], complete: bool) -> list[dict]:
         stamps = [o.stamp for o in obs]
         frames: list[dict] = []
         skipped = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from hiwm.experiment.rollouts import OperatorConfig
+from hiwm.experiment.rollouts import SimulatedOperatorConfig
 
 
 @dataclass
@@ -40,7 +40,7 @@ class Profile:
     rounds: int = 1
     rollouts: int = 60
     max_steps: int = 300
-    operator: OperatorConfig = field(default_factory=OperatorConfig)
+    operator: SimulatedOperatorConfig = field(default_factory=SimulatedOperatorConfig)
     corrections_share: float = 0.25  # share of post-training batches drawn from corrections
     # which corrections are exported, "successful" or "all", and how much of each becomes a training
     # episode (hiwm.branch_cache.export.SEGMENTS): the operator is the expert, so all of its frames,
@@ -51,8 +51,9 @@ class Profile:
     # the control: one round of the same sessions with the physics as the world, fine-tuned from the
     # base like round 1 (method "oracle"): what the world model's fidelity costs
     oracle: bool = False
-    # evaluation
-    eval_episodes: int = 100
+    # evaluation: every checkpoint on the same seeds, compared seed by seed (hiwm.stats); 100 seeds
+    # give one rate +-10 points; 200 pairs give a difference +-8 where a third of the seeds' outcomes differ
+    eval_episodes: int = 200
     eval_first_seed: int = 100_000
     workers: int = 2
     threads: int = 2
@@ -85,10 +86,10 @@ PROFILES = {
         finetune_minutes=1.5,
         rollouts=10,
         max_steps=200,
-        operator=OperatorConfig(forks=2, correction_steps=20),
+        operator=SimulatedOperatorConfig(forks=2, correction_steps=20),
         eval_episodes=20,
     ),
-    # the table: both backbones, 100 held-out episodes per checkpoint; three rounds give each backbone
+    # the table: both backbones, 200 held-out episodes per checkpoint; three rounds give each backbone
     # six checkpoints (base, three Hi-WM rounds, baseline, the physics oracle): twelve for the
     # world-model/real correlation. 30 sessions of up to 4 x 300 world-model steps per round (8-10
     # min) and 4-minute fine-tunes keep one backbone near 100 minutes of this 2-core CPU (given its
@@ -107,7 +108,7 @@ PROFILES = {
         finetune_minutes=0.2,
         rollouts=2,
         max_steps=40,
-        operator=OperatorConfig(stall_steps=5, min_step=5, rollback_steps=3, forks=2, correction_steps=5),
+        operator=SimulatedOperatorConfig(stall_steps=5, min_step=5, rollback_steps=3, forks=2, correction_steps=5),
         eval_episodes=2,
         oracle=True,
         wm_takeover_sessions=1,

@@ -1,4 +1,5 @@
-"""The experiment's report: the table (markdown + JSON) and the plots people would rather see."""
+"""The experiment's report: the table (markdown + JSON), paired differences between checkpoints, the
+headline figures (``headline.json``) and the plots people would rather see."""
 
 from __future__ import annotations
 
@@ -14,9 +15,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from hiwm.experiment.profiles import Profile
-from hiwm.experiment.stats import pearson
+from hiwm.files import atomic_write_json, atomic_write_text
+from hiwm.stats import BOOTSTRAP_RESAMPLES, outcomes_by_seed, paired_difference, pearson
 
 METHOD_ORDER = ("base", "baseline", "oracle")
+# the comparisons the report makes, per backbone: (name, method, against); "hiwm" is the last round
+PAIRS = (
+    ("hiwm_vs_base", "hiwm", "base"),
+    ("hiwm_vs_baseline", "hiwm", "baseline"),
+    ("oracle_vs_base", "oracle", "base"),
+)
+WORLDS = ("real", "model")
 
 
 def _order(method: str) -> tuple[int, str]:
@@ -88,19 +97,87 @@ def plot_corrections(summaries: dict[str, dict], path: Path) -> None:
     plt.close(fig)
 
 
+def last_round(methods: list[str]) -> str | None:
+    """The last Hi-WM round among ``methods`` (``hiwm_r3`` over ``hiwm_r2``), None without one."""
+    rounds = [(int(m[6:]), m) for m in methods if m.startswith("hiwm_r") and m[6:].isdigit()]
+    return max(rounds)[1] if rounds else None
+
+
+def paired(rows: list[dict]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per backbone, the report's comparisons (:data:`PAIRS`) seed by seed in each world:
+    ``{backbone: {pair: {"a": method, "b": method, "real": diff, "model": diff}}}`` with
+    :func:`hiwm.stats.paired_difference` for a diff (None where a row kept no per-seed outcomes).
+    A pair whose methods the run lacks (no oracle, no round) is left out."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for backbone in sorted({r["backbone"] for r in rows}):
+        by = {r["method"]: r for r in rows if r["backbone"] == backbone}
+        hiwm = last_round(list(by))
+        mine: dict[str, dict[str, Any]] = {}
+        for name, a, b in PAIRS:
+            a = hiwm if a == "hiwm" else a
+            if a not in by or b not in by:
+                continue
+            entry: dict[str, Any] = {"a": a, "b": b}
+            for world in WORLDS:
+                seeds_a, seeds_b = by[a][world].get("per_seed"), by[b][world].get("per_seed")
+                entry[world] = (
+                    paired_difference(outcomes_by_seed(seeds_a), outcomes_by_seed(seeds_b))
+                    if seeds_a and seeds_b
+                    else None
+                )
+            mine[name] = entry
+        out[backbone] = mine
+    return out
+
+
+def headline(pairs: dict[str, dict[str, dict[str, Any]]], corr: dict[str, Any]) -> dict[str, Any]:
+    """The run's headline figures in real success: per backbone each comparison's difference
+    (points), paired 95 % interval, McNemar p and verdict; Pearson r between the worlds."""
+    keys = ("diff", "ci", "p", "significant", "n")
+    out: dict[str, Any] = {
+        backbone: {name: {k: e["real"][k] for k in keys} for name, e in mine.items() if e["real"] is not None}
+        for backbone, mine in pairs.items()
+    }
+    ci = [corr["ci_low"], corr["ci_high"]] if corr.get("ci_low") is not None else None
+    out["pearson_r"] = {"r": corr["r"], "ci": ci, "checkpoints": corr["n"]}
+    return out
+
+
+def paired_lines(pairs: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    lines = [
+        "Paired differences in success (points), each pair of checkpoints on the same seeds: 95 % paired "
+        f"bootstrap interval ({BOOTSTRAP_RESAMPLES} resamples of the seeds, fixed RNG seed), McNemar's exact "
+        "test on the seeds only one of the two solved; significant: the interval excludes 0 and p < 0.05.",
+        "",
+        "| backbone | comparison | world | seeds | difference | 95 % CI | solved by one only (a / b) | McNemar p "
+        "| significant |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for backbone, mine in pairs.items():
+        for entry in mine.values():
+            for world in WORLDS:
+                d = entry[world]
+                label = f"| {backbone} | {entry['a']} vs {entry['b']} | {world} |"
+                if d is None:
+                    lines.append(f"{label} - | no per-seed outcomes | | | | |")
+                    continue
+                seeds = f"{d['n']}" + (f" ({d['missing']} unpaired)" if d["missing"] else "")
+                lines.append(
+                    f"{label} {seeds} | {d['diff']:+.1f} | {d['ci'][0]:+.1f} to {d['ci'][1]:+.1f} "
+                    f"| {d['only_a']} / {d['only_b']} | {d['p']:.3g} | {'yes' if d['significant'] else 'no'} |"
+                )
+    return lines
+
+
 def write_report(
     out: Path, profile: Profile, rows: list[dict], summaries: dict[str, dict], timings: dict, seconds: float
 ) -> dict[str, Any]:
-    """report.md, results.json and three plots in ``out``; returns the results."""
+    """report.md, results.json, headline.json and three plots in ``out``; returns the results."""
     real = np.array([r["real"]["success_rate"] for r in rows])
     model = np.array([r["model"]["success_rate"] for r in rows])
     corr = pearson(model, real) if len(rows) >= 2 else {"n": len(rows), "r": None, "ci_low": None, "ci_high": None}
-    gains = {}
-    for backbone in sorted({r["backbone"] for r in rows}):
-        by = {r["method"]: r["real"]["success_rate"] for r in rows if r["backbone"] == backbone}
-        hiwm = max((v for k, v in by.items() if k.startswith("hiwm")), default=None)
-        if hiwm is not None:
-            gains[backbone] = {"vs_base": hiwm - by["base"], "vs_baseline": hiwm - by.get("baseline", by["base"])}
+    pairs = paired(rows)
+    heads = headline(pairs, corr)
     plot_success(rows, out / "success.png")
     plot_correlation(rows, corr, out / "correlation.png")
     plot_corrections(summaries, out / "corrections.png")
@@ -121,10 +198,7 @@ def write_report(
             f"| {r['backbone']} | {r['method']} | {_pct(r['real']['success_rate'])} | {_pct(rc[0])}-{_pct(rc[1])} "
             f"| {_pct(r['model']['success_rate'])} | {_pct(mc[0])}-{_pct(mc[1])} | {real_cov:.3f} |"
         )
-    lines += ["", "Gains of Hi-WM in real success (points):", ""]
-    for backbone, g in gains.items():
-        lines.append(f"- {backbone}: {100 * g['vs_base']:+.1f} over the base policy, "
-                     f"{100 * g['vs_baseline']:+.1f} over the closed-loop baseline")  # fmt: skip
+    lines += ["", *paired_lines(pairs)]
     r = corr["r"]
     ci = f" (95 % CI {corr['ci_low']:.3f} to {corr['ci_high']:.3f})" if corr.get("ci_low") is not None else ""
     lines += ["", f"Pearson r between world-model and real success over {corr['n']} checkpoints: "
@@ -137,7 +211,15 @@ def write_report(
     lines += ["", "![success](success.png) ![correlation](correlation.png) ![corrections](corrections.png)", ""]
     lines += ["Time per stage (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()), ""]
     lines += ["Settings:", "", "```json", json.dumps(asdict(profile), indent=1), "```", ""]
-    (out / "report.md").write_text("\n".join(lines))
-    result = {"rows": rows, "pearson": corr, "gains": gains, "seconds": round(seconds, 1), "timings": timings}
-    (out / "results.json").write_text(json.dumps(result, indent=1))
+    atomic_write_text(out / "report.md", "\n".join(lines))
+    result = {
+        "rows": rows,
+        "pearson": corr,
+        "paired": pairs,
+        "headline": heads,
+        "seconds": round(seconds, 1),
+        "timings": timings,
+    }
+    atomic_write_json(out / "results.json", result, indent=1)
+    atomic_write_json(out / "headline.json", heads, indent=1)
     return result

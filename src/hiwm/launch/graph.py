@@ -202,10 +202,12 @@ class Graph:
 
 
 def _exclusive(conditions: list[IfArg | AllOf | None]) -> bool:
-    """True when at most one of these conditions can hold at a time (same arg, different values)."""
-    if any(not isinstance(c, IfArg) for c in conditions):
+    """True when at most one of these conditions can hold at a time: every two of them require
+    different values of some argument (``robot:=a`` and ``world:=real, robot:=b``, say)."""
+    if any(c is None for c in conditions):
         return False
-    return len({c.arg for c in conditions}) == 1 and len({c.value_text for c in conditions}) == len(conditions)
+    terms = [{t.arg: t.value_text for t in c.terms} for c in conditions]
+    return all(any(a[k] != b[k] for k in a.keys() & b.keys()) for i, a in enumerate(terms) for b in terms[i + 1 :])
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:

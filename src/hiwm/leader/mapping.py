@@ -15,6 +15,10 @@ The calibration file's ``action`` section::
         scale: [1280, 1280]
         offset: [0, 256]
 
+``task: <name>`` (e.g. ``so101_pick``) takes ``low`` and ``high`` from that task's action space and lets a
+joint_map entry name its action dimension (``action: shoulder_pan``) instead of its index: joint to joint,
+the leader's calibrated radians clipped to the task's joint limits, with no kinematics in between.
+
 Without a section, the first two joints drive Push-T's x and y: +-45 degrees span [0, 512].
 """
 
@@ -28,6 +32,7 @@ import numpy as np
 
 from hiwm.leader.calibration import Calibration, CalibrationError
 from hiwm.robot.kinematics import Chain, chain_from_dicts
+from hiwm.tasks import get_task
 
 PUSHT_LOW, PUSHT_HIGH = (0.0, 0.0), (512.0, 512.0)
 COORDS = {"x": 0, "y": 1, "z": 2}
@@ -76,8 +81,13 @@ def default_section(cal: Calibration) -> dict[str, Any]:
 def build_action_map(cal: Calibration) -> ActionMap:
     section = cal.action or default_section(cal)
     try:
-        low = np.asarray(section.get("low", PUSHT_LOW), float)
-        high = np.asarray(section.get("high", PUSHT_HIGH), float)
+        names: tuple[str, ...] = ()
+        default_low, default_high = PUSHT_LOW, PUSHT_HIGH
+        if "task" in section:
+            space = get_task(str(section["task"])).action
+            names, default_low, default_high = space.names, space.low, space.high
+        low = np.asarray(section.get("low", default_low), float)
+        high = np.asarray(section.get("high", default_high), float)
         if low.shape != high.shape or low.ndim != 1 or not np.all(low < high):
             raise ValueError(f"action low {low.tolist()} and high {high.tolist()} must be same-length, low < high")
         has_map, has_fk = "joint_map" in section, "kinematics" in section
@@ -88,10 +98,19 @@ def build_action_map(cal: Calibration) -> ActionMap:
             for i, spec in enumerate(section["joint_map"]):
                 if spec["joint"] not in cal.names:
                     raise ValueError(f"joint_map[{i}]: unknown joint {spec['joint']!r}; joints are {cal.names}")
+                if "action" in spec:
+                    if spec["action"] not in names:
+                        raise ValueError(
+                            f"joint_map[{i}]: action {spec['action']!r} is not an action of the section's task"
+                            f" ({list(names) or 'no task given'})"
+                        )
+                    axis = names.index(spec["action"])
+                else:
+                    axis = int(spec["axis"])
                 entries.append(
                     MapEntry(
                         cal.names.index(spec["joint"]),
-                        int(spec["axis"]),
+                        axis,
                         float(spec.get("scale", 1.0)),
                         float(spec.get("offset", 0.0)),
                     )

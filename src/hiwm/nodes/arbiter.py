@@ -3,11 +3,13 @@
 Topics (relative names):
   in  ``policy/action``   hiwm_msgs/ActionChunk from the policy server
   in  ``operator/action`` hiwm_msgs/ActionChunk from the teleop bridge (browser, keyboard, leader arm)
-  in  ``robot/state``     sensor_msgs/JointState: where the agent is (start of a smooth handover)
+  in  ``robot/state``     sensor_msgs/JointState: where the robot is in the action space (the start of a
+                          smooth handover), by the task's action names, else the first action_dim positions
   in  ``task/status``     hiwm_msgs/TaskStatus: a new episode_id forgets the last commanded position
   out ``robot/command``   hiwm_msgs/ActionChunk, source kept (POLICY or HUMAN)
   out ``arbiter/phase``   hiwm_msgs/Phase, latched (late joiners get the phase in force)
 Services: ``arbiter/set_phase`` (hiwm_msgs/SetPhase): pause, take over, hand back.
+Chunks must have the task's (``task`` parameter) action_dim; NaN or a wrong shape is refused whole.
 """
 
 from __future__ import annotations
@@ -19,8 +21,7 @@ import numpy as np
 from hiwm.comm import Node, new_message
 from hiwm.comm.qos import KEEP_ALL, LATCHED
 from hiwm.comm.runner import run_node
-from hiwm.pusht.messages import action_chunk
-from hiwm.pusht.robot import BadCommand, parse_chunk
+from hiwm.tasks.chunks import BadCommand, chunk_message, parse_chunk
 from hiwm.teleop.arbiter import PHASE_NAMES, Arbiter, ArbiterConfig, Emit, PhaseChange
 
 
@@ -28,6 +29,7 @@ class ArbiterNode:
     def __init__(self, node: Node, cfg: ArbiterConfig) -> None:
         self.node = node
         self.arbiter = Arbiter(cfg)
+        self.space = cfg.task_spec.action
         self.episode_id = ""
         self.command_pub = node.create_publisher("hiwm_msgs/msg/ActionChunk", "robot/command", KEEP_ALL)
         self.phase_pub = node.create_publisher("hiwm_msgs/msg/Phase", "arbiter/phase", LATCHED)
@@ -41,7 +43,7 @@ class ArbiterNode:
     def rows(self, msg: Any) -> np.ndarray | None:
         """The chunk's rows, validated as the robot validates them (refused whole if malformed or NaN)."""
         try:
-            rows, _ = parse_chunk(int(msg.horizon), int(msg.action_dim), msg.data)
+            rows, _ = parse_chunk(self.space, int(msg.horizon), int(msg.action_dim), msg.data)
         except BadCommand as exc:
             self.node.bad_input.warning(f"chunk.{exc.kind}", f"refused chunk from {msg.source_id or '?'}: {exc}")
             return None
@@ -49,7 +51,7 @@ class ArbiterNode:
 
     def send(self, emit: Emit | None, dt: float) -> None:
         if emit is not None:
-            self.command_pub.publish(action_chunk(emit.rows, self.node.now_ns(), emit.source, emit.source_id, dt))
+            self.command_pub.publish(chunk_message(emit.rows, self.node.now_ns(), emit.source, emit.source_id, dt))
 
     def publish_phase(self, reason: str, change: PhaseChange | None = None) -> None:
         if change is not None:
@@ -74,8 +76,13 @@ class ArbiterNode:
         self.send(emit, msg.dt or 0.1)
 
     def on_state(self, msg: Any) -> None:
-        if len(msg.position) >= 2 and np.all(np.isfinite(msg.position[:2])):
-            self.arbiter.on_agent(np.asarray(msg.position[:2]))
+        names, position = list(msg.name), np.asarray(msg.position, dtype=np.float64)
+        if len(names) == len(position) and set(self.space.names) <= set(names):
+            position = position[[names.index(n) for n in self.space.names]]
+        else:
+            position = position[: self.space.dim]
+        if position.size == self.space.dim and np.all(np.isfinite(position)):
+            self.arbiter.on_agent(position)
 
     def on_status(self, msg: Any) -> None:
         if msg.episode_id != self.episode_id:

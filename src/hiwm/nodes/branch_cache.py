@@ -10,7 +10,9 @@ Services served (the world-model node is a client of none of them):
                             restores the world model through ``world_model/restore`` first
   ``branch_cache/fork``     hiwm_msgs/Fork: a new branch at node_id (restores the world model there)
   ``branch_cache/label``    hiwm_msgs/Label: labels on a branch (b..) or node (n..)
-  ``branch_cache/export``   hiwm_msgs/Export: branches -> LeRobot v3 episodes in output_dir
+  ``branch_cache/export``   hiwm_msgs/Export: branches -> LeRobot v3 episodes in output_dir, a new or empty
+                            folder under ``export_root`` (or a dataset exported there before; branches
+                            it already holds are skipped, so a repeated export adds nothing)
 Client: ``world_model/restore`` hiwm_msgs/Restore.
 
 The store (``db``) is durable per append; the CLI (``hiwm branches``) reads it while the node runs.
@@ -31,6 +33,8 @@ from hiwm.comm import Node, ServiceCallError, new_message
 from hiwm.comm.qos import KEEP_ALL
 from hiwm.comm.runner import run_node
 
+SERVICE_GRACE = 0.5  # seconds for a world model's restore service to show up on the graph
+
 
 @dataclass
 class BranchCacheConfig:
@@ -40,14 +44,18 @@ class BranchCacheConfig:
     restore_timeout: float = 5.0
     fork_restores: bool = True  # a fork puts the world model at the fork point, so the next steps go there
     pending_timeout: float = 30.0  # seconds a StateHandle waits for its snapshot or parent
+    resume_after: float = 2.0  # seconds before a state whose parent never came re-anchors its session
     export_fps: int = 10
     task: str = DEFAULT_TASK
+    export_root: str = ""  # the only folder exports go under; "": ``exports`` next to the store file
 
     def __post_init__(self) -> None:
         if self.synchronous.upper() not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be NORMAL or FULL, got {self.synchronous!r}")
         if not self.restore_timeout > 0 or not self.pending_timeout > 0:
             raise ValueError("restore_timeout and pending_timeout must be > 0")
+        if not 0 <= self.resume_after < self.pending_timeout:
+            raise ValueError("resume_after must be >= 0 and below pending_timeout")
         if self.export_fps < 1:
             raise ValueError(f"export_fps must be >= 1, got {self.export_fps}")
 
@@ -61,8 +69,10 @@ class BranchCacheNode:
             raise ValueError(str(exc)) from exc  # a configuration error: exit 2 with the report
         self.restore_client = node.create_client("hiwm_msgs/srv/Restore", "world_model/restore")
         self.core = BranchCacheCore(
-            self.store, self.restore, pending_timeout=cfg.pending_timeout, fork_restores=cfg.fork_restores,
-            export_fps=cfg.export_fps, task=cfg.task, log=node.bad_input.warning,
+            self.store, self.restore, pending_timeout=cfg.pending_timeout, resume_after=cfg.resume_after,
+            fork_restores=cfg.fork_restores,
+            export_fps=cfg.export_fps, task=cfg.task, export_root=cfg.export_root or None,
+            log=node.bad_input.warning,
         )  # fmt: skip
         node.create_subscription("hiwm_msgs/msg/StateSnapshot", "world_model/snapshot", self.on_snapshot, KEEP_ALL)
         node.create_subscription("hiwm_msgs/msg/StateHandle", "world_model/state", self.on_state, KEEP_ALL)
@@ -74,7 +84,7 @@ class BranchCacheNode:
             ("Export", self.on_export),
         ):
             node.create_service(f"hiwm_msgs/srv/{name}", f"branch_cache/{name.lower()}", self.guard(name, handler))
-        node.create_timer(1.0, self.core.expire)
+        node.create_timer(0.5, self.on_timer)  # expiry, and re-anchoring when no new message comes
         atexit.register(self.store.close)  # a last checkpoint; committed states are safe without it
         s = self.store.stats()
         node.logger.info(f"store {cfg.db}: {s['sessions']} sessions, {s['branches']} branches, {s['nodes']} nodes")
@@ -83,6 +93,11 @@ class BranchCacheNode:
         # the bytes travel with the request: a restarted world model can restore any state the cache holds
         data = np.frombuffer(self.store.blob(snapshot_id, f"snapshot {snapshot_id[:12]}"), np.uint8)
         request = new_message("hiwm_msgs/srv/Restore_Request", snapshot_id=snapshot_id, data=data)
+        if not self.restore_client.wait_for_service(SERVICE_GRACE):  # say so now, not after restore_timeout
+            raise BranchCacheError(
+                f"no world model serves {self.restore_client.service} (is it running, in this namespace and "
+                "ROS_DOMAIN_ID?): nothing was restored or changed"
+            )
         try:
             response = self.restore_client.call(request, timeout=self.cfg.restore_timeout)
         except ServiceCallError as exc:
@@ -105,6 +120,12 @@ class BranchCacheNode:
             self.node.bad_input.warning("state", f"refused StateHandle: {exc}")
         except Exception:
             self.node.logger.exception("recording a StateHandle failed")
+
+    def on_timer(self) -> None:
+        try:
+            self.core.drain()
+        except Exception:
+            self.node.logger.exception("recording waiting states failed")
 
     # -- services ------------------------------------------------------------
     def guard(self, name: str, handler):
@@ -137,8 +158,11 @@ class BranchCacheNode:
         return {"message": f"{req.branch_id}: {', '.join(labels)}"}
 
     def on_export(self, req: object) -> dict:
-        episodes, frames = self.core.export(list(req.branch_ids), req.output_dir)
-        return {"episodes": episodes, "frames": frames, "message": f"{episodes} episodes, {frames} frames"}
+        episodes, frames, skipped = self.core.export(list(req.branch_ids), req.output_dir)
+        message = f"{episodes} episodes, {frames} frames"
+        if skipped:
+            message += f"; already exported there: {', '.join(skipped)}"
+        return {"episodes": episodes, "frames": frames, "message": message}
 
 
 def wire(node: Node) -> BranchCacheNode:

@@ -26,14 +26,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
-from hiwm.comm import Node, new_message
+from hiwm.comm import Node
 from hiwm.comm.qos import KEEP_ALL, QoSProfile, profile
 from hiwm.comm.runner import run_node
 from hiwm.pusht.env import Observation
 from hiwm.pusht.messages import OUTPUT_TOPICS, TOPICS, observation_messages
 from hiwm.pusht.robot import CLOCKS, BadCommand, PushTRobot
+from hiwm.robot.reset import serve_reset
 
 
 @dataclass
@@ -94,22 +93,7 @@ class PushTRobotNode:
             self.publish(obs)
 
     def on_reset(self, request: object) -> object:
-        def answer(success: bool, message: str) -> object:
-            episode = self.robot.episode_id if success else ""
-            return new_message("hiwm_msgs/srv/Reset_Response", success=success, message=message, episode_id=episode)
-
-        if request.dataset:
-            return answer(False, "the real robot cannot reset from a dataset frame; use seed or use_state")
-        try:
-            if request.use_state:
-                obs = self.robot.reset(state=np.asarray(request.state, dtype=np.float64))
-            else:
-                obs = self.robot.reset(seed=int(request.seed) if request.seed >= 0 else None)
-        except ValueError as exc:
-            self.node.bad_input.warning("reset", f"refused reset: {exc}")
-            return answer(False, str(exc))
-        self.publish(obs)
-        return answer(True, f"episode {self.robot.episode_id} started")
+        return serve_reset(self.robot, request, self.publish, self.node.bad_input)
 
 
 def wire(node: Node) -> PushTRobotNode:

@@ -19,8 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from hiwm import checkpoints
 from hiwm.checkpoints import CheckpointError, load_tensors, load_weights, save_tensors, state_tensors
-from hiwm.data.lerobot import atomic_write_json
+from hiwm.files import atomic_write_json
 from hiwm.policy.act import ACTConfig, ACTPolicy
 from hiwm.policy.data import camera_features
 from hiwm.policy.diffusion import DiffusionConfig, DiffusionPolicy
@@ -99,17 +100,17 @@ def save_checkpoint(
         "train": train or {},
         **(extra or {}),
     }
-    save_tensors(out / MODEL, state_tensors(model))
+    digests = {MODEL: save_tensors(out / MODEL, state_tensors(model))}
     if raw is not None and optimizer is not None:
         tensors = {f"model.{k}": v for k, v in state_tensors(raw).items()}
         opt = optimizer.state_dict()
         for pid, slots in opt["state"].items():
             for name, value in slots.items():
                 tensors[f"optim.{pid}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
-        save_tensors(out / TRAIN_STATE, tensors)
+        digests[TRAIN_STATE] = save_tensors(out / TRAIN_STATE, tensors)
         doc = {"param_groups": opt["param_groups"], **(extra or {})}
         atomic_write_json(out / TRAIN_JSON, doc)
-    atomic_write_json(out / CONFIG, config)
+    atomic_write_json(out / CONFIG, {**config, checkpoints.DIGESTS: digests})
     return out
 
 
@@ -124,28 +125,33 @@ def read_config(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{file}: unreadable checkpoint config ({exc})") from exc
     if not isinstance(config, dict) or "backbone" not in config or "model" not in config:
         raise CheckpointError(f"{file}: not a hiwm policy config (needs 'backbone' and 'model')")
+    if not isinstance(config["backbone"], str) or not isinstance(config["model"], dict):
+        raise CheckpointError(f"{file}: invalid config ('backbone' must be a name and 'model' a mapping)")
     return config
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """The inference model of a checkpoint folder (or its config.json), in eval mode."""
     path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint")
     folder = path if path.is_dir() else path.parent
     config = read_config(folder)
     # checkpoints from before these options predicted absolutes and ensembled whole chunks
     config["model"].setdefault("relative_actions", False)
     if config["backbone"] == "act":
         config["model"].setdefault("ensemble_window", config["model"].get("horizon", BACKBONES["act"][0].horizon))
-    model = build_model(config["backbone"], config["model"])
-    load_weights(model, folder / MODEL)
+    model = checkpoints.build_from_config(lambda: build_model(config["backbone"], config["model"]), folder / CONFIG)
+    load_weights(model, folder / MODEL, checkpoints.recorded_digest(config, MODEL, folder / CONFIG))
     return model.to(device).eval()
 
 
 def load_train_state(path: str | Path, raw: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """Restore raw weights and optimizer state in place; returns the JSON side (step, ...)."""
     folder = Path(path)
+    digest = checkpoints.recorded_digest(read_config(folder), TRAIN_STATE, folder / CONFIG)
     try:
-        tensors = load_tensors(folder / TRAIN_STATE)
+        tensors = load_tensors(folder / TRAIN_STATE, digest)
         doc = json.loads((folder / TRAIN_JSON).read_text())
     except Exception as exc:
         raise CheckpointError(f"{folder}: cannot resume ({exc})") from exc

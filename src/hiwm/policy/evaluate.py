@@ -4,8 +4,9 @@ success metric, videos.
 Episodes run in parallel worker processes, each with its own env (the task's,
 :func:`hiwm.tasks.world.load_world`) and its own copy of the policy; an episode's result depends
 only on its seed (and the policy's sampling seed). Outputs under ``out``: ``episodes.csv`` and
-``episodes.json`` (one row per episode), ``summary.json``, ``episodes.mp4`` (the first ``videos``
-episodes tiled) and ``<metric>.png`` (the metric per step; Push-T's is coverage).
+``episodes.json`` (one row per episode), ``summary.json`` (each seed's outcome too, ``per_seed``),
+``episodes.mp4`` (the first ``videos`` episodes tiled) and ``<metric>.png`` (the metric per step;
+Push-T's is coverage).
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ import csv
 import json
 import math
 import multiprocessing as mp
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
+
+from hiwm.stats import wilson
+from hiwm.worlds import run_episode
 
 
 @dataclass
@@ -72,88 +75,19 @@ def parse_seeds(text: str, episodes: int | None = None) -> list[int]:
     return seeds
 
 
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a binomial proportion."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def _world(world: Any) -> Any:
-    if world is None:
-        from hiwm.tasks import DEFAULT_TASK, get_task
-        from hiwm.tasks.world import load_world
-
-        world = load_world(get_task(DEFAULT_TASK))
-    return world
-
-
-def policy_steps(
-    policy: Any, env: Any, obs: Any, max_steps: int, world: Any = None
-) -> Iterator[tuple[int, np.ndarray, Any]]:
-    """The policy closed loop from ``obs``: query a chunk, execute it row by row, showing the policy
-    every observation in between. Yields (row index in its chunk, action, next observation) until done
-    or ``max_steps``; a caller stops earlier by leaving the loop. ``world`` (a
-    :class:`~hiwm.tasks.world.TaskWorld`, default the default task's) says what the policy sees.
-    Actions are saturated at the task's action limits, as a servo saturates a target past its range
-    (a learnt policy overshoots a limit its demonstrations touch, such as a closed gripper)."""
-    world = _world(world)
-    space = world.task.action
-    observe = getattr(policy, "observe", None)
-    while not obs.done and obs.step < max_steps:
-        chunk = np.asarray(policy.act(world.policy_observation(obs)), dtype=np.float64).reshape(-1, space.dim)
-        chunk = np.clip(chunk, space.low, space.high)
-        for i, action in enumerate(chunk):
-            obs = env.step(action)
-            yield i, action, obs
-            if obs.done or obs.step >= max_steps:
-                return
-            if observe is not None and i < len(chunk) - 1:
-                observe(world.policy_observation(obs))
-
-
-def _video_frame(world: Any, obs: Any) -> np.ndarray:
-    """Every camera of an observation side by side."""
-    images = list(world.images(obs).values())
-    return images[0] if len(images) == 1 else np.concatenate(images, axis=1)
-
-
-def run_episode(
-    policy: Any, env: Any, seed: int, max_steps: int, record: bool = False, world: Any = None
-) -> dict[str, Any]:
-    """One episode from ``seed``'s initial state (see :func:`policy_steps`); the task's success metric
-    per step under its name (Push-T: ``coverage``, ``max_coverage``, ``final_coverage``)."""
-    world = _world(world)
-    metric = world.task.success.metric
-    policy.reset()
-    obs = env.reset(seed=seed)
-    frames, values = [_video_frame(world, obs)], [world.metric(obs)]
-    queries = 0
-    for row, _, nxt in policy_steps(policy, env, obs, max_steps, world):
-        obs = nxt
-        queries += row == 0
-        frames.append(_video_frame(world, obs))
-        values.append(world.metric(obs))
-    return {
-        "seed": seed,
-        "success": bool(obs.success),
-        f"max_{metric}": float(max(values)),
-        f"final_{metric}": float(values[-1]),
-        "steps": int(obs.step),
-        "queries": queries,
-        metric: values,
-        "frames": np.stack(frames) if record else None,
-    }
-
-
 _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(cfg: EvalConfig) -> None:
+    # A pool restarts a worker whose initializer raises, for ever: keep the error for the first job
+    # instead, which hands it to the parent and ends the evaluation.
+    try:
+        _load_worker(cfg)
+    except Exception as exc:
+        _WORKER["error"] = exc
+
+
+def _load_worker(cfg: EvalConfig) -> None:
     import torch
 
     from hiwm.policy.runtime import load_policy
@@ -165,7 +99,7 @@ def _init_worker(cfg: EvalConfig) -> None:
     outside = ":" in cfg.policy and not Path(cfg.policy).exists()
     kwargs = (json.loads(cfg.policy_args) if cfg.policy_args else {}) if outside else {"seed": cfg.policy_seed}
     if cfg.world:  # the same seeds' initial states, stepped by the world model, judged by its probe
-        from hiwm.experiment.world import ModelWorld
+        from hiwm.world_model.world import ModelWorld
 
         env = ModelWorld(cfg.world, max_steps=cfg.max_steps)
     else:
@@ -174,6 +108,8 @@ def _init_worker(cfg: EvalConfig) -> None:
 
 
 def _work(job: tuple[int, bool]) -> dict[str, Any]:
+    if "error" in _WORKER:
+        raise _WORKER["error"]
     seed, record = job
     return run_episode(_WORKER["policy"], _WORKER["env"], seed, _WORKER["cfg"].max_steps, record, _WORKER["world"])
 
@@ -184,11 +120,11 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     jobs = [(s, i < cfg.videos) for i, s in enumerate(seeds)]
     rows: list[dict[str, Any]] = []
     if cfg.workers <= 1:
-        _init_worker(cfg)
+        _load_worker(cfg)
         try:
             rows = [_work(j) for j in tqdm(jobs, desc="eval")]
         finally:
-            getattr(_WORKER.pop("env"), "close", lambda: None)()  # a renderer left open complains at exit
+            getattr(_WORKER.pop("env", None), "close", lambda: None)()  # a renderer left open complains at exit
     else:
         with mp.get_context("spawn").Pool(min(cfg.workers, len(jobs)), _init_worker, (cfg,)) as pool:
             rows = list(tqdm(pool.imap(_work, jobs), total=len(jobs), desc="eval"))
@@ -208,6 +144,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         f"mean_max_{metric}": float(np.mean([r[f"max_{metric}"] for r in rows])),
         "mean_steps": float(np.mean([r["steps"] for r in rows])),
         "seeds": cfg.seeds,
+        # each seed's outcome: what pairs two checkpoints evaluated on the same seeds (hiwm.stats)
+        "per_seed": [{"seed": r["seed"], "success": r["success"], f"max_{metric}": r[f"max_{metric}"]} for r in rows],
         "config": asdict(cfg),
     }
     if cfg.out:

@@ -74,6 +74,28 @@ def validate_action(action: object) -> tuple[np.ndarray, str | None]:
     return clean, None
 
 
+def validate_state(state: object) -> np.ndarray:
+    """Check an explicit Push-T state (agent x, y, block x, y, block angle) before resetting to it.
+
+    Unlike a command's target, which is clamped, a state outside the workspace is refused:
+    ValueError for a wrong shape, a NaN/infinite value, a position outside [0, 512] or an angle
+    outside [-2 pi, 2 pi].
+    """
+    try:
+        arr = np.asarray(state, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"state must be 5 numbers (agent x, y, block x, y, angle), got {state!r}") from exc
+    if arr.shape != (5,) or not np.all(np.isfinite(arr)):
+        raise ValueError(f"state must be 5 finite numbers (agent x, y, block x, y, angle), got {arr.tolist()}")
+    if np.any(arr[:4] < ACTION_LOW) or np.any(arr[:4] > ACTION_HIGH):
+        raise ValueError(
+            f"state {arr.tolist()}: agent and block positions must lie in the workspace [0, 512]; reset refused"
+        )
+    if abs(arr[4]) > 2 * math.pi:
+        raise ValueError(f"state {arr.tolist()}: block angle must lie in [-2 pi, 2 pi] radians; reset refused")
+    return arr
+
+
 def gym_reset_state(state: np.ndarray) -> np.ndarray:
     """The ``reset_to_state`` input that makes gym-pusht report ``state`` back.
 
@@ -129,10 +151,7 @@ class PushTEnv:
     def _start(self, seed: int | None, state: np.ndarray | None, step: int, max_coverage: float) -> Observation:
         options = None
         if state is not None:
-            arr = np.asarray(state, dtype=np.float64).reshape(-1)
-            if arr.shape != (5,) or not np.all(np.isfinite(arr)):
-                raise ValueError(f"state must be 5 finite numbers (agent x, y, block x, y, angle), got {arr.tolist()}")
-            options = {"reset_to_state": gym_reset_state(arr)}
+            options = {"reset_to_state": gym_reset_state(validate_state(state))}
         obs, info = self._env.reset(seed=seed, options=options)
         self._step, self._max_coverage = step, max_coverage
         coverage = float(self._env._get_coverage())  # reset's info has no coverage

@@ -19,6 +19,7 @@ import numpy as np
 
 from hiwm.comm.images import numpy_to_image
 from hiwm.comm.interfaces import new_message
+from hiwm.tasks.chunks import chunk_message
 
 AGENT_NAMES = ("agent_x", "agent_y")
 TASK_STATE_NAMES = ("agent_x", "agent_y", "block_x", "block_y", "block_theta")
@@ -91,14 +92,4 @@ def action_chunk(
     rows: np.ndarray, stamp_ns: int, source: int, source_id: str = "", dt: float = 0.1, frame_id: str = "world"
 ) -> Any:
     """An ActionChunk carrying ``rows`` (horizon x 2, or one action)."""
-    rows = np.asarray(rows, dtype=np.float32).reshape(-1, 2)
-    return new_message(
-        "hiwm_msgs/msg/ActionChunk",
-        header=header(stamp_ns, frame_id),
-        source=int(source),
-        source_id=source_id,
-        horizon=rows.shape[0],
-        action_dim=2,
-        dt=float(dt),
-        data=rows.reshape(-1),
-    )
+    return chunk_message(np.asarray(rows).reshape(-1, 2), stamp_ns, source, source_id, dt, frame_id)

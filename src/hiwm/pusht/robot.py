@@ -14,18 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hiwm.pusht.env import Observation, PushTEnv, validate_action
+from hiwm.pusht.env import Observation, PushTEnv
+from hiwm.tasks.chunks import BadCommand
+from hiwm.tasks.chunks import parse_chunk as parse_task_chunk
+from hiwm.tasks.pusht import TASK
 
 CLOCKS = ("lockstep", "realtime")
 ACTION_DIM = 2
-
-
-class BadCommand(ValueError):
-    """A refused command; ``kind`` names the problem (for throttled logging per kind)."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 @dataclass
@@ -37,28 +32,10 @@ class CommandResult:
 
 
 def parse_chunk(horizon: int, action_dim: int, data: object) -> tuple[np.ndarray, list[str]]:
-    """Rows of an action chunk, validated. Raises :class:`BadCommand` for a malformed chunk.
-
-    A chunk with any NaN/infinite value is refused whole; out-of-workspace values are
-    clamped, with one warning per clamped row.
-    """
-    if action_dim != ACTION_DIM:
-        raise BadCommand("action_dim", f"action_dim must be {ACTION_DIM} (target x, y), got {action_dim}")
-    if horizon < 1:
-        raise BadCommand("horizon", f"horizon must be >= 1, got {horizon}")
-    flat = np.asarray(data, dtype=np.float64).reshape(-1)
-    if flat.size != horizon * action_dim:
-        raise BadCommand("length", f"data has {flat.size} values, expected horizon*action_dim = {horizon}*{action_dim}")
-    rows, warnings = [], []
-    for k, row in enumerate(flat.reshape(horizon, action_dim)):
-        try:
-            clean, warning = validate_action(row)
-        except ValueError as exc:
-            raise BadCommand("value", f"row {k}: {exc}; chunk refused") from None
-        rows.append(clean)
-        if warning:
-            warnings.append(f"row {k}: {warning}")
-    return np.array(rows), warnings
+    """Rows of a Push-T action chunk, validated (:func:`hiwm.tasks.chunks.parse_chunk`): a chunk with
+    any NaN/infinite value or the wrong shape is refused whole, out-of-workspace values are clamped
+    with one warning per clamped row."""
+    return parse_task_chunk(TASK.action, horizon, action_dim, data)
 
 
 class PushTRobot:

@@ -1,9 +1,14 @@
 """The task registry: every task hiwm knows, by name, as a :class:`~hiwm.tasks.base.Task`.
 
-Descriptions are pure data: importing this module loads no physics engine.
+Descriptions are pure data: importing this module loads no physics engine. Worlds that speak
+:class:`~hiwm.tasks.joint_env.JointEnv` (joint-position control, a lab arm's interface) are imported
+on demand by :func:`make_joint_env`.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from hiwm.tasks import pusht, so101
 from hiwm.tasks.base import (
@@ -20,8 +25,10 @@ from hiwm.tasks.base import (
 )
 
 _TASKS: dict[str, Task] = {t.name: t for t in (pusht.TASK, so101.TASK)}
-#: The task of commands and configs that name none.
+#: The task a node serves unless told otherwise.
 DEFAULT_TASK = pusht.TASK.name
+#: Task name -> ``module:Class`` of its JointEnv world.
+_JOINT_ENVS = {so101.TASK.name: "hiwm.tasks.so101.env:So101PickEnv"}
 
 __all__ = [
     "DEFAULT_TASK",
@@ -36,6 +43,8 @@ __all__ = [
     "Success",
     "Task",
     "get_task",
+    "joint_env_tasks",
+    "make_joint_env",
     "task_names",
 ]
 
@@ -51,3 +60,17 @@ def get_task(name: str) -> Task:
         return _TASKS[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown task {name!r}; tasks are {', '.join(task_names())}") from None
+
+
+def joint_env_tasks() -> tuple[str, ...]:
+    """The tasks whose world is a joint-position :class:`~hiwm.tasks.joint_env.JointEnv`, sorted."""
+    return tuple(sorted(_JOINT_ENVS))
+
+
+def make_joint_env(name: str, **kwargs: Any) -> Any:
+    """A new JointEnv world of task ``name`` (keyword arguments go to its class); ValueError otherwise."""
+    get_task(name)
+    if name not in _JOINT_ENVS:
+        raise ValueError(f"task {name!r} has no joint-position world; those that do: {', '.join(joint_env_tasks())}")
+    module, cls = _JOINT_ENVS[name].split(":")
+    return getattr(importlib.import_module(module), cls)(**kwargs)

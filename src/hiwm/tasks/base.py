@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 
@@ -134,6 +135,11 @@ class JogKey:
     key: str
     axis: str  # an action name, or an end-effector axis ee_x / ee_y / ee_z (metres, robot base frame)
     step: float
+    label: str = ""  # what the key does, for the key help ("up", "open"); the axis and sign otherwise
+
+    @property
+    def help(self) -> str:
+        return self.label or f"{self.axis} {'+' if self.step > 0 else '-'}"
 
 
 EE_AXES = ("ee_x", "ee_y", "ee_z")
@@ -141,14 +147,22 @@ EE_AXES = ("ee_x", "ee_y", "ee_z")
 
 @dataclass(frozen=True)
 class JogMap:
-    """Keys that jog the target: in the action space itself, or the end effector through IK."""
+    """Keys that jog the target: in the action space itself, or the end effector through IK.
+
+    An ``end_effector`` map names its task's kinematics: ``kinematics()`` builds an
+    :class:`~hiwm.tasks.jog.EndEffector` (importing the task's physics only then, so the
+    description stays pure data).
+    """
 
     space: Literal["action", "end_effector"]
     keys: tuple[JogKey, ...]
+    kinematics: Callable[[], Any] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.space not in ("action", "end_effector"):
             raise ValueError(f"jog space must be 'action' or 'end_effector', got {self.space!r}")
+        if self.space == "end_effector" and self.kinematics is None:
+            raise ValueError("an end_effector jog map needs the task's kinematics (a factory of its IK)")
         keys = tuple(k.key for k in self.keys)
         _check_names("jog keys", keys)
         if any(len(k) != 1 for k in keys):
@@ -253,7 +267,7 @@ class Task:
             },
             "jog": {
                 "space": self.jog.space,
-                "keys": [{"key": k.key, "axis": k.axis, "step": k.step} for k in self.jog.keys],
+                "keys": [{"key": k.key, "axis": k.axis, "step": k.step, "label": k.help} for k in self.jog.keys],
             },
         }
 

@@ -43,10 +43,10 @@ TASK = Task(
     jog=JogMap(
         space="action",
         keys=(
-            JogKey("w", "agent_y", -_JOG_PX),  # image rows grow with y: W moves up the screen
-            JogKey("s", "agent_y", _JOG_PX),
-            JogKey("a", "agent_x", -_JOG_PX),
-            JogKey("d", "agent_x", _JOG_PX),
+            JogKey("w", "agent_y", -_JOG_PX, "up"),  # image rows grow with y: W moves up the screen
+            JogKey("s", "agent_y", _JOG_PX, "down"),
+            JogKey("a", "agent_x", -_JOG_PX, "left"),
+            JogKey("d", "agent_x", _JOG_PX, "right"),
         ),
     ),
     leader_arm=LeaderArmMap(
@@ -61,3 +61,37 @@ TASK = Task(
     # matters, not where it lies on the table.
     policy=PolicyOptions(state_head=True, relative_actions=True),
 )
+
+
+#: The task description of every Push-T episode hiwm writes (expert, recorded, exported).
+PUSHT_TASK = "Push the T-shaped block onto the T-shaped target."
+
+
+def pusht_features(image_size: int = 96, extras: bool = True) -> dict[str, dict]:
+    """Features of a Push-T recording: lerobot/pusht's plus intervention, action source and extras."""
+    features: dict[str, dict] = {
+        "observation.image": {
+            "dtype": "video",
+            "shape": [image_size, image_size, 3],
+            "names": ["height", "width", "channels"],
+        },
+        "observation.state": {"dtype": "float32", "shape": [2], "names": {"motors": ["x", "y"]}},
+        "action": {"dtype": "float32", "shape": [2], "names": {"motors": ["x", "y"]}},
+        "intervention": {"dtype": "bool", "shape": [1], "names": None},
+        "action.source": {"dtype": "int8", "shape": [1], "names": ["policy", "human", "scripted"]},
+    }
+    if extras:
+        features.update(
+            {
+                "observation.environment_state": {
+                    "dtype": "float32",
+                    "shape": [5],
+                    "names": ["agent_x", "agent_y", "block_x", "block_y", "block_theta"],
+                },
+                "next.reward": {"dtype": "float32", "shape": [1], "names": None},
+                "next.coverage": {"dtype": "float32", "shape": [1], "names": None},
+                "next.success": {"dtype": "bool", "shape": [1], "names": None},
+                "next.done": {"dtype": "bool", "shape": [1], "names": None},
+            }
+        )
+    return features

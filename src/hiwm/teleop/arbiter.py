@@ -6,8 +6,11 @@ sent: a lockstep world model holds its state, a real-time robot holds its last t
 and the branch cache know which actions were human.
 
 Handover is smooth: for ``blend_steps`` steps after a phase change, each commanded position
-moves at most ``max_step_px`` from the previous one, so a policy chunk computed from an old
-frame, or a leader arm held somewhere else, cannot make the agent jump.
+moves at most ``max_step`` from the previous one, so a policy chunk computed from an old frame,
+or a leader arm held somewhere else, cannot make the robot jump. The step is measured in the
+task's action space with every dimension scaled by its range (``max_step`` 0.05: 5 % of the range),
+so one limit serves Push-T's x, y in pixels and an arm's joints in radians, and a limited step keeps
+its direction.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from hiwm.tasks import DEFAULT_TASK, Task, get_task
 
 AUTONOMOUS, PAUSED, CORRECTING = 0, 1, 2
 PHASE_NAMES = {AUTONOMOUS: "AUTONOMOUS", PAUSED: "PAUSED", CORRECTING: "CORRECTING"}
@@ -31,19 +36,21 @@ def phase_from_text(text: str) -> int:
 
 @dataclass
 class ArbiterConfig:
+    task: str = DEFAULT_TASK  # the action space: its dimension and limits
     initial_phase: str = "autonomous"
     auto_take_over: bool = True  # operator input while AUTONOMOUS takes over (else it is ignored)
     blend_steps: int = 5  # steps after a phase change during which commanded positions are rate-limited
-    max_step_px: float = 25.0  # largest move of the commanded position per step while blending
-    action_low: float = 0.0
-    action_high: float = 512.0
+    max_step: float = 0.05  # largest move per step while blending, as a fraction of the action range
 
     def __post_init__(self) -> None:
+        get_task(self.task)
         phase_from_text(self.initial_phase)
-        if self.blend_steps < 0 or not self.max_step_px > 0:
-            raise ValueError(
-                f"blend_steps must be >= 0 and max_step_px > 0, got {self.blend_steps}, {self.max_step_px}"
-            )
+        if self.blend_steps < 0 or not self.max_step > 0:
+            raise ValueError(f"blend_steps must be >= 0 and max_step > 0, got {self.blend_steps}, {self.max_step}")
+
+    @property
+    def task_spec(self) -> Task:
+        return get_task(self.task)
 
 
 @dataclass
@@ -65,15 +72,25 @@ class PhaseChange:
 class Arbiter:
     def __init__(self, cfg: ArbiterConfig | None = None) -> None:
         self.cfg = cfg or ArbiterConfig()
+        space = self.cfg.task_spec.action
+        self.low, self.high = np.asarray(space.low), np.asarray(space.high)
         self.phase = phase_from_text(self.cfg.initial_phase)
         self.last_target: np.ndarray | None = None  # the last commanded position
-        self.agent: np.ndarray | None = None  # the latest reported agent position
+        self.agent: np.ndarray | None = None  # the latest reported position, in the action space
         self._blend_left = 0
         self.counts = {"policy_sent": 0, "policy_held": 0, "operator_sent": 0, "operator_ignored": 0, "changes": 0}
 
     # -- inputs --------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return len(self.low)
+
     def on_agent(self, position: np.ndarray) -> None:
-        self.agent = np.asarray(position, dtype=np.float64)[:2].copy()
+        """Where the robot is, in the action space (one value per action dimension)."""
+        position = np.asarray(position, dtype=np.float64).reshape(-1)
+        if position.shape != (self.dim,):
+            raise ValueError(f"position needs {self.dim} values (the action space), got {position.size}")
+        self.agent = position.copy()
 
     def reset(self) -> None:
         """A new episode: forget the commanded position (the next one starts where the agent is)."""
@@ -112,16 +129,17 @@ class Arbiter:
 
     # -- output --------------------------------------------------------------
     def _emit(self, rows: np.ndarray, source: int, source_id: str) -> Emit:
-        rows = np.asarray(rows, dtype=np.float64).reshape(-1, 2).copy()
+        rows = np.asarray(rows, dtype=np.float64).reshape(-1, self.dim).copy()
         prev = self.last_target if self.last_target is not None else self.agent
+        span = self.high - self.low
         for k in range(len(rows)):
             if self._blend_left > 0 and prev is not None:
                 delta = rows[k] - prev
-                dist = float(np.linalg.norm(delta))
-                if dist > self.cfg.max_step_px:
-                    rows[k] = prev + delta * (self.cfg.max_step_px / dist)
+                dist = float(np.linalg.norm(delta / span))
+                if dist > self.cfg.max_step:
+                    rows[k] = prev + delta * (self.cfg.max_step / dist)
                 self._blend_left -= 1
-            rows[k] = np.clip(rows[k], self.cfg.action_low, self.cfg.action_high)
+            rows[k] = np.clip(rows[k], self.low, self.high)
             prev = rows[k]
         self.last_target = rows[-1].copy()
         return Emit(rows, source, source_id)

@@ -1,40 +1,24 @@
-"""Operator keys -> motion: WASD moves arm 1, IJKL arm 2 (the Hi-WM playground's layout).
-
-Screen axes: x right, y down (Push-T's image rows grow with y), so W moves up (-y).
-"""
+"""Key states from a client: ``{"w": 0|1, ...}`` over the task's jog keys (:class:`hiwm.tasks.jog.Jogger`)."""
 
 from __future__ import annotations
 
-import numpy as np
-
-KEYS = ("w", "a", "s", "d", "i", "j", "k", "l", "q", "e", "u", "o")
-ARM_KEYS = {1: ("w", "a", "s", "d"), 2: ("i", "j", "k", "l")}
+from collections.abc import Collection
 
 
-def parse_keys(keys: object) -> dict[str, bool]:
-    """Validate a ``{"w": 0|1, ...}`` mapping from a client; raises ValueError naming the problem."""
+def parse_keys(keys: object, allowed: Collection[str]) -> dict[str, bool]:
+    """Validate a ``{"w": 0|1, ...}`` mapping over ``allowed`` keys; raises ValueError naming the problem."""
     if not isinstance(keys, dict):
         raise ValueError(f"action must be an object of keys, got {type(keys).__name__}")
     out = {}
     for key, value in keys.items():
-        if key not in KEYS:
-            raise ValueError(f"unknown key {key!r}; keys are {''.join(KEYS)}")
+        if key not in allowed:
+            raise ValueError(f"unknown key {repr(key)[:40]}; keys are {''.join(allowed)}")
         if value not in (0, 1, True, False):
-            raise ValueError(f"key {key!r} must be 0 or 1, got {value!r}")
+            raise ValueError(f"key {key!r} must be 0 or 1, got {repr(value)[:40]}")
         out[key] = bool(value)
     return out
 
 
-def direction(keys: dict[str, bool], arm: int = 1) -> np.ndarray:
-    """Unit-free direction (x, y) in {-1, 0, 1}^2 of one arm from its four keys."""
-    up, left, down, right = ARM_KEYS[arm]
-    return np.array(
-        [
-            float(keys.get(right, False)) - float(keys.get(left, False)),
-            float(keys.get(down, False)) - float(keys.get(up, False)),
-        ]
-    )
-
-
-def moving(keys: dict[str, bool]) -> bool:
-    return any(keys.get(k, False) for k in ARM_KEYS[1] + ARM_KEYS[2])
+def pressed(keys: dict[str, bool]) -> list[str]:
+    """The keys held down, in the client's order."""
+    return [k for k, down in keys.items() if down]

@@ -1,9 +1,11 @@
-"""What an operator can do, whatever the input device: move the agent, change phase, reset, and
+"""What an operator can do, whatever the input device: jog the robot, change phase, reset, and
 roll back, fork and label through the branch cache. The browser and terminal bridges share it.
 
-Topics (relative names): in ``robot/state`` and ``robot/command`` (the last commanded position,
-whoever commanded it: key motion continues from there, so taking over never jumps); out
-``operator/action`` (hiwm_msgs/ActionChunk, source HUMAN). Clients: ``arbiter/set_phase``,
+Keys jog as the task says (:class:`hiwm.tasks.jog.Jogger`): a step in the action space, or of the
+end effector through the task's IK. Topics (relative names): in ``robot/state`` (the task's action
+dimensions by name) and ``robot/command`` (the last commanded action, whoever commanded it: key
+motion continues from there, so taking over never jumps); out ``operator/action``
+(hiwm_msgs/ActionChunk of the task's ``action_dim``, source HUMAN). Clients: ``arbiter/set_phase``,
 ``robot/reset`` and ``<branch_cache>/{rollback,fork,label,list}``; ``task/status`` names the current
 session (the world model's episode) for rollback and the tree.
 """
@@ -19,7 +21,8 @@ import numpy as np
 
 from hiwm.comm import Node, ServiceCallError, new_message
 from hiwm.comm.qos import DEFAULT, KEEP_ALL
-from hiwm.pusht.messages import action_chunk
+from hiwm.tasks import Task
+from hiwm.tasks.jog import Jogger
 from hiwm.teleop.arbiter import AUTONOMOUS, CORRECTING, PAUSED, SOURCE_HUMAN
 
 PHASE_COMMANDS = {"pause": PAUSED, "take_over": CORRECTING, "hand_back": AUTONOMOUS}
@@ -77,16 +80,17 @@ def _short(value: object, limit: int = 40) -> str:
 
 @dataclass
 class OperatorConfig:
-    step_px: float = 12.0  # how far one key press moves the target
+    step_scale: float = 1.0  # multiplies the task's step per key press
     operator_id: str = "operator"
     service_timeout_s: float = 5.0
     branch_cache: str = "branch_cache"  # namespace of the branch cache's services
 
 
 class Operator:
-    def __init__(self, node: Node, cfg: OperatorConfig) -> None:
-        self.node, self.cfg = node, cfg
-        self.agent: np.ndarray | None = None
+    def __init__(self, node: Node, cfg: OperatorConfig, task: Task) -> None:
+        self.node, self.cfg, self.task = node, cfg, task
+        self.jogger = Jogger(task, cfg.step_scale)
+        self.measured: np.ndarray | None = None  # the action dimensions as robot/state last reported them
         self.last_target: np.ndarray | None = None
         self.episode_id = ""  # the world model's session in the branch cache
         self.action_pub = node.create_publisher("hiwm_msgs/msg/ActionChunk", "operator/action", KEEP_ALL)
@@ -102,28 +106,57 @@ class Operator:
         self.bc_list = node.create_client("hiwm_msgs/srv/List", f"{bc}/list")
 
     def on_state(self, msg: Any) -> None:
-        if len(msg.position) >= 2 and np.all(np.isfinite(msg.position[:2])):
-            self.agent = np.asarray(msg.position[:2], dtype=np.float64)
+        position = np.asarray(msg.position, dtype=np.float64)
+        names = list(msg.name)
+        wanted = self.task.action.names
+        if names and set(wanted) <= set(names) and len(names) == len(position):
+            values = position[[names.index(n) for n in wanted]]
+        elif not names and len(position) >= len(wanted):  # unnamed: the action's dimensions first
+            values = position[: len(wanted)]
+        else:
+            self.node.bad_input.warning("state", f"robot/state names {names[:8]} lack the actions {list(wanted)}")
+            return
+        if np.all(np.isfinite(values)):
+            self.measured = values
 
     def on_status(self, msg: Any) -> None:
         self.episode_id = str(msg.episode_id)
 
     def on_command_seen(self, msg: Any) -> None:
         data = np.asarray(msg.data, dtype=np.float64)
-        if int(msg.action_dim) == 2 and data.size >= 2 and np.all(np.isfinite(data)):
-            self.last_target = data[-2:].copy()
+        dim = self.jogger.dim
+        if int(msg.action_dim) == dim and data.size >= dim and np.all(np.isfinite(data)):
+            self.last_target = data[-dim:].copy()
 
-    def move(self, direction: np.ndarray) -> bool:
-        """Send one operator action ``step_px`` along ``direction`` from the last target. False if
-        there is nothing to move from yet (no robot state seen)."""
-        base = self.last_target if self.last_target is not None else self.agent
-        if base is None:
+    def jog(self, pressed: list[str]) -> bool:
+        """Send one operator action: one step of every key in ``pressed`` from the last target. False if
+        no jog key is pressed or there is nothing to move from yet (no robot state seen)."""
+        if self.last_target is not None:
+            base = self.last_target
+        elif self.measured is not None:
+            base = self.jogger.hold(self.measured)
+        else:
             self.node.bad_input.warning("keys", "key input before any robot state: ignored")
             return False
-        target = np.clip(base + self.cfg.step_px * np.asarray(direction, dtype=np.float64), 0.0, 512.0)
+        target = self.jogger.jog(base, pressed)
+        if target is None:
+            return False
         self.last_target = target
-        self.action_pub.publish(action_chunk(target, self.node.now_ns(), SOURCE_HUMAN, self.cfg.operator_id))
+        self.action_pub.publish(self.chunk(target))
         return True
+
+    def chunk(self, action: np.ndarray) -> Any:
+        """One operator action as an ActionChunk (horizon 1)."""
+        return new_message(
+            "hiwm_msgs/msg/ActionChunk",
+            header=self.node.header("world"),
+            source=SOURCE_HUMAN,
+            source_id=self.cfg.operator_id,
+            horizon=1,
+            action_dim=action.size,
+            dt=1.0 / self.task.fps,
+            data=np.asarray(action, dtype=np.float32),
+        )
 
     # -- commands (blocking service calls: call them off the node's spin thread) --------
     def _call(self, client: Any, request_type: str, **fields: Any) -> Any:

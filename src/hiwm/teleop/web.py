@@ -1,11 +1,12 @@
 """The browser playground's server: one page and one websocket, in the Hi-WM demo's protocol.
 
-Client -> server (JSON text): ``{"type": "init", "task": ...}``; ``{"type": "action", "action":
-{"w": 0|1, ...}, "t_client": ms}``; ``{"type": "command", "name": ..., "args": {...}}`` for the
-buttons (pause, take_over, hand_back, rollback, fork, label, reset, tree).
-Server -> client: binary frames, an 8-byte big-endian float64 echo of the ``t_client`` of the
-action that produced the frame (0 when none did), then the PNG; and JSON text: ``status``,
-``result`` (of a command), ``tree`` and ``error`` messages.
+Client -> server (JSON text): ``{"type": "init"}``; ``{"type": "action", "action": {"w": 0|1, ...},
+"t_client": ms}`` over the task's jog keys; ``{"type": "command", "name": ..., "args": {...}}`` for
+the buttons (pause, take_over, hand_back, rollback, fork, label, reset, tree).
+Server -> client: binary frames, a 10-byte big-endian header (float64 echo of the ``t_client`` of
+the action that produced the frame, 0 when none did; uint16 camera index) then the PNG; and JSON
+text: ``hello`` (the commands and the task: its name, ``action_dim``, cameras and jog keys),
+``status``, ``result`` (of a command), ``tree`` and ``error`` messages.
 
 It runs its asyncio loop in a thread of its own; the node calls :meth:`send_frame` and
 :meth:`send_json` from its thread. Messages over ``max_message_bytes`` close that connection
@@ -38,7 +39,7 @@ import re
 import socket
 import struct
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from http import HTTPStatus
 from importlib import resources
@@ -112,15 +113,19 @@ def inline_script_hashes(page: bytes) -> list[str]:
     ]
 
 
-def frame_packet(t_client: float, image: bytes) -> bytes:
-    """A binary frame: big-endian float64 ``t_client`` echo, then the encoded image."""
-    return struct.pack(">d", t_client) + image
+FRAME_HEADER = struct.Struct(">dH")  # t_client echo (ms), camera index
+
+
+def frame_packet(t_client: float, camera: int, image: bytes) -> bytes:
+    """A binary frame: :data:`FRAME_HEADER` (``t_client`` echo, camera index), then the encoded image."""
+    return FRAME_HEADER.pack(t_client, camera) + image
 
 
 class PlaygroundServer:
     """Serves the page and the websocket; ``on_action(keys, t_client)`` and ``await on_command(name,
     args)`` run in the server thread (a command's result dict is sent back); ``greeting()`` lists the
-    messages a newly connected page gets (phase, status)."""
+    messages a newly connected page gets (phase, status). ``keys`` are the jog keys an action may
+    name; ``task`` (JSON types) goes to the page in its ``hello``."""
 
     def __init__(
         self,
@@ -129,8 +134,11 @@ class PlaygroundServer:
         on_command: Callable[[str, dict], Awaitable[dict]],
         greeting: Callable[[], list[dict]] = list,
         log: logging.Logger | None = None,
+        keys: Collection[str] = (),
+        task: dict | None = None,
     ) -> None:
         self.cfg = cfg
+        self.keys, self.task = tuple(keys), task or {}
         self.on_action, self.on_command, self.greeting = on_action, on_command, greeting
         self.log = log or logging.getLogger("hiwm.teleop.web")
         self.page = resources.files("hiwm.teleop").joinpath("static/playground.html").read_bytes()
@@ -278,9 +286,9 @@ class PlaygroundServer:
             raise ValueError("a message is a JSON object with a string 'type'")
         kind = msg["type"]
         if kind == "action":
-            self.on_action(parse_keys(msg.get("action")), t_client_of(msg))
-        elif kind in ("init", "set_task"):
-            await ws.send(json.dumps({"type": "hello", "commands": list(COMMANDS)}))
+            self.on_action(parse_keys(msg.get("action"), self.keys), t_client_of(msg))
+        elif kind == "init":
+            await ws.send(json.dumps({"type": "hello", "commands": list(COMMANDS), "task": self.task}))
             for greeting in self.greeting():
                 await ws.send(json.dumps(greeting))
             await ws.send(json.dumps(await self.on_command("tree", {})))
@@ -293,8 +301,8 @@ class PlaygroundServer:
             raise ValueError(f"unknown message type {kind[:40]!r}")
 
     # -- from the node thread ------------------------------------------------
-    def send_frame(self, t_client: float, png: bytes) -> None:
-        self._broadcast(frame_packet(t_client, png))
+    def send_frame(self, t_client: float, camera: int, png: bytes) -> None:
+        self._broadcast(frame_packet(t_client, camera, png))
 
     def send_json(self, msg: dict) -> None:
         self._broadcast(json.dumps(msg))

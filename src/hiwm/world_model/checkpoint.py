@@ -16,9 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from hiwm import checkpoints
 from hiwm.checkpoints import CheckpointError, load_tensors, load_weights, save_tensors, state_tensors
-from hiwm.data.lerobot import atomic_write_json
-from hiwm.world_model.config import ModelConfig, ProbeConfig, TrainConfig, from_dict, to_dict
+from hiwm.files import atomic_write_json
+from hiwm.world_model.config import ModelConfig, ProbeConfig, WorldModelTrainConfig, from_dict, to_dict
 
 FORMAT = "hiwm.world_model/1"
 CONFIG = "config.json"
@@ -30,7 +31,7 @@ OPTIMIZER = "optimizer.safetensors"
 @dataclass
 class Checkpoint:
     model: ModelConfig
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: WorldModelTrainConfig = field(default_factory=WorldModelTrainConfig)
     probe: ProbeConfig | None = None
     step: int = 0
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -70,9 +71,9 @@ def save(
     """Write (or overwrite) a checkpoint directory; the config is written last, atomically."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    save_tensors(out / MODEL, state_tensors(model), {"format": FORMAT})
+    digests = {MODEL: save_tensors(out / MODEL, state_tensors(model), {"format": FORMAT})}
     if probe is not None:
-        save_tensors(out / PROBE, state_tensors(probe), {"format": FORMAT})
+        digests[PROBE] = save_tensors(out / PROBE, state_tensors(probe), {"format": FORMAT})
     doc: dict[str, Any] = {
         "format": FORMAT,
         "model": to_dict(ckpt.model),
@@ -83,9 +84,9 @@ def save(
     }
     if optimizer is not None:
         tensors, rest = optimizer_tensors(optimizer)
-        save_tensors(out / OPTIMIZER, tensors, {"format": FORMAT})
+        digests[OPTIMIZER] = save_tensors(out / OPTIMIZER, tensors, {"format": FORMAT})
         doc["optimizer"] = rest
-    atomic_write_json(out / CONFIG, doc)
+    atomic_write_json(out / CONFIG, {**doc, checkpoints.DIGESTS: digests})
     return out
 
 
@@ -104,14 +105,19 @@ def read_config(path: str | Path) -> tuple[Checkpoint, dict]:
     try:
         ckpt = Checkpoint(
             model=from_dict(ModelConfig, doc["model"]),
-            train=from_dict(TrainConfig, doc.get("train") or {}),
+            train=from_dict(WorldModelTrainConfig, doc.get("train") or {}),
             probe=from_dict(ProbeConfig, doc["probe"]) if doc.get("probe") else None,
             step=int(doc.get("step", 0)),
             metrics=dict(doc.get("metrics") or {}),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"{path / CONFIG}: invalid config ({exc})") from exc
     return ckpt, doc
+
+
+def digest(doc: dict, path: Path, name: str) -> str | None:
+    """The digest ``config.json`` records for tensor file ``name`` (None in older checkpoints)."""
+    return checkpoints.recorded_digest(doc, name, Path(path) / CONFIG)
 
 
 def load(
@@ -122,13 +128,13 @@ def load(
     from hiwm.world_model.probe import StateProbe
 
     path = Path(path)
-    ckpt, _ = read_config(path)
-    model = WorldModel(ckpt.model)
-    load_weights(model, path / MODEL)
+    ckpt, doc = read_config(path)
+    model = checkpoints.build_from_config(lambda: WorldModel(ckpt.model), path / CONFIG)
+    load_weights(model, path / MODEL, digest(doc, path, MODEL))
     probe = None
     if with_probe and ckpt.probe is not None and (path / PROBE).exists():
-        probe = StateProbe(ckpt.probe)
-        load_weights(probe, path / PROBE)
+        probe = checkpoints.build_from_config(lambda: StateProbe(ckpt.probe), path / CONFIG)
+        load_weights(probe, path / PROBE, digest(doc, path, PROBE))
         probe = probe.to(device).eval()
     return ckpt, model.to(device).eval(), probe
 
@@ -139,6 +145,6 @@ def load_optimizer_state(path: str | Path, optimizer: torch.optim.Optimizer) -> 
     _, doc = read_config(path)
     if "optimizer" not in doc or not (path / OPTIMIZER).exists():
         return False
-    tensors = load_tensors(path / OPTIMIZER)
+    tensors = load_tensors(path / OPTIMIZER, digest(doc, path, OPTIMIZER))
     load_optimizer(optimizer, tensors, doc["optimizer"])
     return True

@@ -10,9 +10,28 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+CONDITIONING = ("bump", "mlp")
+# fields added after the first checkpoints: at their defaults they name the Push-T model those
+# checkpoints hold, so a snapshot's model fingerprint leaves them out (session.py)
+LATER_FIELDS = (
+    "action_low", "action_high", "action_conditioning", "proprio_dim", "proprio_low", "proprio_high",
+    "cameras", "cond_hidden", "action_map_channels",
+)  # fmt: skip
+
+
 @dataclass
 class ModelConfig:
-    """Sizes of the world model. The latent is a ``latent_channels`` x (image_size / 8)^2 grid."""
+    """Sizes and interface of the world model: actions, proprio and cameras are plain fields.
+
+    Each camera's frames are encoded to a ``latent_channels`` x (height / 8) x (width / 8) grid.
+    ``cameras`` lists (name, height, width); empty means one square camera ``image`` of
+    ``image_size`` (Push-T). Actions are normalised to [-1, 1] by ``action_low``/``action_high``
+    (empty: 0 and ``action_scale`` on every axis) and condition the dynamics through an MLP
+    (FiLM of every residual block); ``action_conditioning="bump"`` adds a Gaussian bump on the
+    first camera's grid where the action's first two values point (an action that is a point
+    in the image, as Push-T's target), ``"mlp"`` instead adds a learned spatial map of the
+    action embedding. ``proprio_dim`` > 0: proprio state goes in and the next one is predicted.
+    """
 
     image_size: int = 96
     context: int = 2  # latent frames the dynamics sees (the newest last)
@@ -22,28 +41,116 @@ class ModelConfig:
     dyn_blocks: int = 3
     dec_channels: tuple[int, int, int] = (64, 32, 16)  # at 12, 24, 48 (pixel shuffle up to the image)
     action_dim: int = 2
-    action_scale: float = 512.0  # actions live in [0, action_scale]
+    action_scale: float = 512.0  # without action_low/high: actions live in [0, action_scale]
     noise_std: float = 0.0  # latent noise per step (drawn from the session's generator); 0: deterministic
+    action_low: tuple[float, ...] = ()  # per action axis; empty: 0
+    action_high: tuple[float, ...] = ()  # per action axis; empty: action_scale
+    action_conditioning: str = "bump"  # "bump" (a point in the first camera's image) or "mlp"
+    proprio_dim: int = 0
+    proprio_low: tuple[float, ...] = ()  # per proprio axis, for normalisation; empty: -1
+    proprio_high: tuple[float, ...] = ()  # empty: 1
+    cameras: tuple[tuple[str, int, int], ...] = ()  # (name, height, width); empty: ("image", image_size, image_size)
+    cond_hidden: int = 64  # width of the action (and proprio) embedding
+    action_map_channels: int = 4  # "mlp": channels of the spatial action map per camera
 
     def __post_init__(self) -> None:
         self.enc_channels = tuple(self.enc_channels)  # type: ignore[assignment]
         self.dec_channels = tuple(self.dec_channels)  # type: ignore[assignment]
+        self.action_low = tuple(float(v) for v in self.action_low)
+        self.action_high = tuple(float(v) for v in self.action_high)
+        self.proprio_low = tuple(float(v) for v in self.proprio_low)
+        self.proprio_high = tuple(float(v) for v in self.proprio_high)
+        try:
+            self.cameras = tuple((str(n), int(h), int(w)) for n, h, w in self.cameras)
+        except (TypeError, ValueError):
+            raise ValueError(f"cameras must be (name, height, width) triples, got {self.cameras!r}") from None
         if self.image_size % 8 or self.image_size < 16:
             raise ValueError(f"image_size must be a multiple of 8 and >= 16, got {self.image_size}")
+        for name, h, w in self.cameras:
+            if h % 8 or w % 8 or min(h, w) < 16 or max(h, w) > 512:
+                raise ValueError(f"camera {name!r}: height and width must be multiples of 8 in [16, 512], got {h}x{w}")
+        names = [n for n, _, _ in self.camera_list]
+        if len(set(names)) != len(names) or not all(names):
+            raise ValueError(f"camera names must be distinct and non-empty, got {names}")
         if self.context < 1:
             raise ValueError(f"context must be >= 1, got {self.context}")
         if len(self.enc_channels) != 3 or len(self.dec_channels) != 3:
             raise ValueError("enc_channels and dec_channels need 3 entries each")
-        if min(self.latent_channels, self.dyn_channels, self.dyn_blocks, *self.enc_channels, *self.dec_channels) < 1:
-            raise ValueError("sizes must be >= 1")
+        sizes = (self.latent_channels, self.dyn_channels, self.dyn_blocks, self.action_dim, self.cond_hidden)
+        if (
+            min(*sizes, *self.enc_channels, *self.dec_channels) < 1
+            or min(self.proprio_dim, self.action_map_channels) < 0
+        ):
+            raise ValueError("sizes must be >= 1 (proprio_dim and action_map_channels >= 0)")
+        if self.action_conditioning not in CONDITIONING:
+            raise ValueError(f"action_conditioning must be one of {CONDITIONING}, got {self.action_conditioning!r}")
+        if self.action_conditioning == "bump" and self.action_dim < 2:
+            raise ValueError("action_conditioning 'bump' needs an action of 2 or more values (image x, y first)")
+        for name, values, n in (
+            ("action_low", self.action_low, self.action_dim),
+            ("action_high", self.action_high, self.action_dim),
+            ("proprio_low", self.proprio_low, self.proprio_dim),
+            ("proprio_high", self.proprio_high, self.proprio_dim),
+        ):
+            if values and len(values) != n:
+                raise ValueError(f"{name} needs {n} values, got {len(values)}")
+        for kind, low, high in (("action", self.low, self.high), ("proprio", *self.proprio_limits)):
+            if not all(h > lo for lo, h in zip(low, high, strict=True)):
+                raise ValueError(f"{kind} limits: every high must exceed its low, got {low} and {high}")
 
     @property
     def grid(self) -> int:
-        return self.image_size // 8
+        """The first camera's latent grid height (the grid of a square camera)."""
+        return self.camera_list[0][1] // 8
+
+    @property
+    def camera_list(self) -> list[tuple[str, int, int]]:
+        return list(self.cameras) or [("image", self.image_size, self.image_size)]
+
+    @property
+    def grids(self) -> list[tuple[int, int]]:
+        """Each camera's latent grid (height, width)."""
+        return [(h // 8, w // 8) for _, h, w in self.camera_list]
+
+    @property
+    def low(self) -> tuple[float, ...]:
+        return self.action_low or (0.0,) * self.action_dim
+
+    @property
+    def high(self) -> tuple[float, ...]:
+        return self.action_high or (float(self.action_scale),) * self.action_dim
+
+    @property
+    def proprio_limits(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return self.proprio_low or (-1.0,) * self.proprio_dim, self.proprio_high or (1.0,) * self.proprio_dim
+
+
+# Named sizes; a preset's fields can be overridden (the interface fields always are the task's).
+PRESETS: dict[str, dict[str, Any]] = {
+    # the CPU default (tests, the 2-core bench): a few tens of MFLOPs a step
+    "small": {},
+    # a GPU model of ~35 M parameters, trained under torchrun with --preset gpu (docs/ARCHITECTURE.md)
+    "gpu": {
+        "latent_channels": 32,
+        "enc_channels": (128, 256, 384),
+        "dyn_channels": 384,
+        "dyn_blocks": 8,
+        "dec_channels": (384, 192, 96),
+        "cond_hidden": 512,
+        "action_map_channels": 16,
+    },
+}
+
+
+def preset(name: str = "small", **fields: Any) -> ModelConfig:
+    """A :class:`ModelConfig` of a named size with ``fields`` (sizes or the task's interface) on top."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown world-model preset {name!r}; known: {sorted(PRESETS)}")
+    return ModelConfig(**{**PRESETS[name], **fields})
 
 
 @dataclass
-class TrainConfig:
+class WorldModelTrainConfig:
     """One training run; ``steps`` optimiser steps of ``batch`` windows of ``rollout`` predicted frames."""
 
     steps: int = 3000
@@ -59,6 +166,7 @@ class TrainConfig:
     val_every: int = 500
     val_windows: int = 24  # open-loop windows per validation
     horizons: tuple[int, ...] = (1, 10, 50)
+    proprio_weight: float = 1.0  # predicted vs. recorded next proprio (normalised), when the model has proprio
     checkpoint_every: int = 500
     seed: int = 0
     threads: int = 1  # a shared small CPU: one thread beats two fighting for busy cores

@@ -1,12 +1,17 @@
 """A compact action-conditioned world model: conv encoder -> latent dynamics -> pixel-shuffle decoder.
 
-Frames (96x96) are encoded once into a small latent grid (16 x 12 x 12, values in [-1, 1]).
-The dynamics sees the last ``context`` latents and the action (target agent xy) twice: as a
-Gaussian bump on the grid where the target is (so a conv net can act locally) and as FiLM
-scales/shifts of its residual blocks (current and previous action). It predicts the next
-latent as a residual of the newest one. Only the dynamics and the decoder run per step, so a
-step stays a few tens of MFLOPs; nothing runs at the full 96x96 resolution except a pixel
-shuffle. Encoder and decoder are also trained as an autoencoder on real frames.
+Each camera's frames (Push-T: one 96x96 camera) are encoded once into a small latent grid
+(16 x H/8 x W/8, values in [-1, 1]) by one shared encoder. The dynamics sees each camera's
+last ``context`` latents; the action, the previous action and the proprio state (normalised
+by their limits) go through an MLP whose embedding scales and shifts (FiLM) every residual
+block. For an action that is a point in the image (Push-T's target agent xy) a Gaussian bump
+on the first camera's grid where the target is lets a conv net act locally
+(``action_conditioning="bump"``); other actions (joint positions, end-effector deltas) add a
+learned spatial map of the embedding instead (``"mlp"``). Several cameras share the residual
+blocks and exchange a pooled summary; a head predicts the next proprio from the pooled
+features. The next latent is a residual of the newest one. Only the dynamics and the decoder
+run per step, so a step stays a few tens of MFLOPs; nothing runs at full resolution except a
+pixel shuffle. Encoder and decoder are also trained as an autoencoder on real frames.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Latents (B, Z, g, g) -> frames (B, 3, 8g, 8g), roughly in [0, 1] (clamp for display)."""
+    """Latents (B, Z, h, w) of camera ``camera`` -> frames (B, 3, 8h, 8w), roughly in [0, 1] (clamp for display)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -65,52 +70,120 @@ class Decoder(nn.Module):
         self.up1 = nn.Conv2d(c1, 4 * c2, 3, padding=1)
         self.up2 = nn.Conv2d(c2, 4 * c3, 3, padding=1)
         self.up3 = nn.Conv2d(c3, 4 * 3, 3, padding=1)
-        # Push-T's table and goal never move: a learned background image carries them, so the
-        # convs only have to draw the agent and the block (training starts it at the mean frame)
-        self.background = nn.Parameter(torch.full((1, 3, cfg.image_size, cfg.image_size), 0.5))
+        # a fixed scene (Push-T's table and goal, an arm's bench) never moves: a learned background
+        # image per camera carries it, so the convs only draw what moves (training starts it at the
+        # median frame); the first camera's keeps its first name so older checkpoints load
+        (_, h, w), *more = cfg.camera_list
+        self.background = nn.Parameter(torch.full((1, 3, h, w), 0.5))
+        self.more_backgrounds = nn.ParameterList(nn.Parameter(torch.full((1, 3, h, w), 0.5)) for _, h, w in more)
 
-    def forward(self, z: Tensor) -> Tensor:
+    def backgrounds(self) -> list[nn.Parameter]:
+        return [self.background, *self.more_backgrounds]
+
+    def forward(self, z: Tensor, camera: int = 0) -> Tensor:
         h = self.block(F.gelu(self.inp(z)))
         h = F.gelu(F.pixel_shuffle(self.up1(F.gelu(h)), 2))
         h = F.gelu(F.pixel_shuffle(self.up2(h), 2))
-        return F.pixel_shuffle(self.up3(h), 2) + self.background
+        return F.pixel_shuffle(self.up3(h), 2) + self.backgrounds()[camera]
 
 
 class Dynamics(nn.Module):
-    """(context latents, action, previous action) -> next latent."""
+    """(each camera's context latents, action, previous action, proprio) -> next latents, next proprio."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        c, z = cfg.dyn_channels, cfg.latent_channels
-        self.inp = nn.Conv2d(cfg.context * z + 1, c, 3, padding=1)
-        self.film = nn.Sequential(nn.Linear(2 * cfg.action_dim, 64), nn.GELU(), nn.Linear(64, 2 * c * cfg.dyn_blocks))
+        c, z, n = cfg.dyn_channels, cfg.latent_channels, len(cfg.camera_list)
+        self.bumped = cfg.action_conditioning == "bump"
+        extra = 1 if self.bumped else cfg.action_map_channels
+        self.inp = nn.Conv2d(cfg.context * z + extra, c, 3, padding=1)
+        cond = 2 * cfg.action_dim + cfg.proprio_dim
+        self.film = nn.Sequential(
+            nn.Linear(cond, cfg.cond_hidden), nn.GELU(), nn.Linear(cfg.cond_hidden, 2 * c * cfg.dyn_blocks * n)
+        )
         nn.init.zeros_(self.film[-1].weight)
         nn.init.zeros_(self.film[-1].bias)
         self.blocks = nn.ModuleList(ResBlock(c) for _ in range(cfg.dyn_blocks))
         self.out = nn.Conv2d(c, z, 3, padding=1)
-        g = cfg.grid
-        # cell centres in action units, for the target bump
-        centres = (torch.arange(g, dtype=torch.float32) + 0.5) / g * cfg.action_scale
-        self.register_buffer("centres", centres, persistent=False)
+        if not self.bumped and cfg.action_map_channels:  # where in each image the action acts, learned
+            self.maps = nn.ModuleList(nn.Linear(cfg.cond_hidden, cfg.action_map_channels * h * w) for h, w in cfg.grids)
+        if n > 1:  # the cameras see one scene: each one's pooled features shift every camera's
+            self.mix = nn.Linear(n * c, c)
+            nn.init.zeros_(self.mix.weight)
+            nn.init.zeros_(self.mix.bias)
+        if cfg.proprio_dim:  # the next proprio, as a residual of the current one (normalised units)
+            self.proprio_head = nn.Sequential(
+                nn.Linear(n * c + cfg.cond_hidden, cfg.cond_hidden),
+                nn.GELU(),
+                nn.Linear(cfg.cond_hidden, cfg.proprio_dim),
+            )
+            nn.init.zeros_(self.proprio_head[-1].weight)
+            nn.init.zeros_(self.proprio_head[-1].bias)
+        low, high = (torch.tensor(v, dtype=torch.float32) for v in (cfg.low, cfg.high))
+        self.register_buffer("action_low", low, persistent=False)
+        self.register_buffer("action_gain", 2.0 / (high - low), persistent=False)
+        p_low, p_high = (torch.tensor(v, dtype=torch.float32) for v in cfg.proprio_limits)
+        self.register_buffer("proprio_low", p_low, persistent=False)
+        self.register_buffer("proprio_gain", 2.0 / (p_high - p_low), persistent=False)
+        if self.bumped:
+            # cell centres of the first camera's grid in action units (x -> columns, y -> rows), for the bump
+            gh, gw = cfg.grids[0]
+            span = high[:2] - low[:2]
+            self.register_buffer(
+                "centres_x", (torch.arange(gw, dtype=torch.float32) + 0.5) / gw * span[0] + low[0], persistent=False
+            )
+            self.register_buffer(
+                "centres_y", (torch.arange(gh, dtype=torch.float32) + 0.5) / gh * span[1] + low[1], persistent=False
+            )
+            self.sigma = (float(span[0]) / gw, float(span[1]) / gh)
 
     def bump(self, action: Tensor) -> Tensor:
-        """(B, 2) actions -> (B, 1, g, g) Gaussian at the target (x -> column, y -> row)."""
-        sigma = self.cfg.action_scale / self.cfg.grid
-        gx = torch.exp(-0.5 * ((self.centres[None, :] - action[:, :1]) / sigma) ** 2)
-        gy = torch.exp(-0.5 * ((self.centres[None, :] - action[:, 1:2]) / sigma) ** 2)
+        """(B, A) actions -> (B, 1, h, w) Gaussian at the target (x -> column, y -> row) on the first camera's grid."""
+        gx = torch.exp(-0.5 * ((self.centres_x[None, :] - action[:, :1]) / self.sigma[0]) ** 2)
+        gy = torch.exp(-0.5 * ((self.centres_y[None, :] - action[:, 1:2]) / self.sigma[1]) ** 2)
         return (gy[:, :, None] * gx[:, None, :])[:, None]
 
-    def forward(self, context: Tensor, action: Tensor, prev_action: Tensor) -> Tensor:
-        """context (B, K, Z, g, g); actions (B, 2) in action units -> next latent (B, Z, g, g)."""
-        b = context.shape[0]
-        scale = 2.0 / self.cfg.action_scale
-        a = torch.cat([action * scale - 1, prev_action * scale - 1], dim=1)
-        film = self.film(a).view(b, len(self.blocks), 2, -1, 1, 1)
-        h = self.inp(torch.cat([context.flatten(1, 2), self.bump(action)], dim=1))
+    def normalise_action(self, action: Tensor) -> Tensor:
+        return (action - self.action_low) * self.action_gain - 1
+
+    def normalise_proprio(self, proprio: Tensor) -> Tensor:
+        return (proprio - self.proprio_low) * self.proprio_gain - 1
+
+    def forward(
+        self, contexts: list[Tensor], action: Tensor, prev_action: Tensor, proprio: Tensor | None = None
+    ) -> tuple[list[Tensor], Tensor | None]:
+        """contexts: per camera (B, K, Z, h, w); actions (B, A) and proprio (B, P) in their own units ->
+        next latents per camera (B, Z, h, w) and the next proprio (B, P), or None without proprio."""
+        b, n = action.shape[0], len(contexts)
+        parts = [self.normalise_action(action), self.normalise_action(prev_action)]
+        if self.cfg.proprio_dim:
+            if proprio is None:
+                raise ValueError(f"this model needs proprio ({self.cfg.proprio_dim} values)")
+            parts.append(self.normalise_proprio(proprio))
+        embedding = F.gelu(self.film[0](torch.cat(parts, dim=1)))
+        film = self.film[2](embedding).view(b, len(self.blocks), 2, n, -1, 1, 1)
+        hs = []
+        for cam, context in enumerate(contexts):
+            if self.bumped:
+                extra = self.bump(action) if cam == 0 else context.new_zeros((b, 1, *context.shape[-2:]))
+                hs.append(self.inp(torch.cat([context.flatten(1, 2), extra], dim=1)))
+            elif self.cfg.action_map_channels:
+                extra = self.maps[cam](embedding).view(b, -1, *context.shape[-2:])
+                hs.append(self.inp(torch.cat([context.flatten(1, 2), extra], dim=1)))
+            else:
+                hs.append(self.inp(context.flatten(1, 2)))
+        if n > 1:
+            shared = self.mix(torch.cat([h.mean(dim=(2, 3)) for h in hs], dim=1))[:, :, None, None]
+            hs = [h + shared for h in hs]
         for i, block in enumerate(self.blocks):
-            h = block(F.gelu(h), film[:, i, 0], film[:, i, 1])
-        return (context[:, -1] + self.out(F.gelu(h))).clamp(-1.0, 1.0)
+            hs = [block(F.gelu(h), film[:, i, 0, cam], film[:, i, 1, cam]) for cam, h in enumerate(hs)]
+        latents = [(ctx[:, -1] + self.out(F.gelu(h))).clamp(-1.0, 1.0) for ctx, h in zip(contexts, hs, strict=True)]
+        next_proprio = None
+        if self.cfg.proprio_dim:
+            pooled = torch.cat([*(F.gelu(h).mean(dim=(2, 3)) for h in hs), embedding], dim=1)
+            delta = self.proprio_head(pooled)
+            next_proprio = proprio + delta / self.proprio_gain  # the step, predicted in normalised units
+        return latents, next_proprio
 
 
 class WorldModel(nn.Module):
@@ -139,22 +212,47 @@ class WorldModel(nn.Module):
     def encode(self, x: Tensor) -> Tensor:
         return self.encoder(x)
 
-    def decode(self, z: Tensor) -> Tensor:
-        return self.decoder(z)
+    def decode(self, z: Tensor, camera: int = 0) -> Tensor:
+        return self.decoder(z, camera)
+
+    def step_all(
+        self,
+        contexts: list[Tensor],
+        action: Tensor,
+        prev_action: Tensor,
+        proprio: Tensor | None = None,
+        noise: list[Tensor] | None = None,
+    ) -> tuple[list[Tensor], Tensor | None]:
+        """One step of every camera: per camera (B, K, Z, h, w) -> per camera (B, Z, h, w), next proprio."""
+        zs, p = self.dynamics(contexts, action, prev_action, proprio)
+        if noise is not None:
+            zs = [(z + e).clamp(-1.0, 1.0) for z, e in zip(zs, noise, strict=True)]
+        return zs, p
 
     def step(self, context: Tensor, action: Tensor, prev_action: Tensor, noise: Tensor | None = None) -> Tensor:
-        z = self.dynamics(context, action, prev_action)
-        return z if noise is None else (z + noise).clamp(-1.0, 1.0)
+        """One camera, no proprio: context (B, K, Z, h, w) -> next latent (B, Z, h, w)."""
+        return self.step_all([context], action, prev_action, None, None if noise is None else [noise])[0][0]
+
+    def rollout_all(
+        self, contexts: list[Tensor], actions: Tensor, prev_action: Tensor, proprio: Tensor | None = None
+    ) -> tuple[list[Tensor], Tensor | None]:
+        """Open loop from the cameras' contexts and the current proprio, actions (B, T, A) -> per camera
+        latents (B, T, Z, h, w) and predicted proprio (B, T, P) (None without proprio)."""
+        out: list[list[Tensor]] = [[] for _ in contexts]
+        props = []
+        for t in range(actions.shape[1]):
+            zs, proprio = self.step_all(contexts, actions[:, t], prev_action, proprio)
+            for cam, z in enumerate(zs):
+                out[cam].append(z)
+            contexts = [torch.cat([c[:, 1:], z[:, None]], dim=1) for c, z in zip(contexts, zs, strict=True)]
+            prev_action = actions[:, t]
+            props.append(proprio)
+        stacked = [torch.stack(o, dim=1) for o in out]
+        return stacked, (torch.stack(props, dim=1) if self.cfg.proprio_dim else None)
 
     def rollout(self, context: Tensor, actions: Tensor, prev_action: Tensor) -> Tensor:
-        """Open loop: context (B, K, Z, g, g), actions (B, T, 2) -> latents (B, T, Z, g, g)."""
-        out = []
-        for t in range(actions.shape[1]):
-            z = self.step(context, actions[:, t], prev_action)
-            out.append(z)
-            context = torch.cat([context[:, 1:], z[:, None]], dim=1)
-            prev_action = actions[:, t]
-        return torch.stack(out, dim=1)
+        """Open loop, one camera, no proprio: context (B, K, Z, g, g), actions (B, T, A) -> latents (B, T, Z, g, g)."""
+        return self.rollout_all([context], actions, prev_action)[0][0]
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -5,6 +5,12 @@ Wire compatibility with rmw_cyclonedds: topics ``rt/<name>``, types
 (automatic liveliness, no autodispose), services on ``rq/<name>Request`` and
 ``rr/<name>Reply`` with a 16-byte (client guid, sequence number) header.
 
+Each process's participant also publishes what rmw_cyclonedds publishes for the ROS
+graph: its nodes and their readers' and writers' gids on ``ros_discovery_info``, and the
+RIHS01 type hash of every endpoint in its USER_DATA; every node serves the parameter
+services. So ``ros2 node``, ``ros2 param`` and ``ros2 topic info -v`` see these nodes as
+they see rclpy ones.
+
 Payloads are written and taken as raw CDR through the binding's C layer
 (``cyclonedds._clayer``; private, so the version is pinned in pyproject.toml):
 that skips the binding's pure-Python serializer, which is far too slow for images.
@@ -21,6 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from cyclonedds._clayer import ddspy_take, ddspy_write
 from cyclonedds.core import GuardCondition, InstanceState, ReadCondition, SampleState, ViewState, WaitSet
 from cyclonedds.domain import DomainParticipant
@@ -33,26 +40,36 @@ from cyclonedds.util import duration
 from hiwm.comm import names
 from hiwm.comm.dds.config import DdsSettings, dds_settings
 from hiwm.comm.dds.idl import idl_class, service_idl_class
+from hiwm.comm.dds.parameters import ParameterServices
 from hiwm.comm.interfaces import (
     InterfaceError,
     deserialize,
     message_class,
+    new_message,
     normalize_type_name,
     serialize,
     service_types,
 )
 from hiwm.comm.node import Node, RosArgs, ServiceCallError, Timer, error_response
-from hiwm.comm.qos import SERVICES, Durability, History, QoSProfile, Reliability, profile
+from hiwm.comm.params import ParameterError
+from hiwm.comm.qos import LATCHED, SERVICES, Durability, History, QoSProfile, Reliability, profile
+from hiwm.comm.type_hash import user_data
 
 ANY_STATE = SampleState.Any | ViewState.Any | InstanceState.Any
 TAKE_BATCH = 64
 _HEADER = struct.Struct("<Qq")  # rmw_cyclonedds request header: client guid, sequence number
 _CDR_LE = b"\x00\x01\x00\x00"
+# rmw_cyclonedds announces each participant's nodes and endpoints here (reliable,
+# transient local, keep last 1); peers only list participants whose USER_DATA names an enclave.
+GRAPH_TOPIC = "ros_discovery_info"
+GRAPH_TYPE = "rmw_dds_common/msg/ParticipantEntitiesInfo"
+_ENCLAVE = b"enclave=/;"
 
 
-def dds_qos(qos: QoSProfile) -> Qos:
+def dds_qos(qos: QoSProfile, userdata: bytes = b"") -> Qos:
     """A hiwm profile as Cyclone QoS, with the policies rmw_cyclonedds always sets."""
     blocking = duration(seconds=10) if qos.history is History.KEEP_ALL else duration(milliseconds=100)
+    history = Policy.History.KeepAll if qos.history is History.KEEP_ALL else Policy.History.KeepLast(qos.depth)
     policies = [
         Policy.Reliability.Reliable(blocking)
         if qos.reliability is Reliability.RELIABLE
@@ -60,12 +77,22 @@ def dds_qos(qos: QoSProfile) -> Qos:
         Policy.Durability.TransientLocal
         if qos.durability is Durability.TRANSIENT_LOCAL
         else Policy.Durability.Volatile,
-        Policy.History.KeepAll if qos.history is History.KEEP_ALL else Policy.History.KeepLast(qos.depth),
+        history,
         Policy.Liveliness.Automatic(lease_duration=duration(infinite=True)),
         Policy.WriterDataLifecycle(autodispose=False),
         Policy.DataRepresentation(use_cdrv0_representation=True),
     ]
+    if qos.durability is Durability.TRANSIENT_LOCAL:
+        # Cyclone keeps for late joiners what the durability service history says, not the history.
+        policies.append(Policy.DurabilityService(0, history, -1, -1, -1))
+    if userdata:
+        policies.append(Policy.Userdata(userdata))
     return Qos(*policies)
+
+
+def _gid(guid: bytes) -> Any:
+    """A DDS GUID as ``rmw_dds_common/msg/Gid`` (16 bytes, as rmw_cyclonedds copies it)."""
+    return message_class("rmw_dds_common/msg/Gid")(data=np.frombuffer(guid, np.uint8).copy())
 
 
 def _pad4(data: bytes) -> bytes:
@@ -96,7 +123,7 @@ class _Process:
         if settings.config_uri:
             os.environ["CYCLONEDDS_URI"] = settings.config_uri
         try:
-            self.participant = DomainParticipant(settings.domain_id)
+            self.participant = DomainParticipant(settings.domain_id, qos=Qos(Policy.Userdata(_ENCLAVE)))
         finally:
             if settings.config_uri:
                 if saved is None:
@@ -104,6 +131,12 @@ class _Process:
                 else:
                     os.environ["CYCLONEDDS_URI"] = saved
         self.topics: dict[tuple[str, str], Topic] = {}
+        self.guid = self.participant.guid.bytes
+        self._graph_lock = threading.Lock()
+        self._nodes: dict[int, DdsNode] = {}  # in creation order, as rmw lists them
+        self._csids = itertools.count(1)
+        graph_topic = self.topic(GRAPH_TOPIC, idl_class(GRAPH_TYPE))
+        self._graph_writer = DataWriter(self.participant, graph_topic, qos=dds_qos(LATCHED, user_data(GRAPH_TYPE)))
         # Deleting the participant tells peers we are gone. Without it, a reliable writer
         # elsewhere keeps waiting on our dead readers' acks until the lease runs out (10 s).
         atexit.register(self.close)
@@ -127,6 +160,38 @@ class _Process:
             self.topics[key] = Topic(self.participant, dds_name, idl)
         return self.topics[key]
 
+    def client_service_id(self) -> str:
+        """A process-unique id pairing a client's or service's reader and writer, as rmw_cyclonedds forms it."""
+        data = self.guid[:12] + struct.pack(">I", next(self._csids))
+        return f"{data[0]:02x}" + "".join(f".{b:x}" for b in data[1:])
+
+    def add_node(self, node: DdsNode) -> None:
+        with self._graph_lock:
+            self._nodes[id(node)] = node
+
+    def remove_node(self, node: DdsNode) -> None:
+        with self._graph_lock:
+            self._nodes.pop(id(node), None)
+        self.announce()
+
+    def announce(self) -> None:
+        """Publish this participant's nodes and their endpoints (the whole list, as rmw does)."""
+        with self._graph_lock:
+            if self.participant is None:
+                return
+            nodes = [
+                new_message(
+                    "rmw_dds_common/msg/NodeEntitiesInfo",
+                    node_namespace=node.namespace,
+                    node_name=node.name,
+                    reader_gid_seq=list(node.reader_gids),
+                    writer_gid_seq=list(node.writer_gids),
+                )
+                for node in self._nodes.values()
+            ]
+            msg = new_message(GRAPH_TYPE, gid=_gid(self.guid), node_entities_info_seq=nodes)
+            ddspy_write(self._graph_writer._ref, _pad4(serialize(msg, GRAPH_TYPE)))
+
 
 class DdsPublisher:
     def __init__(self, node: DdsNode, msg_type: str, topic: str, qos: QoSProfile) -> None:
@@ -134,7 +199,8 @@ class DdsPublisher:
         self.topic = topic
         proc = node.process
         dds_topic = proc.topic(names.dds_topic(topic), idl_class(self.msg_type))
-        self._writer = DataWriter(proc.participant, dds_topic, qos=dds_qos(qos))
+        self._writer = DataWriter(proc.participant, dds_topic, qos=dds_qos(qos, user_data(self.msg_type)))
+        node.track(writer=self._writer)
 
     def publish(self, msg: Any) -> None:
         """Publish a message of this publisher's type."""
@@ -174,7 +240,8 @@ class DdsSubscription:
         self._node = node
         proc = node.process
         dds_topic = proc.topic(names.dds_topic(topic), idl_class(self.msg_type))
-        self._reader = DataReader(proc.participant, dds_topic, qos=dds_qos(qos))
+        self._reader = DataReader(proc.participant, dds_topic, qos=dds_qos(qos, user_data(self.msg_type)))
+        node.track(reader=self._reader)
         self.condition = ReadCondition(self._reader, ANY_STATE)
 
     def dispatch(self) -> int:
@@ -202,11 +269,16 @@ class DdsService:
         self.handler = handler
         self._node = node
         proc = node.process
-        qos = dds_qos(SERVICES)
+        pair = f"serviceid={proc.client_service_id()};"
         req_topic = proc.topic(names.dds_request_topic(name), service_idl_class(self.request_type))
         rep_topic = proc.topic(names.dds_reply_topic(name), service_idl_class(self.response_type))
-        self._reader = DataReader(proc.participant, req_topic, qos=qos)
-        self._writer = DataWriter(proc.participant, rep_topic, qos=qos)
+        self._reader = DataReader(
+            proc.participant, req_topic, qos=dds_qos(SERVICES, user_data(self.request_type, pair))
+        )
+        self._writer = DataWriter(
+            proc.participant, rep_topic, qos=dds_qos(SERVICES, user_data(self.response_type, pair))
+        )
+        node.track(reader=self._reader, writer=self._writer)
         self.condition = ReadCondition(self._reader, ANY_STATE)
 
     def dispatch(self) -> int:
@@ -242,11 +314,16 @@ class DdsClient:
         self.service = name
         self.request_type, self.response_type = service_types(srv_type)
         proc = node.process
-        qos = dds_qos(SERVICES)
+        pair = f"clientid={proc.client_service_id()};"
         req_topic = proc.topic(names.dds_request_topic(name), service_idl_class(self.request_type))
         rep_topic = proc.topic(names.dds_reply_topic(name), service_idl_class(self.response_type))
-        self._writer = DataWriter(proc.participant, req_topic, qos=qos)
-        self._reader = DataReader(proc.participant, rep_topic, qos=qos)
+        self._writer = DataWriter(
+            proc.participant, req_topic, qos=dds_qos(SERVICES, user_data(self.request_type, pair))
+        )
+        self._reader = DataReader(
+            proc.participant, rep_topic, qos=dds_qos(SERVICES, user_data(self.response_type, pair))
+        )
+        node.track(reader=self._reader, writer=self._writer)
         self._guid = self._writer.instance_handle & 0xFFFF_FFFF_FFFF_FFFF
         self._seq = itertools.count(1)
         self._waitset = WaitSet(proc.participant)
@@ -301,7 +378,39 @@ class DdsNode(Node):
         self._endpoints: list[Any] = []  # everything with DDS readers/writers, deleted on destroy
         self._timers: list[Timer] = []
         self._ok = True
+        self.reader_gids: list[Any] = []  # rmw_dds_common/msg/Gid, made once per endpoint
+        self.writer_gids: list[Any] = []
+        self._announced = False  # graph updates wait until the node's own endpoints exist
+        self.process.add_node(self)
+        self._declare_use_sim_time()
+        self.parameter_services = ParameterServices(self)
+        self._announced = True
+        self.process.announce()
         self.logger.debug(f"DDS backend, domain {self.process.settings.domain_id}, {self.process.settings.scope}")
+
+    def _declare_use_sim_time(self) -> None:
+        # Declared as on every rclpy node (launch files set it); this backend has no /clock.
+        if self.declare_parameter("use_sim_time", False):
+            self.logger.warning("use_sim_time is not supported on the DDS backend: using wall-clock time")
+            self._params["use_sim_time"] = False
+
+        def wall_clock_only(changes: dict[str, Any]) -> None:
+            if changes.get("use_sim_time"):
+                raise ParameterError("use_sim_time is not supported on the DDS backend (no /clock)")
+
+        self.add_on_set_parameters_callback(wall_clock_only)
+
+    def track(self, reader: DataReader | None = None, writer: DataWriter | None = None) -> None:
+        """Count an endpoint's reader and writer as this node's in the ROS graph."""
+        with self.process._graph_lock:
+            if reader is not None:
+                self.reader_gids.append(_gid(reader.guid.bytes))
+            if writer is not None:
+                self.writer_gids.append(_gid(writer.guid.bytes))
+
+    def _graph_changed(self) -> None:
+        if self._announced:
+            self.process.announce()
 
     @property
     def ok(self) -> bool:
@@ -311,6 +420,7 @@ class DdsNode(Node):
         message_class(msg_type)
         pub = DdsPublisher(self, msg_type, self.resolve(topic), profile(qos))
         self._endpoints.append(pub)
+        self._graph_changed()
         return pub
 
     def create_subscription(
@@ -325,16 +435,19 @@ class DdsNode(Node):
         message_class(msg_type)
         sub = DdsSubscription(self, msg_type, self.resolve(topic), callback, profile(qos), raw)
         self._attach(sub)
+        self._graph_changed()
         return sub
 
     def create_service(self, srv_type: str, name: str, handler: Callable[[Any], Any]) -> DdsService:
         srv = DdsService(self, srv_type, self.resolve(name), handler)
         self._attach(srv)
+        self._graph_changed()
         return srv
 
     def create_client(self, srv_type: str, name: str) -> DdsClient:
         client = DdsClient(self, srv_type, self.resolve(name))
         self._endpoints.append(client)
+        self._graph_changed()
         return client
 
     def create_timer(self, period: float, callback: Callable[[], None]) -> Timer:
@@ -374,6 +487,7 @@ class DdsNode(Node):
     def destroy(self) -> None:
         """Delete this node's readers and writers so peers see them go at once."""
         self._ok = False
+        self.process.remove_node(self)
         if self.process.participant is not None:
             for endpoint in self._endpoints:
                 for entity in (getattr(endpoint, "_reader", None), getattr(endpoint, "_writer", None)):

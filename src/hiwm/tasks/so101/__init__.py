@@ -34,6 +34,14 @@ IMAGE_SIZE = 128
 _JOG_M = 0.01  # end-effector step per key press
 _JOG_GRIPPER = 0.15  # rad per key press
 
+
+def _kinematics() -> object:
+    """The jog's IK (imports MuJoCo): :class:`~hiwm.tasks.so101.kinematics.ArmKinematics`."""
+    from hiwm.tasks.so101.kinematics import ArmKinematics
+
+    return ArmKinematics()
+
+
 TASK = Task(
     name="so101_pick",
     description="Pick up a 4 cm cube with an SO-101 arm (5 joints and a gripper, position-controlled, MuJoCo).",
@@ -52,15 +60,16 @@ TASK = Task(
     jog=JogMap(
         space="end_effector",
         keys=(
-            JogKey("w", "ee_x", _JOG_M),  # away from the base
-            JogKey("s", "ee_x", -_JOG_M),
-            JogKey("a", "ee_y", _JOG_M),
-            JogKey("d", "ee_y", -_JOG_M),
-            JogKey("e", "ee_z", _JOG_M),
-            JogKey("c", "ee_z", -_JOG_M),
-            JogKey("u", "gripper", _JOG_GRIPPER),  # open
-            JogKey("o", "gripper", -_JOG_GRIPPER),  # close
+            JogKey("w", "ee_x", _JOG_M, "forward"),  # away from the base
+            JogKey("s", "ee_x", -_JOG_M, "back"),
+            JogKey("a", "ee_y", _JOG_M, "left"),
+            JogKey("d", "ee_y", -_JOG_M, "right"),
+            JogKey("e", "ee_z", _JOG_M, "up"),
+            JogKey("c", "ee_z", -_JOG_M, "down"),
+            JogKey("u", "gripper", _JOG_GRIPPER, "open"),
+            JogKey("o", "gripper", -_JOG_GRIPPER, "close"),
         ),
+        kinematics=_kinematics,
     ),
     # Joint to joint: the leader's calibration YAML turns ticks into these same radians.
     leader_arm=LeaderArmMap(robot="so101", joints=tuple(LeaderJoint(j, j) for j in JOINTS)),

@@ -90,22 +90,45 @@ class So101PickEnv:
         return 2 + self._state_size
 
     # -- episodes -------------------------------------------------------------------------------
-    def reset(self, seed: int | None = None) -> ArmObservation:
-        """Start an episode: arm near its zero pose, cube at a random place and yaw (from ``seed``)."""
-        rng = np.random.default_rng(seed) if seed is not None else self._rng
+    def reset(self, seed: int | None = None, state: object = None) -> ArmObservation:
+        """Start an episode: arm near its zero pose, cube at a random place and yaw (from ``seed``).
+
+        ``state`` (the 13 numbers of ``ArmObservation.state``: joints, then the cube's position and
+        orientation) places the arm and the cube there instead, at rest; ValueError, and nothing
+        changed, if it is not such a vector or the joints are out of limits.
+        """
+        if state is not None:
+            joints, cube_pose = self._check_task_state(state)
+        else:
+            rng = np.random.default_rng(seed) if seed is not None else self._rng
+            joints = np.zeros(len(JOINTS))
+            joints[: len(ARM_JOINTS)] = rng.uniform(-START_NOISE, START_NOISE, len(ARM_JOINTS))
+            joints[-1] = GRIPPER_START
+            yaw = rng.uniform(*CUBE_YAW)
+            x, y = rng.uniform(CUBE_X[0], CUBE_X[1]), rng.uniform(*CUBE_Y)
+            cube_pose = np.array([x, y, CUBE_HALF, math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)])
         mujoco.mj_resetData(self.model, self.data)
-        start = np.zeros(len(JOINTS))
-        start[: len(ARM_JOINTS)] = rng.uniform(-START_NOISE, START_NOISE, len(ARM_JOINTS))
-        start[-1] = GRIPPER_START
-        self.data.qpos[self._qpos] = start
-        self.data.ctrl[self._ctrl] = start
-        yaw = rng.uniform(*CUBE_YAW)
-        cube = self.data.qpos[self._cube_qpos : self._cube_qpos + 7]
-        cube[:3] = rng.uniform(CUBE_X[0], CUBE_X[1]), rng.uniform(*CUBE_Y), CUBE_HALF
-        cube[3:] = math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)
+        self.data.qpos[self._qpos] = joints
+        self.data.ctrl[self._ctrl] = joints
+        self.data.qpos[self._cube_qpos : self._cube_qpos + 7] = cube_pose
         mujoco.mj_forward(self.model, self.data)
-        self._step, self._z0 = 0, float(cube[2])
+        self._step, self._z0 = 0, float(cube_pose[2])
         return self._observe()
+
+    def _check_task_state(self, state: object) -> tuple[np.ndarray, np.ndarray]:
+        n = len(JOINTS) + 7
+        try:
+            arr = np.asarray(state, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"state must be {n} numbers (joints, cube x y z qw qx qy qz), got {state!r}") from exc
+        if arr.shape != (n,) or not np.all(np.isfinite(arr)):
+            raise ValueError(f"state must be {n} finite numbers (joints, cube x y z qw qx qy qz), got {arr.size}")
+        joints = self.validate_action(arr[: len(JOINTS)])
+        quat = arr[len(JOINTS) + 3 :]
+        norm = float(np.linalg.norm(quat))
+        if norm < 1e-6:
+            raise ValueError("state's cube orientation must be a non-zero quaternion")
+        return joints, np.concatenate([arr[len(JOINTS) : len(JOINTS) + 3], quat / norm])
 
     def step(self, action: object) -> ArmObservation:
         """One control step: the six joint targets ``action`` (rad) held for 0.1 s."""
@@ -159,6 +182,10 @@ class So101PickEnv:
         return self._observe()
 
     # -- observation ----------------------------------------------------------------------------
+    def camera_fovy(self) -> dict[str, float]:
+        """The camera's vertical field of view (degrees); MuJoCo's pixels are square."""
+        return {CAMERA: float(self.model.cam_fovy[self.model.camera(CAMERA).id])}
+
     def render(self) -> dict[str, np.ndarray]:
         """Every camera's image, ``{name: (H, W, 3) uint8}``."""
         if self._renderer is None:

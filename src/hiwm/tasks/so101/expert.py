@@ -17,15 +17,14 @@ from dataclasses import dataclass
 
 import mujoco
 import numpy as np
-from lerobot_env_so101.ik_control import roll_to_align_axis, solve_ik
-from lerobot_env_so101.mujoco_env import grasp_point_offset
+from lerobot_env_so101.ik_control import roll_to_align_axis
 
 from hiwm.tasks.so101 import JOINTS
-from hiwm.tasks.so101.scene import ARM_JOINTS, SITE, build_model
+from hiwm.tasks.so101.kinematics import ArmKinematics
 
 GRIPPER_OPEN = 1.1  # rad: the pads about 70 mm apart, room around a 40 mm cube
 GRIPPER_CLOSED = -0.17  # rad: the lower limit; the servo's force limit sets the grip
-_JAW_AXIS, _APPROACH_AXIS = 2, 0  # axes of the gripperframe site: jaw closing direction, along the jaws
+_JAW_AXIS = 2  # the gripperframe site's axis the jaws close along
 #: The package's grasp point is midway between the pads 40 mm apart: flush with a 40 mm cube's faces.
 #: Aiming this much further from the fixed jaw leaves it clear of the cube on the way down.
 JAW_CLEARANCE = 0.012
@@ -95,18 +94,11 @@ class ArmExpert:
 
     def __init__(self, config: ArmExpertConfig | None = None, seed: int | None = None) -> None:
         self.config = config or ArmExpertConfig()
-        self.model = build_model(8, 8)
-        self.data = mujoco.MjData(self.model)  # scratch kinematics, never stepped
-        self._site = self.model.site(SITE).id
-        self._arm = np.array([self.model.joint(n).qposadr[0] for n in ARM_JOINTS])
-        # solve_ik indexes qpos and Jacobian columns with the same ids: true while the arm's hinges come first.
-        if any(self.model.joint(n).dofadr[0] != a for n, a in zip(ARM_JOINTS, self._arm, strict=True)):
-            raise RuntimeError("the arm's joints must come first in the scene (qpos and dof addresses equal)")
+        self.kinematics = ArmKinematics(JAW_CLEARANCE, _JAW_AXIS)  # scratch kinematics, never stepped
+        self.model, self.data = self.kinematics.model, self.kinematics.data
+        self._site, self._arm = self.kinematics.site, self.kinematics.arm
         self._roll = self.model.joint("wrist_roll").id
-        self._offset = grasp_point_offset(self.model, self._site) + np.eye(3)[_JAW_AXIS] * JAW_CLEARANCE
-        act = [self.model.actuator(n).id for n in JOINTS]
-        self._kp = self.model.actuator_gainprm[act, 0]
-        self.low, self.high = self.model.actuator_ctrlrange[act].T.copy()
+        self.low, self.high = self.kinematics.low, self.kinematics.high
         self.rng = np.random.default_rng(seed)
         self.reset()
 
@@ -192,9 +184,7 @@ class ArmExpert:
 
     # -- kinematics -----------------------------------------------------------------------------
     def _grasp_point(self, joints: np.ndarray) -> np.ndarray:
-        self.data.qpos[self._arm] = joints[: len(self._arm)]
-        mujoco.mj_kinematics(self.model, self.data)
-        return self.data.site_xpos[self._site] + self.data.site_xmat[self._site].reshape(3, 3) @ self._offset
+        return self.kinematics.grasp_point(joints)
 
     def _ik(self, joints: np.ndarray, target: np.ndarray, cube_quat: np.ndarray) -> np.ndarray:
         """Arm joint angles putting the grasp point at ``target``, jaws down and square to the cube."""
@@ -216,21 +206,7 @@ class ArmExpert:
                 best = roll
         if best is not None:
             seed[-1] = best
-        return solve_ik(
-            self.model,
-            self.data,
-            self._site,
-            self._arm,
-            np.asarray(target, dtype=np.float64),
-            seed_q=seed,
-            point_offset=self._offset,
-            approach_axis=_APPROACH_AXIS,
-        )
+        return self.kinematics.solve(seed, target)
 
     def _sag(self, arm: np.ndarray) -> np.ndarray:
-        """How far below its target each arm servo settles under gravity at ``arm``: torque / kp."""
-        self.data.qpos[self._arm] = arm
-        self.data.qvel[:] = 0.0
-        mujoco.mj_forward(self.model, self.data)
-        n = len(self._arm)
-        return self.data.qfrc_bias[self._arm] / self._kp[:n]
+        return self.kinematics.sag(arm)
