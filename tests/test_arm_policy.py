@@ -131,6 +131,15 @@ def test_train_and_eval_on_the_arm(arm_data, tmp_path, backbone, tiny):
     rows = json.loads((ev / "episodes.json").read_text())
     assert [r["seed"] for r in rows] == [900, 901] and all(1 <= r["steps"] <= TASK.episode_steps for r in rows)
     assert {"max_lift", "final_lift"} <= set(rows[0]) and (ev / "lift.png").exists() and (ev / "episodes.mp4").exists()
+    if backbone == "act":  # a paired comparison in the arm's world: the same seeds, per-seed outcomes under its metric
+        cmp = tmp_path / "compare"
+        argv = ["eval", "--checkpoint", str(out), "--compare", str(out), "--task", "so101_pick", "--seeds", "900:902",
+                "--workers", "1", "--videos", "0", "--out", str(cmp)]  # fmt: skip
+        assert main(argv) == 0
+        result = json.loads((cmp / "comparison.json").read_text())
+        assert result["seeds"] == [900, 901] and result["paired"][0]["real"]["diff"] == 0.0
+        per_seed = result["policies"][1]["real"]["per_seed"]
+        assert [r["seed"] for r in per_seed] == [900, 901] and {"success", "max_lift"} <= set(per_seed[0])
 
 
 def test_two_cameras_checkpoint_round_trip(two_cameras, tmp_path):
