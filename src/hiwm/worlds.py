@@ -5,8 +5,8 @@ A world has ``reset(seed=, state=)`` and ``step(action)`` returning an :class:`O
 is what the branch cache records and rolls back to. :class:`RealWorld` is the gym-pusht physics as
 such a world, the oracle control of the experiment (a perfect world model);
 :class:`hiwm.world_model.world.ModelWorld` is the world model as one. :func:`policy_steps` and
-:func:`run_episode` run a policy closed loop in any of them: policy evaluation and the Hi-WM
-sessions share them.
+:func:`run_episode` run a policy closed loop in any of them, seeing what the task's
+:class:`~hiwm.tasks.world.TaskWorld` shows it: policy evaluation and the Hi-WM sessions share them.
 """
 
 from __future__ import annotations
@@ -20,41 +20,69 @@ import numpy as np
 from hiwm.pusht.env import Observation
 
 
-def policy_steps(policy: Any, env: Any, obs: Any, max_steps: int) -> Iterator[tuple[int, np.ndarray, Any]]:
+def _world(world: Any) -> Any:
+    if world is None:
+        from hiwm.tasks import DEFAULT_TASK, get_task
+        from hiwm.tasks.world import load_world
+
+        world = load_world(get_task(DEFAULT_TASK))
+    return world
+
+
+def policy_steps(
+    policy: Any, env: Any, obs: Any, max_steps: int, world: Any = None
+) -> Iterator[tuple[int, np.ndarray, Any]]:
     """The policy closed loop from ``obs``: query a chunk, execute it row by row, showing the policy
     every observation in between. Yields (row index in its chunk, action, next observation) until done
-    or ``max_steps``; a caller stops earlier by leaving the loop."""
+    or ``max_steps``; a caller stops earlier by leaving the loop. ``world`` (a
+    :class:`~hiwm.tasks.world.TaskWorld`, default the default task's) says what the policy sees.
+    Actions are saturated at the task's action limits, as a servo saturates a target past its range
+    (a learnt policy overshoots a limit its demonstrations touch, such as a closed gripper)."""
+    world = _world(world)
+    space = world.task.action
     observe = getattr(policy, "observe", None)
     while not obs.done and obs.step < max_steps:
-        chunk = np.asarray(policy.act({"image": obs.image, "state": obs.agent_pos}), dtype=np.float64).reshape(-1, 2)
+        chunk = np.asarray(policy.act(world.policy_observation(obs)), dtype=np.float64).reshape(-1, space.dim)
+        chunk = np.clip(chunk, space.low, space.high)
         for i, action in enumerate(chunk):
             obs = env.step(action)
             yield i, action, obs
             if obs.done or obs.step >= max_steps:
                 return
             if observe is not None and i < len(chunk) - 1:
-                observe({"image": obs.image, "state": obs.agent_pos})
+                observe(world.policy_observation(obs))
 
 
-def run_episode(policy: Any, env: Any, seed: int, max_steps: int, record: bool = False) -> dict[str, Any]:
-    """One episode from ``seed``'s initial state (see :func:`policy_steps`)."""
+def _video_frame(world: Any, obs: Any) -> np.ndarray:
+    """Every camera of an observation side by side."""
+    images = list(world.images(obs).values())
+    return images[0] if len(images) == 1 else np.concatenate(images, axis=1)
+
+
+def run_episode(
+    policy: Any, env: Any, seed: int, max_steps: int, record: bool = False, world: Any = None
+) -> dict[str, Any]:
+    """One episode from ``seed``'s initial state (see :func:`policy_steps`); the task's success metric
+    per step under its name (Push-T: ``coverage``, ``max_coverage``, ``final_coverage``)."""
+    world = _world(world)
+    metric = world.task.success.metric
     policy.reset()
     obs = env.reset(seed=seed)
-    frames, coverage = [obs.image], [obs.coverage]
+    frames, values = [_video_frame(world, obs)], [world.metric(obs)]
     queries = 0
-    for row, _, nxt in policy_steps(policy, env, obs, max_steps):
+    for row, _, nxt in policy_steps(policy, env, obs, max_steps, world):
         obs = nxt
         queries += row == 0
-        frames.append(obs.image)
-        coverage.append(obs.coverage)
+        frames.append(_video_frame(world, obs))
+        values.append(world.metric(obs))
     return {
         "seed": seed,
         "success": bool(obs.success),
-        "max_coverage": float(obs.max_coverage),
-        "final_coverage": float(obs.coverage),
+        f"max_{metric}": float(max(values)),
+        f"final_{metric}": float(values[-1]),
         "steps": int(obs.step),
         "queries": queries,
-        "coverage": coverage,
+        metric: values,
         "frames": np.stack(frames) if record else None,
     }
 

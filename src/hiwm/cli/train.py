@@ -12,6 +12,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
     cfg = PolicyTrainConfig(
         backbone=args.backbone,
+        task=args.task,
         data=args.data,
         out=args.out,
         steps=args.steps,
@@ -69,7 +70,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("train", help="train models")
     group = parser.add_subparsers(dest="train_command", required=True, metavar="WHAT")
     p = group.add_parser("policy", help="train a Diffusion Policy or ACT policy on LeRobot datasets")
+    from hiwm.tasks import DEFAULT_TASK, task_names
+
     p.add_argument("--backbone", choices=["diffusion", "act"], default="diffusion")
+    p.add_argument("--task", choices=task_names(), default=DEFAULT_TASK, help="the task (its policy options)")
     p.add_argument(
         "--data",
         nargs="+",

@@ -36,6 +36,10 @@ from hiwm.data import stats as st
 from hiwm.data.video import INFO_CODEC, VideoEncoder, decode_frames
 from hiwm.files import atomic_write_json, is_tmp, replacing, tmp_name
 
+# Push-T's recording layout lives with its task description; re-exported for the dataset code
+from hiwm.tasks.pusht import PUSHT_TASK as PUSHT_TASK
+from hiwm.tasks.pusht import pusht_features as pusht_features
+
 CODEBASE_VERSION = "v3.0"
 CHUNK_FILE = "chunk-{chunk_index:03d}/file-{file_index:03d}"
 DATA_PATH = "data/" + CHUNK_FILE + ".parquet"
@@ -73,40 +77,6 @@ SOURCE_POLICY, SOURCE_HUMAN, SOURCE_SCRIPTED = 0, 1, 2
 
 class DatasetError(RuntimeError):
     """A dataset that cannot be opened or written; the message names the file."""
-
-
-#: The task description of every Push-T episode hiwm writes (expert, recorded, exported).
-PUSHT_TASK = "Push the T-shaped block onto the T-shaped target."
-
-
-def pusht_features(image_size: int = 96, extras: bool = True) -> dict[str, dict]:
-    """Features of a Push-T recording: lerobot/pusht's plus intervention, action source and extras."""
-    features: dict[str, dict] = {
-        "observation.image": {
-            "dtype": "video",
-            "shape": [image_size, image_size, 3],
-            "names": ["height", "width", "channels"],
-        },
-        "observation.state": {"dtype": "float32", "shape": [2], "names": {"motors": ["x", "y"]}},
-        "action": {"dtype": "float32", "shape": [2], "names": {"motors": ["x", "y"]}},
-        "intervention": {"dtype": "bool", "shape": [1], "names": None},
-        "action.source": {"dtype": "int8", "shape": [1], "names": ["policy", "human", "scripted"]},
-    }
-    if extras:
-        features.update(
-            {
-                "observation.environment_state": {
-                    "dtype": "float32",
-                    "shape": [5],
-                    "names": ["agent_x", "agent_y", "block_x", "block_y", "block_theta"],
-                },
-                "next.reward": {"dtype": "float32", "shape": [1], "names": None},
-                "next.coverage": {"dtype": "float32", "shape": [1], "names": None},
-                "next.success": {"dtype": "bool", "shape": [1], "names": None},
-                "next.done": {"dtype": "bool", "shape": [1], "names": None},
-            }
-        )
-    return features
 
 
 # ---------------------------------------------------------------------------- files

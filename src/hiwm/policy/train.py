@@ -17,14 +17,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from hiwm.policy.checkpoint import TRAIN_STATE, build_model, load_train_state, save_checkpoint
+from hiwm.data import LeRobotDataset
+from hiwm.policy.checkpoint import TRAIN_STATE, build_model, load_train_state, save_checkpoint, task_model_config
 from hiwm.policy.data import FrameStore, MixedSampler, action_offsets, gather, load_dataset, parse_data_spec
+from hiwm.tasks import DEFAULT_TASK, get_task
 from hiwm.training import Budget, Ranks, TrainStep, ranks_started, stop_ranks, train_loop
 
 
 @dataclass
 class PolicyTrainConfig:
     backbone: str = "diffusion"
+    task: str = DEFAULT_TASK  # its policy options; the model's shapes come from the (first) dataset
     data: list[str] = field(default_factory=list)  # "path" or "path:ratio"
     out: str = "runs/policy"
     steps: int = 5000
@@ -90,6 +93,8 @@ def _train(cfg: PolicyTrainConfig, ranks: Ranks) -> TrainedPolicy:
     device = ranks.device
     torch.manual_seed(cfg.seed + ranks.rank)
     out = Path(cfg.out)
+    specs = [parse_data_spec(s) for s in cfg.data]
+    task = get_task(cfg.task)
 
     if cfg.init:  # post-training: the base policy's weights and normalisation, its architecture
         from hiwm.policy.checkpoint import load_model, read_config
@@ -98,13 +103,20 @@ def _train(cfg: PolicyTrainConfig, ranks: Ranks) -> TrainedPolicy:
             raise ValueError(f"--init {cfg.init} is not a {cfg.backbone} checkpoint")
         model = load_model(cfg.init, device).train()
     else:
-        model = build_model(cfg.backbone, cfg.model).to(device)
+        features = LeRobotDataset(specs[0][0]).features
+        model = build_model(cfg.backbone, task_model_config(cfg.backbone, task, features, cfg.model)).to(device)
     mc = model.cfg
-    specs = [parse_data_spec(s) for s in cfg.data]
     trains, vals = [], []
     for path, _ in specs:
         tr, va = load_dataset(
-            path, mc.image_size, cfg.val_fraction, cfg.intervention_weight, cfg.seed, cfg.max_episodes
+            path,
+            mc.image_size,
+            cfg.val_fraction,
+            cfg.intervention_weight,
+            cfg.seed,
+            cfg.max_episodes,
+            cameras=mc.cameras,
+            state_targets=mc.state_head,
         )
         trains.append(tr)
         if va is not None:

@@ -11,7 +11,18 @@ import importlib
 from typing import Any
 
 from hiwm.tasks import pusht, so101
-from hiwm.tasks.base import ActionSpace, Camera, JogKey, JogMap, LeaderArmMap, LeaderJoint, Observations, Success, Task
+from hiwm.tasks.base import (
+    ActionSpace,
+    Camera,
+    JogKey,
+    JogMap,
+    LeaderArmMap,
+    LeaderJoint,
+    Observations,
+    PolicyOptions,
+    Success,
+    Task,
+)
 
 _TASKS: dict[str, Task] = {t.name: t for t in (pusht.TASK, so101.TASK)}
 #: The task a node serves unless told otherwise.
@@ -31,6 +42,7 @@ __all__ = [
     "LeaderArmMap",
     "LeaderJoint",
     "Observations",
+    "PolicyOptions",
     "Success",
     "Task",
     "get_task",
