@@ -90,7 +90,10 @@ def graph(procs, tmp_path):
     assert driver.reset_client.wait_for_service(30.0), procs.output(robot)
     assert driver.stats_client.wait_for_service(30.0), procs.output(recorder)
     assert driver.node.spin_until(lambda: driver.command.matched_count() >= 2, 10.0)
-    time.sleep(0.5)  # let the recorder's readers match the robot's writers too
+    # the recorder's image reader matched ours; give it time to match the robot's writers too (a
+    # loaded CI machine's discovery round can take a while, and the bag counts every message)
+    assert driver.node.spin_until(lambda: driver.image.matched_count() >= 1, 10.0)
+    time.sleep(2.0)
     yield driver, robot, recorder, tmp_path
     driver.node.destroy()
 
