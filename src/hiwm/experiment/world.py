@@ -2,7 +2,8 @@
 
 :class:`ModelWorld` is the world model, a thin adapter over
 :class:`hiwm.world_model.sim.WorldModelSim`, the world-model node's core: frames from the model, the
-rest (agent, block, coverage, success) from the state probe reading each frame. So one rollout
+rest (agent, block) from the state probe reading each frame, success from the task's success
+detector (Push-T's: the probe's coverage). So one rollout
 loop (``hiwm.policy.evaluate.run_episode``) runs in either world, and a seed starts both from the
 same real initial state.
 
@@ -26,8 +27,10 @@ class ModelWorld:
         from hiwm.world_model.sim import WorldModelSim
 
         self.sim = WorldModelSim(checkpoint, "lockstep", device, seed, max_steps=max_steps)
-        if self.sim.probe is None:
-            raise ValueError(f"{checkpoint}: the world model has no state probe; success cannot be judged")
+        if self.sim.detector is None:
+            raise ValueError(
+                f"{checkpoint}: the world model has no success detector nor state probe; success cannot be judged"
+            )
 
     @property
     def last(self) -> Observation | None:

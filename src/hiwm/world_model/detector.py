@@ -428,15 +428,19 @@ def ece(p: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> float:
 
 
 def platt(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """(scale, bias) minimising the cross-entropy of sigmoid(scale * logit + bias) on these labels."""
+    """(scale, bias) minimising the cross-entropy of sigmoid(scale * logit + bias) on these labels,
+    with Platt's targets (N+ + 1) / (N+ + 2) and 1 / (N- + 2) instead of 1 and 0, which keep the fit
+    finite (and the probabilities short of certainty) when the few held-out episodes are separable."""
     z = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
-    y = torch.as_tensor(np.asarray(labels), dtype=torch.float64)
+    positive = np.asarray(labels, dtype=bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    y = torch.as_tensor(np.where(positive, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2)), dtype=torch.float64)
     params = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([params], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
 
     def closure() -> Tensor:
         opt.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(params[0] * z + params[1], y) + 1e-4 * params[0] ** 2
+        loss = F.binary_cross_entropy_with_logits(params[0] * z + params[1], y)
         loss.backward()
         return loss
 
