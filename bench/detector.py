@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--detector-size", type=int, default=48, help="the detector's input size")
     parser.add_argument("--proprio", action="store_true", help="the detector reads proprio too")
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--margin", type=int, default=3, help="frames before a success left out of training")
     parser.add_argument("--first-seed", type=int, default=600_000)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -89,7 +90,7 @@ def main() -> None:
     if not args.proprio:
         episodes = [det.Outcome(e.frames, e.labels, None, e.source) for e in episodes]
     collect_s = time.monotonic() - t0
-    cfg = det.TrainConfig(steps=args.steps, batch=32, calibration_fraction=0.25, test_fraction=0.35)
+    cfg = det.TrainConfig(steps=args.steps, batch=32, margin=args.margin, calibration_fraction=0.25, test_fraction=0.35)
     t0 = time.monotonic()
     _, metrics = det.train(episodes, det.DetectorConfig(image_size=args.detector_size), cfg)
     out = {"task": args.task, "levels": args.levels, "proprio": args.proprio, "episodes": len(episodes),

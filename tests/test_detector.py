@@ -100,7 +100,7 @@ def pusht_episodes() -> list[det.Outcome]:
     from hiwm.world_model.verdict import real_episodes
 
     out = []
-    for e in real_episodes(96, 30, 500_000, progress=False):
+    for e in real_episodes(96, 45, 500_000, progress=False):
         labels = np.zeros(len(e.frames), dtype=bool)
         labels[-1] = e.success  # the env ends an episode at its first successful frame
         out.append(det.Outcome(e.frames, labels, None, f"seed {e.seed}"))
@@ -108,8 +108,8 @@ def pusht_episodes() -> list[det.Outcome]:
 
 
 def test_learned_detector_agrees_with_real_push_t_outcomes(pusht_episodes):
-    assert 5 <= sum(e.success for e in pusht_episodes) <= 25  # both kinds of episode
-    fractions = det.TrainConfig(steps=300, batch=32, calibration_fraction=0.3, test_fraction=0.3)
+    assert 8 <= sum(e.success for e in pusht_episodes) <= 37  # both kinds of episode
+    fractions = det.TrainConfig(steps=300, batch=32, calibration_fraction=0.25, test_fraction=0.35)
     _, metrics = det.train(pusht_episodes, det.DetectorConfig(image_size=48), fractions)
     # measured 11/12 on 90 such episodes' held-out third (docs/RESULTS-style figure in the report)
     assert metrics["test"]["episodes"] >= 8

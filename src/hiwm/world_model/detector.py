@@ -354,6 +354,9 @@ class TrainConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     threads: int = 1  # torch CPU threads (0: torch's default); one is fastest for so small a net on a busy CPU
+    # frames this close before an episode's first success are left out of training: they look like
+    # it (a cube 1 mm short of the lift, a block 1 % short of the goal) and labelling them "no" teaches noise
+    margin: int = 3
     calibration_fraction: float = 0.2  # held-out episodes for the calibration
     test_fraction: float = 0.2  # held-out episodes the reported figures come from
 
@@ -361,11 +364,12 @@ class TrainConfig:
 class Frames:
     """Every training frame at the detector's size, with labels and proprio; balanced batches."""
 
-    def __init__(self, episodes: Sequence[Outcome], cfg: DetectorConfig, seed: int) -> None:
+    def __init__(self, episodes: Sequence[Outcome], cfg: DetectorConfig, seed: int, margin: int = 0) -> None:
         self.x = np.concatenate([resize_frames(e.frames, cfg.image_size) for e in episodes])
         self.y = np.concatenate([e.labels for e in episodes]).astype(np.float32)
         self.p = np.concatenate([e.proprio for e in episodes]) if cfg.proprio_dim else None  # type: ignore[misc]
-        self.pos, self.neg = np.flatnonzero(self.y > 0.5), np.flatnonzero(self.y < 0.5)
+        keep = np.concatenate([near_success(e.labels, margin) == 0 for e in episodes])
+        self.pos, self.neg = np.flatnonzero(self.y > 0.5), np.flatnonzero((self.y < 0.5) & keep)
         if not len(self.pos) or not len(self.neg):
             raise ValueError("training needs successful and failed frames both (check next.success)")
         self.rng = np.random.default_rng(seed)
@@ -373,6 +377,15 @@ class Frames:
     def sample(self, n: int) -> np.ndarray:
         """Half successes, half not: success frames are rare (an episode ends at its first)."""
         return np.concatenate([self.rng.choice(self.pos, n // 2), self.rng.choice(self.neg, n - n // 2)])
+
+
+def near_success(labels: np.ndarray, margin: int) -> np.ndarray:
+    """1 on the ``margin`` frames before an episode's first success frame, else 0."""
+    out = np.zeros(len(labels), dtype=np.int8)
+    first = np.flatnonzero(labels)
+    if margin > 0 and len(first):
+        out[max(0, first[0] - margin) : first[0]] = 1
+    return out
 
 
 def batch_loss(detector: LearnedDetector, data: Frames, batch: int) -> Tensor:
@@ -391,7 +404,7 @@ def fit(detector: LearnedDetector, episodes: Sequence[Outcome], cfg: TrainConfig
     project's one budgeted loop) around :func:`batch_loss` once that loop is in the tree.
     """
     torch.manual_seed(cfg.seed)
-    data = Frames(episodes, detector.cfg, cfg.seed)
+    data = Frames(episodes, detector.cfg, cfg.seed, cfg.margin)
     if detector.cfg.proprio_dim and not detector.cfg.proprio_mean:
         detector.cfg.proprio_mean = data.p.mean(0).tolist()  # type: ignore[union-attr]
         detector.cfg.proprio_std = (data.p.std(0) + 1e-6).tolist()  # type: ignore[union-attr]
