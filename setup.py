@@ -82,6 +82,7 @@ setup(
             "ruff",
             "mcap",
             "mcap-ros2-support",
+            "lark",  # launch_testing's pytest plugins, loaded once a ROS 2 tree is sourced, parse with it
         ],
         "realsense": ["pyrealsense2>=2.55"],  # the RealSense node (needs libusb-1.0 and a camera)
         "leader-sdk": ["dynamixel-sdk>=3.7", "feetech-servo-sdk>=1.0"],  # vendor SDKs: cross-check the emulator

@@ -90,7 +90,9 @@ def main() -> None:
     if not args.proprio:
         episodes = [det.Outcome(e.frames, e.labels, None, e.source) for e in episodes]
     collect_s = time.monotonic() - t0
-    cfg = det.TrainConfig(steps=args.steps, batch=32, margin=args.margin, calibration_fraction=0.25, test_fraction=0.35)
+    cfg = det.DetectorTrainConfig(
+        steps=args.steps, batch=32, margin=args.margin, calibration_fraction=0.25, test_fraction=0.35
+    )
     t0 = time.monotonic()
     _, metrics = det.train(episodes, det.DetectorConfig(image_size=args.detector_size), cfg)
     out = {"task": args.task, "levels": args.levels, "proprio": args.proprio, "episodes": len(episodes),

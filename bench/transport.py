@@ -1,14 +1,18 @@
-"""Transport benchmark: round trips and lossless image throughput between two processes over DDS.
+"""Transport benchmark: round trips and lossless image throughput between two processes, per backend pair.
 
-Prints one JSON object. Targets (issue 2): 640x480 rgb8 >= 400 msg/s, 96x96 rgb8 >= 5,000 msg/s
-(both lossless), small-message round trip p50 <= 1 ms.
+Each pair ``A-to-B`` runs a driver process on backend A (publisher of the images, sender of pings and
+service requests) against peers on backend B (image sink, echo): ``dds-to-dds``, and where rclpy is
+importable ``rclpy-to-rclpy``, ``dds-to-rclpy`` and ``rclpy-to-dds``. Prints one JSON object: every pair's
+figures, and a summary with the pairs side by side. Targets for the DDS backend: 640x480 rgb8 >= 400
+msg/s, 96x96 rgb8 >= 5,000 msg/s (both lossless), small-message round trip p50 <= 1 ms.
 
-    python bench/transport.py [--images 3000] [--big-images 600] [--round-trips 2000]
+    python bench/transport.py [--images 2000] [--big-images 300] [--round-trips 1000] [--pairs dds-to-dds ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -54,12 +58,17 @@ def role_echo() -> None:
     node.spin()
 
 
-def spawn(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, HERE, *args], stdout=subprocess.PIPE, text=True)
+PAIRS = ["dds-to-dds", "rclpy-to-rclpy", "dds-to-rclpy", "rclpy-to-dds"]
 
 
-def throughput(node, height: int, width: int, count: int) -> dict:
-    sink = spawn("--role", "sink", "--expect", str(count))
+def spawn(*args: str, backend: str | None = None) -> subprocess.Popen:
+    """This script in another process; ``backend`` (else this process's) is its HIWM_BACKEND."""
+    env = {**os.environ, "HIWM_BACKEND": backend or os.environ.get("HIWM_BACKEND", "dds")}
+    return subprocess.Popen([sys.executable, HERE, *args], stdout=subprocess.PIPE, text=True, env=env)
+
+
+def throughput(node, height: int, width: int, count: int, peer: str) -> dict:
+    sink = spawn("--role", "sink", "--expect", str(count), backend=peer)
     ready: list = []
     ready_sub = node.create_subscription("std_msgs/msg/String", "/bench/ready", ready.append, "latched")
     pub = node.create_publisher("sensor_msgs/msg/Image", "/bench/images", KEEP_ALL)
@@ -92,8 +101,8 @@ def percentiles(samples: list[float]) -> dict:
     }
 
 
-def round_trips(node, count: int) -> dict:
-    echo = spawn("--role", "echo")
+def round_trips(node, count: int, peer: str) -> dict:
+    echo = spawn("--role", "echo", backend=peer)
     try:
         got: list = []
         ping = node.create_publisher("std_msgs/msg/String", "/bench/ping", "default")
@@ -122,35 +131,85 @@ def round_trips(node, count: int) -> dict:
         echo.wait(10)
 
 
+def drive(args: argparse.Namespace) -> None:
+    """One pair: this process on its backend against peers on ``--peer-backend``."""
+    node = create_node("bench_main")
+    report = {
+        "images_96x96": throughput(node, 96, 96, args.images, args.peer_backend),
+        "images_640x480": throughput(node, 480, 640, args.big_images, args.peer_backend),
+        "round_trip": round_trips(node, args.round_trips, args.peer_backend),
+    }
+    print(json.dumps(report), flush=True)
+
+
+def side_by_side(pairs: dict) -> dict:
+    done = {name: r for name, r in pairs.items() if "error" not in r}
+
+    def col(get) -> dict:
+        return {name: get(r) for name, r in done.items()}
+
+    return {
+        "640x480_msg_per_s": col(lambda r: r["images_640x480"]["msg_per_s"]),
+        "640x480_lossless": col(lambda r: r["images_640x480"]["lossless"]),
+        "96x96_msg_per_s": col(lambda r: r["images_96x96"]["msg_per_s"]),
+        "topic_rtt_p50_ms": col(lambda r: r["round_trip"]["topic_ping_pong"]["p50_ms"]),
+        "topic_rtt_p99_ms": col(lambda r: r["round_trip"]["topic_ping_pong"]["p99_ms"]),
+        "service_rtt_p50_ms": col(lambda r: r["round_trip"]["service_call"]["p50_ms"]),
+        "service_rtt_p99_ms": col(lambda r: r["round_trip"]["service_call"]["p99_ms"]),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--role", choices=["main", "sink", "echo"], default="main")
+    parser.add_argument("--role", choices=["main", "driver", "sink", "echo"], default="main")
+    parser.add_argument("--peer-backend", choices=["dds", "rclpy"], default="dds")
     parser.add_argument("--expect", type=int, default=0)
-    parser.add_argument("--images", type=int, default=5000)
-    parser.add_argument("--big-images", type=int, default=1000)
-    parser.add_argument("--round-trips", type=int, default=2000)
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--big-images", type=int, default=300)
+    parser.add_argument("--round-trips", type=int, default=1000)
+    parser.add_argument("--pairs", nargs="+", choices=PAIRS, default=PAIRS)
+    parser.add_argument("--discovery-range", choices=["LOCALHOST", "SUBNET"], default="LOCALHOST")
     args = parser.parse_args()
     if args.role == "sink":
         return role_sink(args.expect)
     if args.role == "echo":
         return role_echo()
-    from hiwm.comm.dds.node import _Process
+    if args.role == "driver":
+        return drive(args)
+    from hiwm.comm.dds.config import dds_settings
 
-    node = create_node("bench_main")
+    # Both backends on loopback unless asked otherwise (a sourced ROS 2 tree may say SUBNET).
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = args.discovery_range
+    has_rclpy = importlib.util.find_spec("rclpy") is not None
+    pairs: dict[str, dict] = {}
+    for pair in args.pairs:
+        driver, peer = pair.split("-to-")
+        if "rclpy" in (driver, peer) and not has_rclpy:
+            pairs[pair] = {"error": "rclpy is not importable (no ROS 2 sourced)"}
+            continue
+        counts = ["--images", str(args.images), "--big-images", str(args.big_images)]
+        proc = spawn("--role", "driver", "--peer-backend", peer, *counts, "--round-trips", str(args.round_trips),
+                     backend=driver)  # fmt: skip
+        out, _ = proc.communicate(timeout=1800)
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        pairs[pair] = json.loads(lines[-1]) if proc.returncode == 0 and lines else {"error": f"exit {proc.returncode}"}
+    dds_pair = pairs.get("dds-to-dds", {})
     report = {
-        "backend": node.backend,
-        "dds_scope": _Process.get().settings.scope if node.backend == "dds" else None,
         "cpus": os.cpu_count(),
-        "images_96x96": throughput(node, 96, 96, args.images),
-        "images_640x480": throughput(node, 480, 640, args.big_images),
-        "round_trip": round_trips(node, args.round_trips),
+        "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
+        "dds_scope": dds_settings().scope,
+        "rmw": os.environ.get("RMW_IMPLEMENTATION"),
+        "discovery_range": args.discovery_range,
+        "summary": side_by_side(pairs),
+        "pairs": pairs,
     }
-    report["targets_met"] = {
-        "96x96_ge_5000": report["images_96x96"]["lossless"] and report["images_96x96"]["msg_per_s"] >= 5000,
-        "640x480_ge_400": report["images_640x480"]["lossless"] and report["images_640x480"]["msg_per_s"] >= 400,
-        "rtt_p50_le_1ms": report["round_trip"]["service_call"]["p50_ms"] <= 1.0
-        and report["round_trip"]["topic_ping_pong"]["p50_ms"] <= 1.0,
-    }
+    if "error" not in dds_pair and dds_pair:
+        report["dds_targets_met"] = {
+            "96x96_ge_5000": dds_pair["images_96x96"]["lossless"] and dds_pair["images_96x96"]["msg_per_s"] >= 5000,
+            "640x480_ge_400": dds_pair["images_640x480"]["lossless"] and dds_pair["images_640x480"]["msg_per_s"] >= 400,
+            "rtt_p50_le_1ms": dds_pair["round_trip"]["service_call"]["p50_ms"] <= 1.0
+            and dds_pair["round_trip"]["topic_ping_pong"]["p50_ms"] <= 1.0,
+        }
     print(json.dumps(report, indent=2))
 
 

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Test runs on one machine must not hear each other: one DDS domain per run, on loopback.
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 200))
 os.environ.pop("CYCLONEDDS_URI", None)
-os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+# Loopback for both backends: a sourced ROS 2 tree says SUBNET, which rclpy would follow.
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("HIWM_BACKEND", "dds")
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
@@ -104,6 +105,19 @@ def pytest_terminal_summary(terminalreporter) -> None:
     width = max(len(a) for a, _, _ in _PROBES)
     for attack, expected, outcome in _PROBES:
         terminalreporter.write_line(f"{attack:<{width}}  {outcome:<19}  {expected}")
+
+
+def require(available: bool, what: str) -> None:
+    """Skip a test that needs a ROS 2 part (rclpy, launch_ros, colcon, a built workspace) this machine lacks.
+
+    ``HIWM_REQUIRE_ROS=1`` (set by tools/test.sh where it found a ROS 2 tree) turns the skip into a
+    failure: there, every test must run on both backends.
+    """
+    if available:
+        return
+    if os.environ.get("HIWM_REQUIRE_ROS") == "1":
+        pytest.fail(f"{what}, but HIWM_REQUIRE_ROS=1 (a ROS 2 tree is sourced)")
+    pytest.skip(what)
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:

@@ -6,16 +6,17 @@ import json
 
 import pytest
 
-from hiwm.branch_cache.core import BadInput, BranchCacheCore, Handle
+from hiwm.branch_cache.core import BadInput, BranchCacheCore, StateHandle
 from hiwm.branch_cache.store import BranchCacheError, BranchStore, blob_id
 
 
-def states(n: int) -> list[tuple[Handle, bytes]]:
+def states(n: int) -> list[tuple[StateHandle, bytes]]:
     out, parent = [], ""
     for step in range(n):
         data = json.dumps({"t": step}).encode()
         sid = blob_id(data)
-        out.append((Handle("s", sid, parent, step, 0 if step < 3 else 1, [] if step == 0 else [1.0, 2.0], b""), data))
+        action = [] if step == 0 else [1.0, 2.0]
+        out.append((StateHandle("s", sid, parent, step, 0 if step < 3 else 1, action, b""), data))
         parent = sid
     return out
 
@@ -71,11 +72,11 @@ def test_bad_messages_are_refused(core):
     with pytest.raises(BadInput, match="not finite"):
         core.on_snapshot("s", handle.snapshot_id, data, [float("inf")])
     with pytest.raises(BadInput, match="action_source"):
-        core.on_state(Handle("s", handle.snapshot_id, "", 0, 9, [], b""))
+        core.on_state(StateHandle("s", handle.snapshot_id, "", 0, 9, [], b""))
     with pytest.raises(BadInput, match="not finite"):
-        core.on_state(Handle("s", handle.snapshot_id, "", 0, 0, [float("nan")], b""))
+        core.on_state(StateHandle("s", handle.snapshot_id, "", 0, 0, [float("nan")], b""))
     with pytest.raises(BadInput, match="without session_id"):
-        core.on_state(Handle("", handle.snapshot_id, "", 0, 0, [], b""))
+        core.on_state(StateHandle("", handle.snapshot_id, "", 0, 0, [], b""))
     # a handle whose snapshot never comes is dropped after the timeout, with a log line
     core.pending_timeout = -1.0  # already expired
     core.on_state(handle)
@@ -101,6 +102,6 @@ def test_a_state_whose_parent_never_comes_re_anchors_its_session(core):
     assert any("snapshot was published before" in m for m in core.logs)
     assert any("resumed session 's'" in m and traj[3].id in m for m in core.logs)
     # a session the store never saw starts at the first state that reaches it, marked too
-    late = Handle("t", seq[1][0].snapshot_id, seq[0][0].snapshot_id, 1, 0, [1.0, 2.0], b"")
+    late = StateHandle("t", seq[1][0].snapshot_id, seq[0][0].snapshot_id, 1, 0, [1.0, 2.0], b"")
     (node,) = core.on_state(late)
     assert node.parent is None and node.labels == ["gap"] and core.store.session("t").cursor_node == node.id

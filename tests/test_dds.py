@@ -9,10 +9,12 @@ import importlib.util
 import json
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, wait_for
+from conftest import ROOT, require, wait_for
 
 from hiwm.comm import KEEP_ALL, new_message
 from hiwm.comm.images import numpy_to_image
@@ -23,8 +25,8 @@ BACKENDS = ["dds", "rclpy"]
 
 @pytest.fixture(params=BACKENDS)
 def backend(request, monkeypatch):
-    if request.param == "rclpy" and importlib.util.find_spec("rclpy") is None:
-        pytest.skip("rclpy backend: rclpy is not importable (no ROS 2 on this machine)")
+    if request.param == "rclpy":
+        require(importlib.util.find_spec("rclpy") is not None, "rclpy is not importable (no ROS 2 on this machine)")
     monkeypatch.setenv("HIWM_BACKEND", request.param)
     return request.param
 
@@ -109,6 +111,46 @@ def test_service_round_trip_and_errors(node, procs):
         client.call(new_message("std_srvs/srv/Trigger_Request"))
 
 
+def test_callbacks_run_one_at_a_time_on_the_spinning_thread(node, procs):
+    """Both backends: node code (a SQLite store, a recorder's files) never sees two callbacks at once."""
+    start_relay(procs, "std_msgs/msg/String")
+    client = node.create_client("std_srvs/srv/Trigger", "/relay/count")
+    assert client.wait_for_service(20), procs.output(procs.procs[0])
+    threads, running, overlaps, answers = set(), [0], [0], []
+
+    def guarded(work):
+        def callback(*_args):
+            running[0] += 1
+            overlaps[0] += running[0] > 1
+            threads.add(threading.get_ident())
+            try:
+                work()
+            finally:
+                running[0] -= 1
+
+        return callback
+
+    pub = node.create_publisher("std_msgs/msg/String", "/in", KEEP_ALL)
+    node.create_subscription("std_msgs/msg/String", "/out", guarded(lambda: time.sleep(0.005)), KEEP_ALL)
+    node.create_timer(0.01, guarded(lambda: pub.publish(new_message("std_msgs/msg/String", data="x"))))
+    trigger = new_message("std_srvs/srv/Trigger_Request")
+    node.create_timer(0.05, guarded(lambda: answers.append(client.call(trigger, timeout=10))))  # blocks in a callback
+    assert node.spin_until(lambda: len(answers) >= 5 and int(answers[-1].message) > 0, 60)
+    assert threads == {threading.get_ident()} and overlaps[0] == 0
+
+
+def test_a_node_left_undestroyed_with_a_client_exits_cleanly(backend):
+    """A script that never calls destroy() still exits 0 (rclpy's client thread once made it abort)."""
+    script = (
+        "from hiwm.comm import create_node\n"
+        "node = create_node('undestroyed')\n"
+        "node.create_client('std_srvs/srv/Trigger', '/nobody')\n"
+        "node.spin_until(lambda: False, 0.5)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_wire_bytes_are_rosbags_cdr(procs):
     """What a hiwm process puts on the wire, taken raw by a plain Cyclone reader, is serialize_cdr's output."""
     from cyclonedds.sub import DataReader
@@ -153,8 +195,6 @@ def test_wire_bytes_are_rosbags_cdr(procs):
 
 
 def test_malformed_payloads_are_dropped_and_the_node_keeps_running(node, procs):
-    from hiwm.comm.dds.node import DdsPublisher
-
     relay = start_relay(procs, "hiwm_msgs/msg/ActionChunk")
     monitor = procs.python("hiwm.nodes.image_monitor")
     chunk_pub = node.create_publisher("hiwm_msgs/msg/ActionChunk", "/in", KEEP_ALL)
@@ -166,8 +206,7 @@ def test_malformed_payloads_are_dropped_and_the_node_keeps_running(node, procs):
     )
     bad = bytearray(serialize(good))
     bad[bad.index(b"abcd")] = 0xFF  # valid CDR, invalid UTF-8: passes DDS, must fail decoding
-    if isinstance(chunk_pub, DdsPublisher):
-        chunk_pub.publish_raw(bytes(bad))
+    chunk_pub.publish_raw(bytes(bad))  # both backends put raw CDR on the wire as given
     chunk_pub.publish(good)
     assert wait_for(lambda: count_of(node) == 1, 10)
     assert wait_for(lambda: "dropped message on /in" in procs.output(relay), 5), procs.output(relay)

@@ -36,7 +36,9 @@ def synthetic(n: int, seed: int, size: int = 32, proprio: bool = False, flip: fl
 
 @pytest.fixture(scope="module")
 def trained() -> tuple[det.LearnedDetector, dict]:
-    return det.train(synthetic(60, 0), det.DetectorConfig(image_size=32), det.TrainConfig(steps=250, batch=32, seed=1))
+    return det.train(
+        synthetic(60, 0), det.DetectorConfig(image_size=32), det.DetectorTrainConfig(steps=250, batch=32, seed=1)
+    )
 
 
 def test_learned_detector_separates_a_visible_mark(trained):
@@ -54,7 +56,7 @@ def test_calibration_improves_brier_and_ece_on_held_out_episodes():
     # a fifth of the outcomes disagree with the mark: the net, fitted to every training label,
     # is sure of itself on held-out episodes where it cannot be; Platt scaling tempers it
     episodes = synthetic(100, 7, flip=0.2)
-    cfg = det.TrainConfig(steps=250, batch=32, seed=2, calibration_fraction=0.35, test_fraction=0.35)
+    cfg = det.DetectorTrainConfig(steps=250, batch=32, seed=2, calibration_fraction=0.35, test_fraction=0.35)
     _, metrics = det.train(episodes, det.DetectorConfig(image_size=32), cfg)
     before, after = metrics["uncalibrated"], metrics["test"]
     assert after["brier"] < before["brier"], metrics
@@ -63,7 +65,7 @@ def test_calibration_improves_brier_and_ece_on_held_out_episodes():
 
 def test_proprio_goes_in_and_is_checked():
     episodes = synthetic(20, 3, proprio=True)
-    detector, _ = det.train(episodes, det.DetectorConfig(image_size=32), det.TrainConfig(steps=20, batch=16))
+    detector, _ = det.train(episodes, det.DetectorConfig(image_size=32), det.DetectorTrainConfig(steps=20, batch=16))
     assert detector.cfg.proprio_dim == 3 and len(detector.cfg.proprio_mean) == 3
     assert detector.probability(episodes[0].frames, episodes[0].proprio).shape == (len(episodes[0].frames),)
     with pytest.raises(ValueError, match="proprio"):
@@ -109,7 +111,7 @@ def pusht_episodes() -> list[det.Outcome]:
 
 def test_learned_detector_agrees_with_real_push_t_outcomes(pusht_episodes):
     assert 8 <= sum(e.success for e in pusht_episodes) <= 37  # both kinds of episode
-    fractions = det.TrainConfig(steps=300, batch=32, calibration_fraction=0.25, test_fraction=0.35)
+    fractions = det.DetectorTrainConfig(steps=300, batch=32, calibration_fraction=0.25, test_fraction=0.35)
     _, metrics = det.train(pusht_episodes, det.DetectorConfig(image_size=48), fractions)
     # measured 11/12 on 90 such episodes' held-out third (docs/RESULTS-style figure in the report)
     assert metrics["test"]["episodes"] >= 8

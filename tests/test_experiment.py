@@ -15,8 +15,8 @@ from hiwm.cli.main import main as hiwm
 from hiwm.data import LeRobotDataset, verify
 from hiwm.experiment.pipeline import Experiment
 from hiwm.experiment.profiles import PROFILES
-from hiwm.experiment.rollouts import OperatorConfig, stalled
-from hiwm.experiment.world import RealWorld
+from hiwm.experiment.rollouts import SimulatedOperatorConfig, stalled
+from hiwm.worlds import RealWorld
 
 
 def test_the_real_world_restores_a_snapshot_and_the_episode_goes_on():
@@ -39,12 +39,12 @@ def test_the_real_world_restores_a_snapshot_and_the_episode_goes_on():
 
 def test_a_physics_session_exports_with_its_states_for_world_model_training(tmp_path):
     from hiwm.branch_cache.export import export_branches
-    from hiwm.experiment.rollouts import Recorder
+    from hiwm.experiment.rollouts import BranchRecorder
     from hiwm.world_model.data import load_episodes
 
     world = RealWorld()
     with BranchStore(tmp_path / "cache.db") as store:
-        rec = Recorder(store, world, "s")
+        rec = BranchRecorder(store, world, "s")
         obs = world.reset(seed=3)
         rec.add(obs, None, 0)
         seen = [obs]
@@ -68,7 +68,7 @@ def test_a_physics_session_exports_with_its_states_for_world_model_training(tmp_
 
 
 def test_stall_detection():
-    cfg = OperatorConfig(stall_steps=5, min_progress=0.02, min_step=3)
+    cfg = SimulatedOperatorConfig(stall_steps=5, min_progress=0.02, min_step=3)
     assert not stalled([0.1] * 4, 3, cfg)  # too early to judge
     assert stalled([0.1] * 10, 9, cfg)
     assert not stalled([0.1] * 5 + [0.2] * 5, 9, cfg)

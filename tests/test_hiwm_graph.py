@@ -7,12 +7,14 @@ it all and exports it. Real world: the same graph and policy on the Push-T robot
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import signal
 import sys
 import time
 
 import pytest
+from conftest import require
 from test_playground import CHROMEDRIVER, CHROMIUM, free_port, wait_js
 from test_policy_server import tiny_policy
 from test_world_model_node import tiny_checkpoint
@@ -31,14 +33,14 @@ def checkpoints(tmp_path_factory):
     return root / "wm", root / "policy"
 
 
-def launch(procs, tmp, world: str, ns: str, wm, policy, port: int, *extra: str):
+def launch(procs, tmp, world: str, ns: str, wm, policy, port: int, *extra: str, backend: str = "dds"):
     args = [
         sys.executable, "-m", "hiwm.cli.main", "launch", "hiwm", f"world:={world}", f"namespace:={ns}",
         f"world_model:={wm}", f"policy:={policy}", "clock:=lockstep", f"port:={port}",
         f"dataset:={tmp / ('ds_' + world)}", f"bag:={tmp / ('bag_' + world)}", f"db:={tmp / ('cache_' + world)}.db",
         *extra,
     ]  # fmt: skip
-    return procs.start(*args, name=f"launch_{world}")
+    return procs.start(*args, name=f"launch_{world}", env={"HIWM_BACKEND": backend})  # the graph's nodes
 
 
 def reset(node, ns: str, seed: int) -> None:
@@ -53,14 +55,18 @@ def stop(procs, launcher) -> None:
 
 
 @pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="Debian's chromium and chromium-driver are not installed")
-def test_operator_in_the_world_model_then_the_same_graph_on_the_robot(procs, tmp_path, checkpoints):
+@pytest.mark.parametrize("backend", ["dds", "rclpy"])
+def test_operator_in_the_world_model_then_the_same_graph_on_the_robot(procs, tmp_path, checkpoints, backend):
+    """The graph's nodes on either backend; the test's own nodes on the DDS backend."""
+    if backend == "rclpy":
+        require(importlib.util.find_spec("rclpy") is not None, "rclpy is not importable (no ROS 2 on this machine)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
 
     wm, policy = checkpoints
     port = free_port()
-    launcher = launch(procs, tmp_path, "model", "/hm", wm, policy, port)
+    launcher = launch(procs, tmp_path, "model", "/hm", wm, policy, port, backend=backend)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
@@ -154,7 +160,7 @@ def test_operator_in_the_world_model_then_the_same_graph_on_the_robot(procs, tmp
     assert model_ds.num_episodes >= 1 and verify(tmp_path / "ds_model").ok
 
     # the same graph, the same policy, on the robot: it drives, the recorder records
-    launcher = launch(procs, tmp_path, "real", "/hr", wm, policy, free_port(), "teleop:=false")
+    launcher = launch(procs, tmp_path, "real", "/hr", wm, policy, free_port(), "teleop:=false", backend=backend)
     node = create_node("graph_test_real")
     try:
         stats = node.create_client("std_srvs/srv/Trigger", "/hr/policy_server/stats")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, wait_for
+from conftest import ROOT, require, wait_for
 
 from hiwm.launch import Arg, ArgRef, Graph, GraphError, IfArg, NodeSpec, to_launch_description
 from hiwm.launch.supervisor import available_graphs, load_graph, plan, yaml_text
@@ -120,8 +120,7 @@ def test_missing_executable_fails_clearly():
 
 
 def test_to_launch_description_with_ros():
-    if importlib.util.find_spec("launch_ros") is None:
-        pytest.skip("launch_ros is not importable (no ROS 2 here): ROS mapping not exercised")
+    require(importlib.util.find_spec("launch_ros") is not None, "launch_ros is not importable (no ROS 2 here)")
     from launch.actions import DeclareLaunchArgument
     from launch_ros.actions import Node
 

@@ -9,8 +9,7 @@ import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 
-import pytest
-from conftest import ROOT
+from conftest import ROOT, require
 
 
 def setup_nodes() -> dict[str, str]:
@@ -22,8 +21,7 @@ def setup_nodes() -> dict[str, str]:
 
 
 def test_colcon_finds_both_packages_with_the_readme_command():
-    if shutil.which("colcon") is None:
-        pytest.skip("colcon not installed (pip install colcon-common-extensions)")
+    require(shutil.which("colcon") is not None, "colcon not installed (pip install colcon-common-extensions)")
     readme = (ROOT / "README.md").read_text()
     match = re.search(r"colcon list (--base-paths [^\n`]+)`", readme)
     assert match, "README must give the repository-root colcon command with --base-paths"
@@ -62,3 +60,75 @@ def test_ci_runs_the_readme_test_command():
     match = re.search(r"<!-- test-command -->\s*```(?:bash|sh)?\n(.+?)\n```", readme, re.S)
     assert match, "README must mark its test command"
     assert match.group(1).strip() in (ROOT / ".ci" / "run").read_text()
+
+
+# The layers of src/hiwm, bottom first: a module imports only from its own layer or one below.
+LAYERS = (
+    ("paths", "progress", "files", "checkpoints", "training", "stats"),  # helpers that know no model or robot
+    ("comm",),  # messages, DDS and ROS
+    ("tasks",),  # what a task is: action spaces, cameras, chunks; its worlds
+    ("pusht", "robot", "leader", "camera"),  # devices
+    ("data", "worlds"),  # datasets; the worlds a policy acts in and the rollout loop
+    ("world_model",),
+    ("policy", "branch_cache", "teleop"),
+    ("experiment",),
+    ("nodes", "launch", "cli"),
+)
+
+
+def _imports(path, package: tuple[str, ...]):
+    """(line, top-level hiwm module) of every import in a file, lazy ones included."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level:  # relative: from the file's package
+            base = package[: len(package) - node.level + 1]
+            names = [".".join(("hiwm", *base[1:], *([node.module] if node.module else [])))]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+            if node.module == "hiwm":  # from hiwm import x
+                names = [f"hiwm.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "hiwm" and len(parts) > 1:
+                yield node.lineno, parts[1]
+
+
+def test_modules_import_only_from_their_layer_or_below():
+    layer = {name: i for i, names in enumerate(LAYERS) for name in names}
+    src = ROOT / "src" / "hiwm"
+    upward, unplaced = [], set()
+    for path in sorted(src.rglob("*.py")):
+        rel = path.relative_to(src)
+        if rel.parts == ("__init__.py",):
+            continue
+        own = rel.parts[0].removesuffix(".py")
+        if own not in layer:
+            unplaced.add(own)
+            continue
+        for line, target in _imports(path, ("hiwm", *rel.parent.parts)):
+            if target not in layer:
+                unplaced.add(target)
+            elif layer[target] > layer[own]:
+                upward.append(f"{rel}:{line} ({own}) imports hiwm.{target}")
+    assert not unplaced, f"give these modules a layer in LAYERS: {sorted(unplaced)}"
+    assert not upward, "imports from a layer above:\n" + "\n".join(upward)
+
+
+def test_the_layer_check_sees_an_upward_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from hiwm.experiment.pipeline import run\n    from . import sim\n")
+    assert list(_imports(bad, ("hiwm", "policy"))) == [(2, "experiment"), (3, "policy")]
+
+
+def test_no_class_name_has_two_meanings():
+    src = ROOT / "src" / "hiwm"
+    where: dict[str, list[str]] = {}
+    for path in sorted(src.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                where.setdefault(node.name, []).append(f"{path.relative_to(src)}:{node.lineno}")
+    twice = {name: places for name, places in where.items() if len(places) > 1}
+    assert not twice, f"class names defined more than once: {twice}"

@@ -114,11 +114,19 @@ def test_importing_the_registry_loads_no_physics():
     assert out.stdout.strip() == "[]"
 
 
-def test_module_lists_the_tasks_as_json():
+def test_hiwm_tasks_lists_the_tasks_as_json_and_as_lines():
     out = subprocess.run(
-        [sys.executable, "-m", "hiwm.tasks", "--json"], capture_output=True, text=True, check=True, timeout=120
+        [sys.executable, "-m", "hiwm.cli.main", "tasks", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     listed = json.loads(out.stdout)
+    lines = subprocess.run(
+        [sys.executable, "-m", "hiwm.cli.main", "tasks"], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.splitlines()
+    assert [line.split()[0] for line in lines] == list(task_names())
     assert [t["name"] for t in listed] == list(task_names())
     for entry in listed:
         assert {"name", "action_dim", "action_names", "cameras", "proprio_dim", "fps"} <= set(entry)

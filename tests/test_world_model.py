@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hiwm.world_model import checkpoint as ckpt_io
-from hiwm.world_model.config import ModelConfig, ProbeConfig, TrainConfig
+from hiwm.world_model.config import ModelConfig, ProbeConfig, WorldModelTrainConfig
 from hiwm.world_model.metrics import psnr, ssim
 from hiwm.world_model.model import WorldModel
 from hiwm.world_model.probe import StateProbe, coverage_from_pose
@@ -128,7 +128,7 @@ def test_checkpoint_round_trip_with_optimizer_and_clear_errors(tmp_path):
     x = torch.rand(2, 3, 96, 96)
     model.decode(model.encode(x)).pow(2).mean().backward()
     opt.step()
-    ckpt = ckpt_io.Checkpoint(TINY, TrainConfig(steps=5), probe.cfg, step=5, metrics={"psnr@1": 1.0})
+    ckpt = ckpt_io.Checkpoint(TINY, WorldModelTrainConfig(steps=5), probe.cfg, step=5, metrics={"psnr@1": 1.0})
     ckpt_io.save(tmp_path, ckpt, model, probe, opt)
     saved, loaded, loaded_probe = ckpt_io.load(tmp_path)
     assert saved.model == TINY and saved.step == 5 and saved.probe == probe.cfg
@@ -352,7 +352,7 @@ def test_the_gpu_preset_has_20m_parameters_and_trains_a_step_on_the_cpu():
     frames = torch.randint(0, 256, (1, gpu.cfg.context + 1, 96, 96, 3), dtype=torch.uint8)
     batch = Windows([frames], torch.rand(1, gpu.cfg.context + 1, 2) * 512)
     gpu.train()
-    losses = window_loss(gpu, batch, TrainConfig())
+    losses = window_loss(gpu, batch, WorldModelTrainConfig())
     losses["loss"].backward()
     assert math.isfinite(losses["loss"].item())
     grads = [p.grad for p in gpu.parameters() if p.requires_grad]

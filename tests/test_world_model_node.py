@@ -12,7 +12,7 @@ from hiwm.comm import create_node, new_message
 from hiwm.comm.images import image_to_numpy
 from hiwm.comm.qos import KEEP_ALL
 from hiwm.world_model import checkpoint as ckpt_io
-from hiwm.world_model.config import ModelConfig, ProbeConfig, TrainConfig
+from hiwm.world_model.config import ModelConfig, ProbeConfig, WorldModelTrainConfig
 from hiwm.world_model.model import WorldModel
 from hiwm.world_model.probe import StateProbe
 
@@ -28,7 +28,7 @@ def tiny_checkpoint(path) -> None:
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    ckpt_io.save(path, ckpt_io.Checkpoint(TINY, TrainConfig(), probe.cfg), model, probe)
+    ckpt_io.save(path, ckpt_io.Checkpoint(TINY, WorldModelTrainConfig(), probe.cfg), model, probe)
 
 
 class Client:

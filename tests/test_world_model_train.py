@@ -63,7 +63,8 @@ def _changed(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
 
 
 def test_phases_train_only_their_part_and_a_run_can_start_from_another_checkpoint(tmp_path):
-    from hiwm.world_model.config import ModelConfig, TrainConfig
+    from hiwm.training import Ranks
+    from hiwm.world_model.config import ModelConfig, WorldModelTrainConfig
     from hiwm.world_model.data import load_episodes
     from hiwm.world_model.model import WorldModel
     from hiwm.world_model.train import train_autoencoder, train_latent_dynamics
@@ -71,13 +72,15 @@ def test_phases_train_only_their_part_and_a_run_can_start_from_another_checkpoin
     collect(CollectConfig(episodes=3, max_steps=25, seed=0, noise=1.0), tmp_path / "ds")
     episodes = load_episodes([tmp_path / "ds"], progress=False)
     model = WorldModel(ModelConfig(**json.loads(TINY)))
-    cfg = TrainConfig(ae_minutes=0.01, ae_batch=2, latent_minutes=0.01, latent_batch=2, latent_rollout=3, warmup=1)
+    cfg = WorldModelTrainConfig(
+        ae_minutes=0.01, ae_batch=2, latent_minutes=0.01, latent_batch=2, latent_rollout=3, warmup=1
+    )
     enc, dec, dyn = _params(model.encoder), _params(model.decoder), _params(model.dynamics)
-    done = train_autoencoder(model, episodes, cfg, torch.device("cpu"), progress=False)
+    done = train_autoencoder(model, episodes, cfg, Ranks(), progress=False)
     assert done["steps"] > 0 and done["loss"] == done["loss"]  # not NaN
     assert _changed(enc, model.encoder) and _changed(dec, model.decoder) and not _changed(dyn, model.dynamics)
     enc, dec = _params(model.encoder), _params(model.decoder)
-    done = train_latent_dynamics(model, episodes, cfg, torch.device("cpu"), progress=False)
+    done = train_latent_dynamics(model, episodes, cfg, Ranks(), progress=False)
     assert done["steps"] > 0
     assert _changed(dyn, model.dynamics) and not _changed(enc, model.encoder) and not _changed(dec, model.decoder)
 
@@ -184,7 +187,8 @@ def test_train_cli_on_an_arm_shaped_dataset_predicts_proprio_and_every_camera(tm
     assert session.step([0.5] * 7).shape == (32, 32, 3) and session.views["wrist"].shape == (16, 24, 3)
     assert session.proprio.shape == (7,)
     wrong = {**arm, "proprio_dim": 6, "proprio_low": [-3] * 6, "proprio_high": [3] * 6}
-    bad = ["train", "world-model", "--data", str(tmp_path / "arm"), "--out", str(tmp_path / "bad")]
+    # --debug: the refusal itself (SystemExit with its message), not its one-line report and exit 2
+    bad = ["--debug", "train", "world-model", "--data", str(tmp_path / "arm"), "--out", str(tmp_path / "bad")]
     with pytest.raises(SystemExit, match=r"observation\.state has 7 values"):
         main([*bad, "--model", json.dumps(wrong), "--steps", "1"])
     with pytest.raises(SystemExit, match="camera 'side'"):

@@ -11,7 +11,6 @@ another checkpoint). Checkpoints from before digests were recorded load without 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +19,8 @@ import torch
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save_file
 from torch import nn
+
+from hiwm.files import replacing
 
 DIGESTS = "digests"  # the config.json entry: {tensor file name: sha256 hex of its bytes}
 T = TypeVar("T")
@@ -37,10 +38,9 @@ def state_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:
     """Write a safetensors file atomically (a crash leaves the old file or the new one, never half
     of one); returns the SHA-256 of its bytes, for the checkpoint's config to record."""
-    tmp = path.with_name(f".tmp-{path.name}")
-    save_file(tensors, str(tmp), metadata=metadata)
-    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
     return digest
 
 

@@ -8,8 +8,8 @@ from hiwm.branch_cache.store import (
     CorruptStoreError,
     IntegrityReport,
     InvalidInputError,
-    Node,
-    Session,
+    StoredSession,
+    TreeNode,
     UnknownIdError,
     blob_id,
 )
@@ -22,8 +22,8 @@ __all__ = [
     "CorruptStoreError",
     "IntegrityReport",
     "InvalidInputError",
-    "Node",
-    "Session",
+    "StoredSession",
+    "TreeNode",
     "UnknownIdError",
     "blob_id",
 ]

@@ -38,7 +38,7 @@ from hiwm.branch_cache.store import (
     BranchCacheError,
     BranchStore,
     InvalidInputError,
-    Node,
+    TreeNode,
     parse_id,
 )
 
@@ -47,7 +47,7 @@ LIST_WHATS = ("sessions", "branches", "nodes", "trajectory", "node", "children")
 
 
 @dataclass
-class Handle:
+class StateHandle:
     """The fields of a StateHandle the cache uses."""
 
     session_id: str
@@ -88,7 +88,7 @@ class BranchCacheCore:
         self.export_root = Path(export_root) if export_root else Path(store.path).resolve().parent / "exports"
         self.log = log or (lambda key, message: None)
         self.snapshots: OrderedDict[str, tuple[bytes, list[float]]] = OrderedDict()
-        self.handles: list[Handle] = []
+        self.handles: list[StateHandle] = []
         self.recorded = 0
 
     # -- recording -----------------------------------------------------------
@@ -110,7 +110,7 @@ class BranchCacheCore:
             )
         self.drain()
 
-    def on_state(self, handle: Handle) -> list[Node]:
+    def on_state(self, handle: StateHandle) -> list[TreeNode]:
         if not handle.session_id or not handle.snapshot_id:
             raise BadInput("StateHandle without session_id or snapshot_id")
         if handle.action_source not in SOURCES:
@@ -122,17 +122,17 @@ class BranchCacheCore:
         self.handles.append(handle)
         return self.drain()
 
-    def _parent(self, handle: Handle) -> Node | bool | None:
+    def _parent(self, handle: StateHandle) -> TreeNode | bool | None:
         """The parent node, None for a first state, False when not recorded (yet)."""
         if not handle.parent_snapshot_id:
             return None
         node = self.store.find_parent(handle.session_id, handle.parent_snapshot_id)
         return False if node is None else node
 
-    def _has_snapshot(self, handle: Handle) -> bool:
+    def _has_snapshot(self, handle: StateHandle) -> bool:
         return handle.snapshot_id in self.snapshots or self.store.has_blob(handle.snapshot_id)
 
-    def _awaited(self, handle: Handle) -> bool:
+    def _awaited(self, handle: StateHandle) -> bool:
         """Whether the parent of ``handle`` is a state still waiting here (for its snapshot or parent)."""
         return any(
             h.session_id == handle.session_id and h.snapshot_id == handle.parent_snapshot_id for h in self.handles
@@ -154,7 +154,7 @@ class BranchCacheCore:
                     "before this cache was listening",
                 )
 
-    def _anchor(self, handle: Handle) -> Node | None:
+    def _anchor(self, handle: StateHandle) -> TreeNode | None:
         """Where a handle whose parent will never arrive goes: under its session's cursor, or first of a new one."""
         try:
             cursor = self.store.session(handle.session_id).cursor_node
@@ -162,9 +162,9 @@ class BranchCacheCore:
             return None
         return None if cursor is None else self.store.get(cursor)
 
-    def drain(self) -> list[Node]:
+    def drain(self) -> list[TreeNode]:
         """Record every waiting handle whose snapshot and parent are there; repeat until none moves."""
-        out: list[Node] = []
+        out: list[TreeNode] = []
         progress = True
         while progress and self.handles:
             progress = False
@@ -243,7 +243,7 @@ class BranchCacheCore:
             raise InvalidInputError(f"unknown list target {what!r}; use one of {LIST_WHATS}")
         return [x["id"] for x in items], items
 
-    def rollback(self, session_id: str = "", node_id: str = "", steps: int = 0) -> Node:
+    def rollback(self, session_id: str = "", node_id: str = "", steps: int = 0) -> TreeNode:
         self.drain()  # states already received come first: the cursor must be where the world model is
         target = self.store.rollback_target(session_id=session_id or None, node_id=node_id or None, steps=steps)
         self.store.blob(target.snapshot, f"node {target.id} (snapshot)")  # refuse a state we could not restore
@@ -301,9 +301,9 @@ def details(items: list[dict]) -> list[str]:
     return [json.dumps(x, sort_keys=True) for x in items]
 
 
-def as_handle(msg: Any) -> Handle:
-    """A StateHandle message as a :class:`Handle`."""
-    return Handle(
+def as_handle(msg: Any) -> StateHandle:
+    """A StateHandle message as the fields the cache uses."""
+    return StateHandle(
         session_id=str(msg.session_id),
         snapshot_id=str(msg.snapshot_id),
         parent_snapshot_id=str(msg.parent_snapshot_id),

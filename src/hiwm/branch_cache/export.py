@@ -22,7 +22,7 @@ lists the gap nodes of each episode). Per frame:
 fork node through its last human action: the operator's frames only, as HG-DAgger trains on).
 
 With ``env_state`` (a function from a node's snapshot to the 5-vector Push-T state, e.g.
-:meth:`hiwm.experiment.world.RealWorld.state_of`), a store recorded in the physics exports with the
+:meth:`hiwm.worlds.RealWorld.state_of`), a store recorded in the physics exports with the
 privileged extras of a collected dataset too (``observation.environment_state``, ``next.coverage``,
 ``next.reward``, ``next.success``, ``next.done``): world-model training data.
 
@@ -43,11 +43,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from hiwm.branch_cache.store import GAP_LABEL, SOURCE_HUMAN, BranchStore, InvalidInputError, Node, branch_verdict
+from hiwm.branch_cache.store import GAP_LABEL, SOURCE_HUMAN, BranchStore, InvalidInputError, TreeNode, branch_verdict
 from hiwm.comm import images
 from hiwm.comm.images import encode_png  # noqa: F401  (re-exported: the frame format of the cache)
 from hiwm.comm.interfaces import InterfaceError
-from hiwm.data.lerobot import PUSHT_TASK, LeRobotDatasetWriter, atomic_write_json, pusht_features
+from hiwm.data.lerobot import PUSHT_TASK, LeRobotDatasetWriter, pusht_features
+from hiwm.files import atomic_write_json
 
 LINEAGE_PATH = "meta/branch_lineage.json"
 DEFAULT_TASK = PUSHT_TASK  # as every other hiwm dataset names it
@@ -81,7 +82,7 @@ def decode_png(data: bytes, where: str) -> np.ndarray:
 SEGMENTS = ("trajectory", "branch", "correction")
 
 
-def _segment(store: BranchStore, branch_id: str, traj: list[Node], segment: str) -> list[Node]:
+def _segment(store: BranchStore, branch_id: str, traj: list[TreeNode], segment: str) -> list[TreeNode]:
     if segment == "trajectory":
         return traj
     base = store.branch(branch_id).base_node
@@ -95,7 +96,7 @@ def _segment(store: BranchStore, branch_id: str, traj: list[Node], segment: str)
     return traj
 
 
-def _episode(store: BranchStore, branch_id: str, segment: str = "trajectory") -> list[Node]:
+def _episode(store: BranchStore, branch_id: str, segment: str = "trajectory") -> list[TreeNode]:
     traj = _segment(store, branch_id, store.trajectory(branch_id), segment)
     if len(traj) < 2 or all(GAP_LABEL in n.labels for n in traj[1:]):
         raise InvalidInputError(
@@ -115,7 +116,7 @@ def _episode(store: BranchStore, branch_id: str, segment: str = "trajectory") ->
     return traj
 
 
-def _env_states(store: BranchStore, traj: list[Node], env_state: Callable[[bytes], np.ndarray]) -> np.ndarray:
+def _env_states(store: BranchStore, traj: list[TreeNode], env_state: Callable[[bytes], np.ndarray]) -> np.ndarray:
     """The Push-T state of every node of ``traj`` read from its snapshot, with its coverage."""
     from hiwm.world_model.probe import coverage_from_pose
 

@@ -131,7 +131,9 @@ def parse_id(text: str | int, prefix: str) -> int:
 
 
 @dataclass(frozen=True)
-class Node:
+class TreeNode:
+    """One state in a session's tree: its parent, branch, step, action and who took it."""
+
     id: str
     parent: str | None
     session: str
@@ -169,7 +171,9 @@ class Branch:
 
 
 @dataclass(frozen=True)
-class Session:
+class StoredSession:
+    """A session as the store keeps it: its root branch and where its cursor stands."""
+
     id: str
     created: float
     root_branch: str
@@ -418,9 +422,9 @@ class BranchStore:
     _NODE_COLS = "id, parent, session, branch, step, snapshot, frame, action, source, time, state, labels"
 
     @staticmethod
-    def _node(row: tuple) -> Node:
+    def _node(row: tuple) -> TreeNode:
         nid, parent, session, branch, step, snap, frame, action, source, t, state, labels = row
-        return Node(
+        return TreeNode(
             node_key(nid),
             None if parent is None else node_key(parent),
             session,
@@ -441,7 +445,7 @@ class BranchStore:
             raise UnknownIdError(f"{self.path}: no node {node_key(nid)}")
         return row
 
-    def get(self, node_id: str | int) -> Node:
+    def get(self, node_id: str | int) -> TreeNode:
         return self._node(self._node_row(parse_id(node_id, "n")))
 
     def _branch_row(self, bid: int) -> tuple:
@@ -480,16 +484,16 @@ class BranchStore:
             raise UnknownIdError(f"{self.path}: no session {session_id!r}")
         return row
 
-    def session(self, session_id: str) -> Session:
+    def session(self, session_id: str) -> StoredSession:
         sid, created, root, cursor, cbranch = self._session_row(session_id)
         nb = self.db.execute("SELECT count(*) FROM branches WHERE session=?", (sid,)).fetchone()[0]
         nn = self.db.execute("SELECT count(*) FROM nodes WHERE session=?", (sid,)).fetchone()[0]
-        return Session(
+        return StoredSession(
             sid, created, branch_key(root), None if cursor is None else node_key(cursor), branch_key(cbranch), nb, nn
         )
 
     # -- listing -------------------------------------------------------------
-    def sessions(self) -> list[Session]:
+    def sessions(self) -> list[StoredSession]:
         return [self.session(r[0]) for r in self.db.execute("SELECT id FROM sessions ORDER BY created, id")]
 
     def branches(self, session_id: str | None = None) -> list[Branch]:
@@ -509,20 +513,20 @@ class BranchStore:
         )  # fmt: skip
         return [self._branch(r, counts.get(r[0], 0)) for r in rows]
 
-    def nodes(self, branch_id: str | int) -> list[Node]:
+    def nodes(self, branch_id: str | int) -> list[TreeNode]:
         """The nodes a branch owns (appended on it), oldest first."""
         bid = parse_id(branch_id, "b")
         self._branch_row(bid)
         rows = self.db.execute(f"SELECT {self._NODE_COLS} FROM nodes WHERE branch=? ORDER BY id", (bid,))
         return [self._node(r) for r in rows]
 
-    def children(self, node_id: str | int) -> list[Node]:
+    def children(self, node_id: str | int) -> list[TreeNode]:
         nid = parse_id(node_id, "n")
         self._node_row(nid)
         rows = self.db.execute(f"SELECT {self._NODE_COLS} FROM nodes WHERE parent=? ORDER BY id", (nid,))
         return [self._node(r) for r in rows]
 
-    def path_to_root(self, node_id: str | int, limit: int | None = None) -> list[Node]:
+    def path_to_root(self, node_id: str | int, limit: int | None = None) -> list[TreeNode]:
         """``node`` and its ancestors, newest first (at most ``limit`` nodes)."""
         nid = parse_id(node_id, "n")
         self._node_row(nid)
@@ -536,17 +540,17 @@ class BranchStore:
         )
         return [self._node(r) for r in rows]
 
-    def trajectory(self, branch_id: str | int) -> list[Node]:
+    def trajectory(self, branch_id: str | int) -> list[TreeNode]:
         """A branch's whole episode: from the session's first state to the branch head, oldest first."""
         branch = self.branch(branch_id)
         return [] if branch.head_node is None else self.path_to_root(branch.head_node)[::-1]
 
-    def all_nodes(self, session_id: str) -> list[Node]:
+    def all_nodes(self, session_id: str) -> list[TreeNode]:
         self._session_row(session_id)
         rows = self.db.execute(f"SELECT {self._NODE_COLS} FROM nodes WHERE session=? ORDER BY id", (session_id,))
         return [self._node(r) for r in rows]
 
-    def find_parent(self, session_id: str, snapshot_id: str) -> Node | None:
+    def find_parent(self, session_id: str, snapshot_id: str) -> TreeNode | None:
         """The node holding ``snapshot_id`` in a session: the cursor if it does, else the newest; None if none."""
         row = self.db.execute(
             f"SELECT {', '.join('n.' + c.strip() for c in self._NODE_COLS.split(','))} FROM sessions s "
@@ -575,7 +579,7 @@ class BranchStore:
         snapshot_id: str | None = None,
         stamp: float | None = None,
         gap: bool = False,
-    ) -> Node:
+    ) -> TreeNode:
         """Record one world-model state under ``parent`` (None: the session's first state).
 
         Returns the new node, or the existing one when the cursor's branch already has this
@@ -654,7 +658,7 @@ class BranchStore:
             ).lastrowid  # fmt: skip
             self.db.execute("UPDATE branches SET head_node=? WHERE id=?", (nid, bid))
             self.db.execute("UPDATE sessions SET cursor_node=?, cursor_branch=? WHERE id=?", (nid, bid, session_id))
-        return Node(
+        return TreeNode(
             node_key(nid), None if pid is None else node_key(pid), session_id, branch_key(bid), int(step), snap, fid,
             action_l, int(source), now, state_l, labels,
         )  # fmt: skip
@@ -666,7 +670,7 @@ class BranchStore:
         branch_id: str | int | None = None,
         node_id: str | int | None = None,
         steps: int = 0,
-    ) -> Node:
+    ) -> TreeNode:
         """The node a rollback goes to: ``node_id``, or ``steps`` back from the session cursor / branch head."""
         if node_id not in (None, ""):
             node = self.get(node_id)
@@ -712,7 +716,7 @@ class BranchStore:
         branch_id: str | int | None = None,
         node_id: str | int | None = None,
         steps: int = 0,
-    ) -> tuple[Node, bytes]:
+    ) -> tuple[TreeNode, bytes]:
         """Move the session cursor back to a node; returns it and its snapshot bytes."""
         node = self.rollback_target(session_id=session_id, branch_id=branch_id, node_id=node_id, steps=steps)
         data = self.blob(node.snapshot, f"node {node.id} (snapshot)")

@@ -24,6 +24,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         workers=args.workers,
         flush_every=args.flush_every,
+        task=args.task,
     )
     if args.bag and Path(args.bag).exists():
         print(f"error: {args.bag} already exists (bags are written once)", file=sys.stderr)
@@ -111,7 +112,10 @@ def cmd_bag_convert(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("collect", help="scripted-expert Push-T episodes into a LeRobot v3 dataset (and a bag)")
+    from hiwm.tasks import DEFAULT_TASK, task_names
+
+    p = sub.add_parser("collect", help="scripted-expert episodes of a task into a LeRobot v3 dataset (and a bag)")
+    p.add_argument("--task", choices=task_names(), default=DEFAULT_TASK, help="the task whose expert runs")
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--out", default=DEFAULT_DATASET, help="dataset folder, created or appended to")
     p.add_argument("--bag", help="also record the robot traffic into this new rosbag2 MCAP folder")
@@ -123,8 +127,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="executed",
         help="record the action taken, or the clean expert's action at each visited state (DART: policy data only)",
     )
-    p.add_argument("--image-size", type=int, default=96)
-    p.add_argument("--max-steps", type=int, default=300)
+    p.add_argument("--image-size", type=int, default=None, help="square frames (default: each camera's size)")
+    p.add_argument("--max-steps", type=int, default=None, help="episode limit (default: the task's)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--flush-every", type=int, default=10, help="episodes per committed file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -1,4 +1,4 @@
-"""``hiwm eval``: a policy's real success on the Push-T robot, or several policies' paired on the same
+"""``hiwm eval``: a policy's real success in its task's world, or several policies' paired on the same
 seeds (``--compare``); the work is in :mod:`hiwm.policy.evaluate` and :mod:`hiwm.policy.compare`."""
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         videos=args.videos,
         out=args.out,
         threads=args.threads,
+        task=args.task or "",
     )
     if args.compare:  # several policies on the same seeds, paired differences against the first
         from hiwm.policy.compare import COMPARE_EPISODES, compare, format_table
@@ -44,13 +45,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for world, ckpt in (("real", ""), ("model", args.world_model)):
             run = dataclasses.replace(cfg, world=ckpt, out=str(out / world) if out else None)
             summaries[world] = evaluate(run)
-        rows = {w: {k: s[k] for k in ("episodes", "success_rate", "success_ci95", "mean_max_coverage")}
+        from hiwm.tasks import get_task
+
+        metric = f"mean_max_{get_task(cfg.task).success.metric}"
+        rows = {w: {k: s[k] for k in ("episodes", "success_rate", "success_ci95", metric)}
                 for w, s in summaries.items()}  # fmt: skip
-        print(f"{'world':6s} {'success':>8s} {'95 % CI':>14s} {'max coverage':>13s}")
+        print(f"{'world':6s} {'success':>8s} {'95 % CI':>14s} {metric.removeprefix('mean_'):>13s}")
         for world, r in rows.items():
             low, high = r["success_ci95"]
             print(f"{world:6s} {100 * r['success_rate']:7.1f}% {100 * low:6.1f}-{100 * high:5.1f}% "
-                  f"{r['mean_max_coverage']:13.3f}")  # fmt: skip
+                  f"{r[metric]:13.3f}")  # fmt: skip
         if out:
             (out / "side_by_side.json").write_text(json.dumps(rows, indent=1))
         print(json.dumps(rows))
@@ -63,13 +67,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate a policy on the Push-T robot (lockstep, parallel workers)")
-    p.add_argument("--policy", required=True, help="checkpoint folder, or module:Class of an outside policy")
+    from hiwm.tasks import task_names
+
+    p = sub.add_parser("eval", help="evaluate a policy in its task's world (lockstep, parallel workers)")
+    p.add_argument(
+        "--policy", "--checkpoint", required=True, help="checkpoint folder, or module:Class of an outside policy"
+    )
+    p.add_argument("--task", choices=task_names(), help="the task's env (default: the checkpoint's training task)")
     p.add_argument("--policy-args", default="", help="JSON keyword arguments for module:Class")
     p.add_argument("--episodes", type=int, default=None, help="number of episodes (the first N seeds)")
     p.add_argument("--seeds", default="0:", help="A:B (range; keep disjoint from training seeds) or a,b,c")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--max-steps", type=int, default=300)
+    p.add_argument("--max-steps", type=int, default=None, help="episode limit (default: the task's)")
     p.add_argument("--videos", type=int, default=4, help="episodes tiled into episodes.mp4")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     p.add_argument(

@@ -44,8 +44,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         raise SystemExit(f"hiwm experiment: error: {exc}") from None
     result = experiment.run()
     if results_json is not None:  # the run's own headline file, copied where the caller wants it
-        results_json.parent.mkdir(parents=True, exist_ok=True)
-        results_json.write_text((experiment.out / "headline.json").read_text())
+        from hiwm.files import atomic_write_text
+
+        atomic_write_text(results_json, (experiment.out / "headline.json").read_text())
     print(json.dumps({k: result[k] for k in ("headline", "seconds")}))
     return 0
 

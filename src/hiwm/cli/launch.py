@@ -9,7 +9,7 @@ import argparse
 import shlex
 import sys
 
-from hiwm.launch.graph import Graph, GraphError, parse_overrides
+from hiwm.launch.graph import STOP_GRACE_S, Graph, GraphError, parse_overrides
 from hiwm.launch.supervisor import EXIT_USAGE, Supervisor, available_graphs, load_graph, plan
 
 
@@ -18,7 +18,12 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--show-args", action="store_true", help="print the graph's launch arguments and exit")
     p.add_argument("--dry-run", action="store_true", help="print each node's command line and exit")
     p.add_argument("--list", action="store_true", help="list the available launch files and exit")
-    p.add_argument("--grace", type=float, default=5.0, help="seconds after SIGINT before SIGTERM (default 5)")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=STOP_GRACE_S,
+        help=f"seconds after SIGINT before SIGTERM (default {STOP_GRACE_S:g})",
+    )
 
 
 def _listing() -> str:

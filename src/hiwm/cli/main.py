@@ -8,6 +8,7 @@ import sys
 
 # Modules that add subcommands: each has register(subparsers) setting `func` on its parsers.
 COMMAND_MODULES = [
+    "hiwm.cli.tasks",
     "hiwm.cli.topic",
     "hiwm.cli.launch",
     "hiwm.cli.data",

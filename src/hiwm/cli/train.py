@@ -8,10 +8,11 @@ import json
 
 
 def cmd_policy(args: argparse.Namespace) -> int:
-    from hiwm.policy.train import TrainConfig, train
+    from hiwm.policy.train import PolicyTrainConfig, train
 
-    cfg = TrainConfig(
+    cfg = PolicyTrainConfig(
         backbone=args.backbone,
+        task=args.task,
         data=args.data,
         out=args.out,
         steps=args.steps,
@@ -29,7 +30,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
         init=args.init or "",
     )
-    print(train(cfg))
+    print(train(cfg).out)
     return 0
 
 
@@ -40,20 +41,27 @@ def cmd_world_model(args: argparse.Namespace) -> int:
 
 
 def cmd_detector(args: argparse.Namespace) -> int:
-    from hiwm.world_model.detector import TrainConfig, run
+    from hiwm.world_model.detector import DetectorTrainConfig, run
 
-    cfg = TrainConfig(steps=args.steps, batch=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
-                      calibration_fraction=args.calibration_fraction, test_fraction=args.test_fraction)  # fmt: skip
+    cfg = DetectorTrainConfig(
+        steps=args.steps,
+        batch=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        threads=args.threads,
+        calibration_fraction=args.calibration_fraction,
+        test_fraction=args.test_fraction,
+    )
     print(json.dumps(run(args.data, args.out, args.camera, args.proprio, args.image_size, cfg)))
     return 0
 
 
 def world_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """``hiwm train world-model`` options: every TrainConfig field, plus model sizes as JSON."""
+    """``hiwm train world-model`` options: every WorldModelTrainConfig field, plus model sizes as JSON."""
     parser.add_argument("--data", nargs="+", required=True, help="LeRobot dataset directories")
     parser.add_argument("--out", required=True, help="checkpoint directory (created)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    from hiwm.world_model.config import PRESETS, TrainConfig  # torch-free: `hiwm --help` stays fast
+    from hiwm.world_model.config import PRESETS, WorldModelTrainConfig  # torch-free: `hiwm --help` stays fast
 
     parser.add_argument("--preset", default="small", choices=sorted(PRESETS), help="model size (see --model)")
     parser.add_argument(
@@ -65,8 +73,8 @@ def world_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-probe", action="store_true", help="skip training the state probe")
     parser.add_argument("--probe-only", action="store_true", help="(re)train only the probe of the checkpoint in --out")
 
-    for f in dataclasses.fields(TrainConfig):
-        default = getattr(TrainConfig(), f.name)
+    for f in dataclasses.fields(WorldModelTrainConfig):
+        default = getattr(WorldModelTrainConfig(), f.name)
         flag = "--" + f.name.replace("_", "-")
         if isinstance(default, tuple):
             parser.add_argument(flag, type=int, nargs="+", default=list(default))
@@ -78,7 +86,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("train", help="train models")
     group = parser.add_subparsers(dest="train_command", required=True, metavar="WHAT")
     p = group.add_parser("policy", help="train a Diffusion Policy or ACT policy on LeRobot datasets")
+    from hiwm.tasks import DEFAULT_TASK, task_names
+
     p.add_argument("--backbone", choices=["diffusion", "act"], default="diffusion")
+    p.add_argument("--task", choices=task_names(), default=DEFAULT_TASK, help="the task (its policy options)")
     p.add_argument(
         "--data",
         nargs="+",

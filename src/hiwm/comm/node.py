@@ -90,6 +90,9 @@ class Publisher(Protocol):
 
     def publish(self, msg: Any) -> None: ...
 
+    def publish_raw(self, cdr: bytes) -> None:
+        """Publish an already serialized XCDR1 payload (encapsulation header included), unchecked."""
+
     def matched_count(self) -> int: ...
 
 

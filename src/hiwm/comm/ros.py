@@ -4,19 +4,25 @@ Node code hands over rosbags messages; they cross into rclpy as serialized CDR
 (``publish`` of bytes, ``raw=True`` subscriptions, and serialize/deserialize for
 services), so both backends share one message representation and one set of checks.
 It cannot run on machines without ROS 2; the contract tests run it where rclpy exists.
+
+Callbacks run one at a time on the thread that spins, as on the DDS backend, so node code written
+for one backend is safe on the other (a SQLite store, a recorder's files). Service clients live on a
+hidden helper node spun by a thread of its own, so a call may block inside a callback, or on any
+thread, without stalling the node's executor.
 """
 
 from __future__ import annotations
 
 import array
+import atexit
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node as RosNode
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, ReliabilityPolicy
 from rclpy.qos import QoSProfile as RosQoS
@@ -27,8 +33,6 @@ from hiwm.comm.interfaces import InterfaceError, deserialize, normalize_type_nam
 from hiwm.comm.node import Node, RosArgs, ServiceCallError, error_response
 from hiwm.comm.params import ParameterError
 from hiwm.comm.qos import Durability, History, QoSProfile, Reliability, profile
-
-_in_callback = threading.local()
 
 
 def ros_qos(qos: QoSProfile) -> RosQoS:
@@ -42,17 +46,6 @@ def ros_qos(qos: QoSProfile) -> RosQoS:
         history=HistoryPolicy.KEEP_ALL if qos.history is History.KEEP_ALL else HistoryPolicy.KEEP_LAST,
         depth=max(qos.depth, 1),
     )
-
-
-def _marked(callback: Callable[..., Any]) -> Callable[..., Any]:
-    def run(*args: Any) -> Any:
-        _in_callback.active = True
-        try:
-            return callback(*args)
-        finally:
-            _in_callback.active = False
-
-    return run
 
 
 class RclpyPublisher:
@@ -77,8 +70,7 @@ class RclpyClient:
         self.service = name
         self.request_type, self.response_type = service_types(srv_type)
         self._srv_cls = get_service(normalize_type_name(srv_type))
-        self._node = node
-        self._client = node.ros.create_client(self._srv_cls, name, callback_group=node.group)
+        self._client = node.clients.ros.create_client(self._srv_cls, name)
 
     def wait_for_service(self, timeout: float) -> bool:
         return self._client.wait_for_service(timeout_sec=timeout)
@@ -89,14 +81,12 @@ class RclpyClient:
         if not self.wait_for_service(timeout):
             raise ServiceCallError(f"service {self.service} not available after {timeout:.1f} s")
         ros_request = deserialize_message(serialize(request), self._srv_cls.Request)
+        done = threading.Event()
         future = self._client.call_async(ros_request)
-        if getattr(_in_callback, "active", False):
-            done = threading.Event()
-            future.add_done_callback(lambda _f: done.set())
-            done.wait(timeout)  # the multi-threaded executor answers on another thread
-        else:
-            self._node.executor.spin_until_future_complete(future, timeout_sec=timeout)
+        future.add_done_callback(lambda _f: done.set())
+        done.wait(timeout)  # the helper node's thread takes the response
         if not future.done() or future.result() is None:
+            future.cancel()
             raise ServiceCallError(f"service {self.service} did not answer within {timeout:.1f} s")
         return deserialize(serialize_message(future.result()), self.response_type)
 
@@ -104,6 +94,42 @@ class RclpyClient:
 class _Sub:
     def __init__(self, topic: str, handle: Any) -> None:
         self.topic, self.handle = topic, handle
+
+    def publisher_count(self) -> int:
+        """Publishers matched with this subscription (QoS-compatible ones only)."""
+        return self.handle.get_publisher_count()
+
+
+class _ClientNode:
+    """A hidden node (leading underscore) holding a node's service clients, spun by its own thread."""
+
+    def __init__(self, name: str, namespace: str) -> None:
+        self.ros = RosNode(f"_{name}_clients", namespace=namespace, use_global_arguments=False, cli_args=None)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.ros)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, name=f"{name}-clients", daemon=True)
+        self._thread.start()
+        # A node never destroyed must not leave the thread inside rclpy at exit (std::terminate: SIGABRT).
+        atexit.register(self._halt)
+
+    def _spin(self) -> None:
+        with contextlib.suppress(ExternalShutdownException):  # rclpy shut down (Ctrl-C): the node goes too
+            while not self._stop.is_set() and rclpy.ok():
+                self.executor.spin_once(timeout_sec=0.1)
+
+    def _halt(self) -> bool:
+        """Stop the thread; whether it left (it may be stuck in a callback)."""
+        self._stop.set()
+        self._thread.join(10.0)
+        return not self._thread.is_alive()
+
+    def destroy(self) -> None:
+        # The thread leaves its wait before anything it waits on is destroyed (else: a segfault at exit).
+        atexit.unregister(self._halt)
+        if self._halt():
+            self.executor.shutdown()
+            self.ros.destroy_node()
 
 
 class RclpyNode(Node):
@@ -117,9 +143,9 @@ class RclpyNode(Node):
             rclpy.init()
         # Our base already applied --ros-args; rclpy must not apply them a second time.
         self.ros = RosNode(self.name, namespace=self.namespace, use_global_arguments=False, cli_args=None)
-        self.group = ReentrantCallbackGroup()
-        self.executor = MultiThreadedExecutor()
+        self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.ros)
+        self._clients: _ClientNode | None = None
         self._declaring: str | None = None
         self.ros.add_on_set_parameters_callback(self._on_ros_set)
 
@@ -139,6 +165,13 @@ class RclpyNode(Node):
     @property
     def ok(self) -> bool:
         return rclpy.ok()
+
+    @property
+    def clients(self) -> _ClientNode:
+        """The helper node for service clients, started with the first client."""
+        if self._clients is None:
+            self._clients = _ClientNode(self.name, self.namespace)
+        return self._clients
 
     def declare_parameter(self, name: str, default: Any, read_only: bool = False) -> Any:
         value = super().declare_parameter(name, default, read_only)
@@ -175,9 +208,7 @@ class RclpyNode(Node):
                 return
             callback(msg)
 
-        handle = self.ros.create_subscription(
-            get_message(msg_type), topic, _marked(on_raw), ros_qos(profile(qos)), raw=True
-        )
+        handle = self.ros.create_subscription(get_message(msg_type), topic, on_raw, ros_qos(profile(qos)), raw=True)
         return _Sub(topic, handle)
 
     def create_service(self, srv_type: str, name: str, handler: Callable[[Any], Any]) -> Any:
@@ -194,7 +225,7 @@ class RclpyNode(Node):
                     return ros_response
             return deserialize_message(serialize(response, response_type), srv_cls.Response)
 
-        return self.ros.create_service(srv_cls, self.resolve(name), _marked(on_request))
+        return self.ros.create_service(srv_cls, self.resolve(name), on_request)
 
     def create_client(self, srv_type: str, name: str) -> RclpyClient:
         return RclpyClient(self, srv_type, self.resolve(name))
@@ -202,15 +233,18 @@ class RclpyNode(Node):
     def create_timer(self, period: float, callback: Callable[[], None]) -> Any:
         if not period > 0:
             raise ValueError(f"timer period must be > 0 s, got {period}")
-        return self.ros.create_timer(period, _marked(callback))
+        return self.ros.create_timer(period, callback)
 
     def spin_once(self, timeout: float = 0.1) -> None:
-        self.executor.spin_once(timeout_sec=timeout)
+        with contextlib.suppress(ExternalShutdownException):  # rclpy's own SIGINT/SIGTERM handler: ok turns False
+            self.executor.spin_once(timeout_sec=timeout)
 
     def shutdown(self) -> None:
         if rclpy.ok():
             rclpy.shutdown()
 
     def destroy(self) -> None:
+        if self._clients is not None:
+            self._clients.destroy()
         self.executor.remove_node(self.ros)
         self.ros.destroy_node()

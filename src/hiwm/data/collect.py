@@ -1,14 +1,14 @@
-"""Scripted-expert episodes on Push-T, in-process and in parallel, into a dataset (and a bag).
+"""Scripted-expert episodes of any task, in-process and in parallel, into a dataset (and a bag).
 
-Each worker runs :class:`PushTEnv` with a :class:`ScriptedExpert` for one seed and
-returns the episode's arrays and, optionally, the robot traffic of that episode as CDR
-(what the robot node would publish and receive, stamped on a 10 Hz timeline). The
-parent writes episodes in seed order, so a run is reproducible for a given ``seed``.
+Each worker builds the task's world (:func:`hiwm.tasks.world.load_world`: its env and scripted
+expert) and runs one seed; it returns the episode's columns and, optionally, the robot traffic
+of that episode as CDR (what the robot node would publish and receive, stamped on the task's
+control timeline). The parent writes episodes in seed order, so a run is reproducible for a
+given ``seed``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing
 import time
 from collections.abc import Callable, Iterator
@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from hiwm.comm.interfaces import serialize
-from hiwm.data.lerobot import PUSHT_TASK, SOURCE_SCRIPTED, LeRobotDatasetWriter, pusht_features
-from hiwm.pusht.messages import TOPICS, action_chunk, observation_messages
+from hiwm.data.lerobot import SOURCE_SCRIPTED, LeRobotDatasetWriter
+from hiwm.tasks import DEFAULT_TASK, get_task
+from hiwm.tasks.world import TaskWorld, load_world
 
-FPS = 10
 LABELS = ("executed", "clean")
 
 
@@ -29,17 +29,21 @@ LABELS = ("executed", "clean")
 class CollectConfig:
     episodes: int = 10
     seed: int = 0
-    noise: float = 0.0  # ExpertConfig.noisy level: 0 clean, 1 sloppy, 2+ mostly failing
+    noise: float = 0.0  # the expert's noise level: 0 clean, 1 sloppy, 2+ mostly failing
     labels: str = "executed"  # "executed": the action taken; "clean": what the noise-free expert would do there
-    image_size: int = 96
-    max_steps: int = 300  # an episode ends at success or after this many steps
+    image_size: int | None = None  # square frames of this size; None: each camera's own size
+    max_steps: int | None = None  # an episode ends at success or after this many steps; None: the task's
     workers: int = 1
-    task: str = PUSHT_TASK
+    task: str = DEFAULT_TASK  # the task's name (hiwm.tasks)
+    instruction: str = ""  # the episodes' language task in the dataset; "": the task world's
     flush_every: int = 10
 
     def __post_init__(self) -> None:
         if self.labels not in LABELS:
             raise ValueError(f"labels must be one of {LABELS}, got {self.labels!r}")
+        spec = get_task(self.task)  # ValueError naming the known tasks
+        if self.max_steps is None:
+            self.max_steps = spec.episode_steps
 
 
 @dataclass
@@ -50,95 +54,106 @@ class EpisodeResult:
     messages: list[tuple[str, int, bytes]] = field(default_factory=list)  # topic, stamp ns, CDR
 
 
-_ENV: dict[int, object] = {}
+_ENV: dict[tuple[str, int | None], object] = {}
 
 
-def _env(image_size: int) -> object:
-    if image_size not in _ENV:
-        from hiwm.pusht.env import PushTEnv
+def _env(world: TaskWorld, image_size: int | None) -> object:
+    key = (world.task.name, image_size)
+    if key not in _ENV:
+        _ENV[key] = world.make_env(image_size)
+    return _ENV[key]
 
-        _ENV[image_size] = PushTEnv(image_size=image_size)
-    return _ENV[image_size]
+
+def close_envs() -> None:
+    """Free this process's cached envs (a MuJoCo renderer left open complains at interpreter exit)."""
+    while _ENV:
+        env = _ENV.popitem()[1]
+        close = getattr(env, "close", None)
+        if close is not None:
+            close()
 
 
 def expert_episode(
     seed: int,
     noise: float = 0.0,
-    image_size: int = 96,
-    max_steps: int = 300,
+    image_size: int | None = None,
+    max_steps: int | None = None,
     messages: bool = False,
     start_ns: int = 0,
     labels: str = "executed",
+    task: str = DEFAULT_TASK,
 ) -> EpisodeResult:
-    """One scripted-expert episode from ``seed``; with ``messages`` also its robot traffic as CDR.
+    """One scripted-expert episode of ``task`` from ``seed``; with ``messages`` also its robot traffic as CDR.
 
-    Observation ``t`` is stamped ``start_ns + t / FPS`` and the command answering it half
+    Observation ``t`` is stamped ``start_ns + t / fps`` and the command answering it half
     a period later. ``labels="clean"`` records, at every state the (noisy) expert visits, the
     action of a noise-free expert instead of the one taken (DART, Laskey et al. 2017): a policy
     learns how to recover from the states its own mistakes lead to. Such episodes teach a policy,
     not a world model (the recorded action did not cause the next frame).
     """
-    from hiwm.pusht.env import outcome_fields
-    from hiwm.pusht.expert import ExpertConfig, ScriptedExpert
-
-    env = _env(image_size)
-    expert = ScriptedExpert(ExpertConfig.noisy(noise), seed=seed)
-    labeller = ScriptedExpert(ExpertConfig(), seed=seed) if labels == "clean" else None
+    spec = get_task(task)
+    world = load_world(spec)
+    max_steps = spec.episode_steps if max_steps is None else max_steps
+    env = _env(world, image_size)
+    expert = world.make_expert(noise, seed=seed)
+    labeller = world.make_expert(0.0, seed=seed) if labels == "clean" else None
     obs = env.reset(seed=seed)
     episode_id = f"seed-{seed}"
-    dt = 1_000_000_000 // FPS
-    cols: dict[str, list] = {k: [] for k in pusht_features(image_size)}
+    dt = round(1_000_000_000 / spec.fps)
+    cols: dict[str, list] = {k: [] for k in world.features(image_size)}
     traffic: list[tuple[str, int, bytes]] = []
+    best = [world.metric(obs)]
 
     def publish(o: object, t: int, done: bool) -> None:
         if messages:
             stamp = start_ns + t * dt
-            for topic, msg in observation_messages(dataclasses.replace(o, done=done), episode_id, stamp).items():
+            best[0] = max(best[0], world.metric(o))
+            for topic, msg in world.observation_messages(o, episode_id, stamp, done, best[0]).items():
                 traffic.append((topic, stamp, serialize(msg)))
 
     publish(obs, 0, obs.done)
     t = 0
     while not obs.done and t < max_steps:
-        action = expert.act(obs.state)
+        action = expert.act(world.state(obs))
         if messages:
             stamp = start_ns + t * dt + dt // 2
-            chunk = action_chunk(action, stamp, SOURCE_SCRIPTED, "scripted_expert", 1.0 / FPS)
+            chunk = world.action_chunk(action, stamp, SOURCE_SCRIPTED, "scripted_expert")
             traffic.append(("robot/command", stamp, serialize(chunk)))
-        label = labeller.act(obs.state) if labeller else action
+        label = labeller.act(world.state(obs)) if labeller else action
         nxt = env.step(action)
         t += 1
         done = nxt.done or t >= max_steps
-        cols["observation.image"].append(obs.image)
-        cols["observation.state"].append(obs.agent_pos)
-        cols["action"].append(label)
-        cols["intervention"].append(False)
-        cols["action.source"].append(SOURCE_SCRIPTED)
-        cols["observation.environment_state"].append(obs.state)
-        for key, value in outcome_fields(nxt.coverage, nxt.success, done).items():
-            cols[key].append(value)
+        row = world.frame(obs, label, nxt, done)
+        row["intervention"] = False
+        row["action.source"] = SOURCE_SCRIPTED
+        for key, values in cols.items():
+            values.append(row[key])
         publish(nxt, t, done)
         obs = nxt
     frames = {k: np.asarray(v) for k, v in cols.items()}
     return EpisodeResult(seed, frames, bool(obs.success), traffic)
 
 
-def _work(job: tuple[int, float, int, int, bool, int, str]) -> EpisodeResult:
+def _work(job: tuple[int, float, int | None, int, bool, int, str, str]) -> EpisodeResult:
     return expert_episode(*job)
 
 
 def run_episodes(cfg: CollectConfig, messages: bool, start_ns: int = 0) -> Iterator[EpisodeResult]:
     """Episodes for seeds ``seed .. seed + episodes - 1``, in that order, on ``workers`` processes.
 
-    Episode ``i``'s traffic starts at ``start_ns + i * (max_steps + 10) / FPS``.
+    Episode ``i``'s traffic starts at ``start_ns + i * (max_steps + 10) / fps``.
     """
-    slot = (cfg.max_steps + 10) * (1_000_000_000 // FPS)
+    slot = (cfg.max_steps + 10) * round(1_000_000_000 / get_task(cfg.task).fps)
     jobs = [
-        (cfg.seed + i, cfg.noise, cfg.image_size, cfg.max_steps, messages, start_ns + i * slot, cfg.labels)
+        (cfg.seed + i, cfg.noise, cfg.image_size, cfg.max_steps, messages, start_ns + i * slot, cfg.labels, cfg.task)
         for i in range(cfg.episodes)
     ]
     if cfg.workers <= 1:
-        for job in jobs:
-            yield _work(job)
+        try:
+            for job in jobs:
+                yield _work(job)
+        finally:
+            close_envs()
         return
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(cfg.workers) as pool:
@@ -170,17 +185,26 @@ def collect(
 
     start = time.monotonic()
     frames = successes = done = 0
+    spec = get_task(cfg.task)
+    world = load_world(spec)
+    instruction = cfg.instruction or world.instruction
     bag = BagWriter(bag_path) if bag_path else None
-    writer = LeRobotDatasetWriter(out, fps=FPS, features=pusht_features(cfg.image_size), flush_every=cfg.flush_every)
+    writer = LeRobotDatasetWriter(
+        out,
+        fps=round(spec.fps),
+        features=world.features(cfg.image_size),
+        robot_type=spec.name,
+        flush_every=cfg.flush_every,
+    )
     try:
         if bag:
-            for topic, msgtype in TOPICS.items():
+            for topic, msgtype in world.topics().items():
                 bag.add_topic("/" + topic, msgtype)
         for result in run_episodes(cfg, messages=bag is not None, start_ns=time.time_ns()):
             n = len(result.frames["action"])
             for t in range(n):
                 writer.add_frame({k: v[t] for k, v in result.frames.items()})
-            writer.save_episode(task=cfg.task)
+            writer.save_episode(task=instruction)
             if bag:
                 for topic, stamp, cdr in result.messages:
                     bag.write("/" + topic, cdr, stamp)

@@ -65,7 +65,7 @@ def state_vectors(msg: Any) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 @dataclass
-class Observation:
+class StampedObservation:
     stamp: int
     step: int
     image: np.ndarray
@@ -95,7 +95,7 @@ class EpisodeData:
 @dataclass
 class _Open:
     episode_id: str
-    observations: list[Observation] = field(default_factory=list)
+    observations: list[StampedObservation] = field(default_factory=list)
     gap: str | None = None
 
 
@@ -204,7 +204,7 @@ class EpisodeAssembler:
             for _ in range(j + 1):
                 self._states.popleft()
             agent, env_state = state_vectors(state_msg)
-            obs = Observation(
+            obs = StampedObservation(
                 stamp,
                 int(status.step),
                 image,
@@ -216,7 +216,7 @@ class EpisodeAssembler:
             )
             self._observe(str(status.episode_id), obs)
 
-    def _observe(self, episode_id: str, obs: Observation) -> None:
+    def _observe(self, episode_id: str, obs: StampedObservation) -> None:
         if episode_id in self._closed_ids:
             return  # a done episode's status repeated while the robot idles
         if self._open is not None and self._open.episode_id != episode_id:
@@ -266,7 +266,7 @@ class EpisodeAssembler:
             return
         self.on_episode(EpisodeData(episode.episode_id, frames, complete))
 
-    def _frames(self, episode_id: str, obs: list[Observation], complete: bool) -> list[dict]:
+    def _frames(self, episode_id: str, obs: list[StampedObservation], complete: bool) -> list[dict]:
         stamps = [o.stamp for o in obs]
         frames: list[dict] = []
         skipped = 0

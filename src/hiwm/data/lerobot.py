@@ -34,6 +34,11 @@ import pyarrow.parquet as pq
 
 from hiwm.data import stats as st
 from hiwm.data.video import INFO_CODEC, VideoEncoder, decode_frames
+from hiwm.files import atomic_write_json, is_tmp, replacing, tmp_name
+
+# Push-T's recording layout lives with its task description; re-exported for the dataset code
+from hiwm.tasks.pusht import PUSHT_TASK as PUSHT_TASK
+from hiwm.tasks.pusht import pusht_features as pusht_features
 
 CODEBASE_VERSION = "v3.0"
 CHUNK_FILE = "chunk-{chunk_index:03d}/file-{file_index:03d}"
@@ -44,7 +49,6 @@ INFO_PATH = "meta/info.json"
 STATS_PATH = "meta/stats.json"
 TASKS_PATH = "meta/tasks.parquet"
 LOCK_NAME = ".writer.lock"
-TMP_MARK = ".tmp-"
 CHUNK_FILE_RE = re.compile(r"chunk-(\d{3,})/file-(\d{3,})\.(parquet|mp4)$")
 
 #: Columns LeRobot adds to every dataset.
@@ -75,68 +79,12 @@ class DatasetError(RuntimeError):
     """A dataset that cannot be opened or written; the message names the file."""
 
 
-#: The task description of every Push-T episode hiwm writes (expert, recorded, exported).
-PUSHT_TASK = "Push the T-shaped block onto the T-shaped target."
-
-
-def pusht_features(image_size: int = 96, extras: bool = True) -> dict[str, dict]:
-    """Features of a Push-T recording: lerobot/pusht's plus intervention, action source and extras."""
-    features: dict[str, dict] = {
-        "observation.image": {
-            "dtype": "video",
-            "shape": [image_size, image_size, 3],
-            "names": ["height", "width", "channels"],
-        },
-        "observation.state": {"dtype": "float32", "shape": [2], "names": {"motors": ["x", "y"]}},
-        "action": {"dtype": "float32", "shape": [2], "names": {"motors": ["x", "y"]}},
-        "intervention": {"dtype": "bool", "shape": [1], "names": None},
-        "action.source": {"dtype": "int8", "shape": [1], "names": ["policy", "human", "scripted"]},
-    }
-    if extras:
-        features.update(
-            {
-                "observation.environment_state": {
-                    "dtype": "float32",
-                    "shape": [5],
-                    "names": ["agent_x", "agent_y", "block_x", "block_y", "block_theta"],
-                },
-                "next.reward": {"dtype": "float32", "shape": [1], "names": None},
-                "next.coverage": {"dtype": "float32", "shape": [1], "names": None},
-                "next.success": {"dtype": "bool", "shape": [1], "names": None},
-                "next.done": {"dtype": "bool", "shape": [1], "names": None},
-            }
-        )
-    return features
-
-
 # ---------------------------------------------------------------------------- files
 
 
-def tmp_name(path: Path) -> Path:
-    return path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
-
-
-def is_tmp(path: Path) -> bool:
-    return TMP_MARK in path.name
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that it is either absent/old or complete, never partial."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_name(path)
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, doc: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(doc, indent=2) + "\n").encode())
-
-
 def atomic_write_parquet(path: Path, table: pa.Table) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_name(path)
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def chunk_path(template: str, flush: int, chunks_size: int, **kw: Any) -> str:

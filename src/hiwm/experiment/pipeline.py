@@ -38,6 +38,7 @@ from typing import Any
 from tqdm import tqdm
 
 from hiwm.experiment.profiles import Profile
+from hiwm.files import atomic_write_json
 from hiwm.progress import redraw_interval
 
 log = logging.getLogger("hiwm.experiment")
@@ -131,7 +132,7 @@ class Experiment:
         start = time.monotonic()
         result = fn(*args)
         self.timings[name] = round(self.timings.get(name, 0.0) + time.monotonic() - start, 1)
-        (self.out / "timings.json").write_text(json.dumps(self.timings, indent=1))
+        atomic_write_json(self.out / "timings.json", self.timings, indent=1)
         return result
 
     def path(self, *parts: str) -> Path:
@@ -164,7 +165,7 @@ class Experiment:
             collect(cfg, self.path("data", "wm_noisy"))
 
     def world_model(self) -> Path:
-        from hiwm.world_model.config import ModelConfig, ProbeConfig, TrainConfig
+        from hiwm.world_model.config import ModelConfig, ProbeConfig, WorldModelTrainConfig
         from hiwm.world_model.train import train
 
         if self.p.world_model:
@@ -176,7 +177,7 @@ class Experiment:
         out = self.path("world_model")
         if not (out / "config.json").exists() or not json.loads((out / "config.json").read_text()).get("done"):
             p = self.p
-            cfg = TrainConfig(
+            cfg = WorldModelTrainConfig(
                 steps=1_000_000,
                 max_minutes=p.wm_minutes,
                 threads=p.threads,
@@ -188,11 +189,11 @@ class Experiment:
             train(data, out, ModelConfig(), cfg, ProbeConfig(), progress=self.progress)
             doc = json.loads((out / "config.json").read_text())
             doc["done"] = True
-            (out / "config.json").write_text(json.dumps(doc, indent=1))
+            atomic_write_json(out / "config.json", doc, indent=1)
         return out
 
     def train_policy(self, backbone: str, out: Path, data: list[str], minutes: float, init: Path | None) -> Path:
-        from hiwm.policy.train import TrainConfig, train
+        from hiwm.policy.train import PolicyTrainConfig, train
 
         if (out / "done").exists():
             return out
@@ -202,7 +203,7 @@ class Experiment:
 
             batch = self.p.finetune_batch or int(read_config(init).get("train", {}).get("batch_size", 0))
             tuning = {"lr": self.p.finetune_lr, **({"batch_size": batch} if batch else {})}
-        cfg = TrainConfig(
+        cfg = PolicyTrainConfig(
             backbone=backbone,
             data=data,
             out=str(out),
@@ -227,8 +228,9 @@ class Experiment:
 
         from hiwm.branch_cache.store import BranchStore
         from hiwm.experiment.rollouts import run_session
-        from hiwm.experiment.world import ModelWorld, RealWorld
         from hiwm.policy.runtime import load_policy
+        from hiwm.world_model.world import ModelWorld
+        from hiwm.worlds import RealWorld
 
         summary_path = self.path("rollouts", f"{backbone}_{tag}.json")
         if summary_path.exists():
@@ -272,7 +274,7 @@ class Experiment:
             "successful_per_failure_state": [sum(b.success for b in r.corrections) for r in results if r.failure_state],
             "kept_branches": keep,
         }
-        summary_path.write_text(json.dumps(summary, indent=1))
+        atomic_write_json(summary_path, summary, indent=1)
         return summary
 
     def export(self, summary: dict[str, Any], out: Path, segment: str = "trajectory") -> bool:
@@ -297,7 +299,7 @@ class Experiment:
         rollout whole and each correction from its fork node on."""
         from hiwm.branch_cache.export import export_branches
         from hiwm.branch_cache.store import BranchStore
-        from hiwm.experiment.world import RealWorld
+        from hiwm.worlds import RealWorld
 
         out = self.path("data", f"{backbone}_takeover")
         if out.joinpath(".done").exists():
@@ -420,7 +422,7 @@ class Experiment:
             "real": {k: real[k] for k in kept},
             "model": {k: model[k] for k in kept},
         }
-        path.write_text(json.dumps(row, indent=1))
+        atomic_write_json(path, row, indent=1)
         return row
 
     def check(self) -> None:
@@ -433,7 +435,7 @@ class Experiment:
     def run(self) -> dict[str, Any]:
         start = time.monotonic()
         self.check()
-        (self.out / "profile.json").write_text(json.dumps(asdict(self.p), indent=1))
+        atomic_write_json(self.out / "profile.json", asdict(self.p), indent=1)
         self._timed("collect", self.collect)
         if self.takeover_data:
             for backbone in self.p.backbones:

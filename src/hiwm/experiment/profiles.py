@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from hiwm.experiment.rollouts import OperatorConfig
+from hiwm.experiment.rollouts import SimulatedOperatorConfig
 
 
 @dataclass
@@ -40,7 +40,7 @@ class Profile:
     rounds: int = 1
     rollouts: int = 60
     max_steps: int = 300
-    operator: OperatorConfig = field(default_factory=OperatorConfig)
+    operator: SimulatedOperatorConfig = field(default_factory=SimulatedOperatorConfig)
     corrections_share: float = 0.25  # share of post-training batches drawn from corrections
     # which corrections are exported, "successful" or "all", and how much of each becomes a training
     # episode (hiwm.branch_cache.export.SEGMENTS): the operator is the expert, so all of its frames,
@@ -86,7 +86,7 @@ PROFILES = {
         finetune_minutes=1.5,
         rollouts=10,
         max_steps=200,
-        operator=OperatorConfig(forks=2, correction_steps=20),
+        operator=SimulatedOperatorConfig(forks=2, correction_steps=20),
         eval_episodes=20,
     ),
     # the table: both backbones, 200 held-out episodes per checkpoint; three rounds give each backbone
@@ -108,7 +108,7 @@ PROFILES = {
         finetune_minutes=0.2,
         rollouts=2,
         max_steps=40,
-        operator=OperatorConfig(stall_steps=5, min_step=5, rollback_steps=3, forks=2, correction_steps=5),
+        operator=SimulatedOperatorConfig(stall_steps=5, min_step=5, rollback_steps=3, forks=2, correction_steps=5),
         eval_episodes=2,
         oracle=True,
         wm_takeover_sessions=1,

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from hiwm.experiment.profiles import Profile
+from hiwm.files import atomic_write_json, atomic_write_text
 from hiwm.stats import BOOTSTRAP_RESAMPLES, outcomes_by_seed, paired_difference, pearson
 
 METHOD_ORDER = ("base", "baseline", "oracle")
@@ -210,7 +211,7 @@ def write_report(
     lines += ["", "![success](success.png) ![correlation](correlation.png) ![corrections](corrections.png)", ""]
     lines += ["Time per stage (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()), ""]
     lines += ["Settings:", "", "```json", json.dumps(asdict(profile), indent=1), "```", ""]
-    (out / "report.md").write_text("\n".join(lines))
+    atomic_write_text(out / "report.md", "\n".join(lines))
     result = {
         "rows": rows,
         "pearson": corr,
@@ -219,6 +220,6 @@ def write_report(
         "seconds": round(seconds, 1),
         "timings": timings,
     }
-    (out / "results.json").write_text(json.dumps(result, indent=1))
-    (out / "headline.json").write_text(json.dumps(heads, indent=1) + "\n")
+    atomic_write_json(out / "results.json", result, indent=1)
+    atomic_write_json(out / "headline.json", heads, indent=1)
     return result

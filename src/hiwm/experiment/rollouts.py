@@ -23,15 +23,15 @@ import numpy as np
 
 from hiwm.branch_cache.store import DETECTOR_FAILURE, DETECTOR_SUCCESS, SOURCE_HUMAN, SOURCE_POLICY, BranchStore
 from hiwm.comm.images import encode_png
-from hiwm.policy.evaluate import policy_steps
 from hiwm.pusht.env import Observation
 from hiwm.pusht.expert import ExpertConfig, ScriptedExpert
+from hiwm.worlds import policy_steps
 
 log = logging.getLogger("hiwm.experiment")
 
 
 @dataclass
-class OperatorConfig:
+class SimulatedOperatorConfig:
     # failure-prone: no coverage progress over this many steps. The base ACT's real episodes take up to
     # 120 steps to first move the block and sit up to 70 steps on a plateau before succeeding; 25
     # steps from step 30 stepped in on nearly every approach
@@ -69,7 +69,7 @@ class SessionResult:
         return [b for b in self.branches if b.kind == "correction"]
 
 
-class Recorder:
+class BranchRecorder:
     """Appends each state of the world to the branch store, following the session cursor."""
 
     def __init__(self, store: BranchStore, world: Any, session_id: str) -> None:
@@ -92,7 +92,12 @@ class Recorder:
 
 
 def run_policy(
-    policy: Any, world: Any, rec: Recorder, obs: Observation, max_steps: int, stall: OperatorConfig | None
+    policy: Any,
+    world: Any,
+    rec: BranchRecorder,
+    obs: Observation,
+    max_steps: int,
+    stall: SimulatedOperatorConfig | None,
 ) -> tuple[Observation, bool]:
     """The policy drives until success, ``max_steps``, or (with ``stall``) a failure-prone stall.
 
@@ -109,7 +114,7 @@ def run_policy(
     return obs, False
 
 
-def stalled(history: list[float], step: int, cfg: OperatorConfig) -> bool:
+def stalled(history: list[float], step: int, cfg: SimulatedOperatorConfig) -> bool:
     """No rise of the detector's running best probability (``max_coverage``) over ``cfg.stall_steps`` steps."""
     if step < cfg.min_step or len(history) <= cfg.stall_steps:
         return False
@@ -123,11 +128,11 @@ def run_session(
     session_id: str,
     seed: int,
     max_steps: int,
-    operator: OperatorConfig | None,
+    operator: SimulatedOperatorConfig | None,
 ) -> SessionResult:
     """One rollout from the real env's initial state for ``seed``; with an operator, its corrections."""
     obs = world.reset(seed=seed)
-    rec = Recorder(store, world, session_id)
+    rec = BranchRecorder(store, world, session_id)
     rec.add(obs, None, SOURCE_POLICY)
     root = store.session(session_id).root_branch
     obs, stall = run_policy(policy, world, rec, obs, max_steps, operator)

@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 
 Scalar = str | int | float | bool
 
+#: Seconds a node gets after SIGINT to finish (close its dataset, bag or store) before SIGTERM, under
+#: ``hiwm launch`` and ``ros2 launch`` alike; a torch node on a busy 2-core machine needs more than 5.
+STOP_GRACE_S = 15.0
+
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAMESPACE = re.compile(r"^/?([A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*)?/?$")
 

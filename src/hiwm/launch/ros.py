@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hiwm.launch.graph import AllOf, ArgRef, Graph, IfArg, NodeSpec
+from hiwm.launch.graph import STOP_GRACE_S, AllOf, ArgRef, Graph, IfArg, NodeSpec
 
 PACKAGE = "hiwm"
 
@@ -53,6 +53,7 @@ def _node(graph: Graph, spec: NodeSpec) -> Any:
         "output": "screen",
         "respawn": spec.respawn,
         "respawn_delay": spec.respawn_delay,
+        "sigterm_timeout": str(STOP_GRACE_S),  # launch's default (5 s) cuts a slow clean stop short
     }
     if spec.condition is not None:
         kwargs["condition"] = _condition(spec.condition)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from hiwm.launch.graph import _NAMESPACE, ArgRef, Graph, GraphError, NodeSpec
+from hiwm.launch.graph import _NAMESPACE, STOP_GRACE_S, ArgRef, Graph, GraphError, NodeSpec
 from hiwm.paths import share_path
 
 LAUNCH_SUFFIX = ".launch.py"
@@ -209,7 +209,7 @@ class Supervisor:
         nodes: list[Launchable],
         *,
         duration: float | None = None,
-        sigint_grace: float = 5.0,
+        sigint_grace: float = STOP_GRACE_S,
         sigterm_grace: float = 3.0,
         out: IO[bytes] | None = None,
         err: IO[str] | None = None,

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from hiwm.files import atomic_write_text
 from hiwm.leader.protocol import PROTOCOLS
 
 
@@ -150,4 +151,4 @@ def save_calibration(cal: Calibration, path: str | Path) -> None:
     }
     if cal.action:
         doc["action"] = cal.action
-    Path(path).write_text(yaml.safe_dump(doc, sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False))

@@ -26,6 +26,7 @@ import time
 import tty
 from pathlib import Path
 
+from hiwm.files import replacing
 from hiwm.leader.protocol import PING, READ, SYNC_READ, WRITE, Dynamixel2, Frame, Protocol, make_protocol
 
 
@@ -102,10 +103,8 @@ class PtyBus:
     def connect(self) -> None:
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)  # no echo or line editing: bytes pass untouched
-        tmp = self.link.with_name(self.link.name + ".tmp")
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(os.ttyname(self.slave))
-        os.replace(tmp, self.link)
+        with replacing(self.link) as tmp:
+            tmp.symlink_to(os.ttyname(self.slave))
         self.buf.clear()
 
     def disconnect(self) -> None:

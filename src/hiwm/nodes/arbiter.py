@@ -21,7 +21,7 @@ import numpy as np
 from hiwm.comm import Node, new_message
 from hiwm.comm.qos import KEEP_ALL, LATCHED
 from hiwm.comm.runner import run_node
-from hiwm.tasks.chunks import BadChunk, chunk_message, parse_chunk
+from hiwm.tasks.chunks import BadCommand, chunk_message, parse_chunk
 from hiwm.teleop.arbiter import PHASE_NAMES, Arbiter, ArbiterConfig, Emit, PhaseChange
 
 
@@ -44,7 +44,7 @@ class ArbiterNode:
         """The chunk's rows, validated as the robot validates them (refused whole if malformed or NaN)."""
         try:
             rows, _ = parse_chunk(self.space, int(msg.horizon), int(msg.action_dim), msg.data)
-        except BadChunk as exc:
+        except BadCommand as exc:
             self.node.bad_input.warning(f"chunk.{exc.kind}", f"refused chunk from {msg.source_id or '?'}: {exc}")
             return None
         return rows

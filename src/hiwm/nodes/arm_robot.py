@@ -44,13 +44,13 @@ from hiwm.comm.qos import KEEP_ALL, QoSProfile, profile
 from hiwm.comm.runner import run_node
 from hiwm.robot.arm import CLOCKS, ArmRobot, BadCommand
 from hiwm.robot.reset import serve_reset
-from hiwm.tasks import Task, get_task, make_joint_env
+from hiwm.tasks import DEFAULT_JOINT_TASK, Task, get_task, make_joint_env
 from hiwm.tasks.joint_env import JointObservation
 
 
 @dataclass
 class ArmRobotConfig:
-    task: str = "so101_pick"
+    task: str = DEFAULT_JOINT_TASK
     clock: str = "realtime"  # or "lockstep"
     rate_hz: float = 0.0  # real-time control rate; 0: the task's
     seed: int = -1  # first episode's seed; < 0: random

@@ -6,8 +6,9 @@ query per chunk step cross-attends to it. Loss: masked L1 on the chunk + ``kl_we
 Inference: z = 0; the runtime averages overlapping chunks (temporal ensembling).
 
 The main encoder's observation tokens are, by default (``conditioning="state"``), one token of
-the Push-T state the conv encoder reads off the frame (see ``diffusion`` for why), or the conv
-feature map's cells (``"image"``), as in the original.
+the task state the conv encoder's state head reads off the frame (Push-T's block pose; see
+``diffusion`` for why), or the conv feature maps' cells of every camera (``"image"``), as in the
+original. Actions and proprio have any number of dimensions.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ class ACTConfig:
     n_action_steps: int = 1  # rows executed per query; 1 with temporal ensembling
     temporal_ensemble: float = 0.01  # ACT's m in w_i = exp(-m i), oldest first; < 0 disables ensembling
     ensemble_window: int = 4  # steps of each chunk that enter the ensemble: older predictions lag (at 10 Hz)
-    state_dim: int = 2
+    state_dim: int = 2  # proprio
     action_dim: int = 2
+    cameras: tuple[str, ...] = ("image",)  # the observation's images, in this order
     channels: tuple[int, ...] = (16, 32, 64)
     dim: int = 64
     heads: int = 4
@@ -45,6 +47,7 @@ class ACTConfig:
     kl_weight: float = 10.0
     conditioning: str = "state"  # "state": one token of the state read off the image; "image": feature-map tokens
     keypoints: int = 32  # of the encoder's state reading
+    state_head: bool = True  # the encoder's auxiliary true-state head (a task option; "state" needs it)
     aux_weight: float = 1.0  # weight of the encoder's true-state loss (training only)
     image_batch: int = 16  # "state": samples per batch whose images train the encoder
     state_noise: float = 0.01  # "state": noise on true states standing in for read ones (normalised units,
@@ -53,7 +56,11 @@ class ACTConfig:
     relative_actions: bool = True  # predict actions as offsets from the current agent state
 
     def __post_init__(self) -> None:
-        self.channels = tuple(self.channels)
+        self.channels, self.cameras = tuple(self.channels), tuple(self.cameras)
+        if not self.cameras:
+            raise ValueError("a policy needs at least one camera")
+        if self.conditioning == "state" and not self.state_head:
+            raise ValueError("conditioning 'state' reads the state head: set state_head or conditioning 'image'")
         check_relative_actions(self.relative_actions, self.state_dim, self.action_dim)
         if self.n_obs_steps != 1:
             raise ValueError("ACT conditions on the current observation only (n_obs_steps 1)")
@@ -69,6 +76,9 @@ class ACTConfig:
     @property
     def action_start(self) -> int:
         return 0
+
+    #: The conditioning that needs no state head.
+    IMAGE_CONDITIONING = "image"
 
 
 def encoder(cfg: ACTConfig, layers: int) -> nn.TransformerEncoder:
@@ -93,11 +103,12 @@ class ACTPolicy(nn.Module):
         self.vae_encoder = encoder(cfg, cfg.vae_layers)
         self.vae_out = nn.Linear(d, 2 * cfg.latent_dim)
         # policy
-        self.encoder = ImageEncoder(cfg.channels, cfg.keypoints, cfg.crop)
+        cams = len(cfg.cameras)
+        self.encoder = ImageEncoder(cfg.channels, cfg.keypoints, cfg.crop, cameras=cams, state_head=cfg.state_head)
         if cfg.conditioning == "image":
             self.image_proj = nn.Conv2d(self.encoder.backbone.out_channels, d, 1)
             with torch.no_grad():
-                tokens = self.encoder.backbone(torch.zeros(1, 3, cfg.crop, cfg.crop)).shape[-2:].numel()
+                tokens = cams * self.encoder.backbone(torch.zeros(1, 3, cfg.crop, cfg.crop)).shape[-2:].numel()
         else:
             self.read_proj = nn.Linear(STATE_DIM, d)
             tokens = 1
@@ -120,16 +131,18 @@ class ACTPolicy(nn.Module):
         return self.vae_out(out[:, 0]).chunk(2, -1)
 
     def observe(self, images: torch.Tensor, targets: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 1, 3, S, S) images (and (B, 1, 6) true states in training) -> observation tokens, encoder loss (B,)."""
+        """(B, 1, 3 K, S, S) images (and (B, 1, 6) true states in training, with the state head) ->
+        observation tokens, encoder loss (B,)."""
         if self.cfg.conditioning == "state":
             cfg = self.cfg
             read, loss = conditioning_states(self.encoder, images, targets, cfg.image_batch, cfg.state_noise)
             return self.read_proj(read), loss
-        fmap = self.encoder.feature_map(images[:, -1])
-        loss = images.new_zeros(images.shape[0]).float()
-        if targets is not None:
-            loss = state_loss(self.encoder.state(self.encoder.pool(fmap)), targets[:, -1])
-        return self.image_proj(fmap).flatten(2).transpose(1, 2), loss
+        b = images.shape[0]
+        fmap = self.encoder.feature_map(images[:, -1])  # (B K, C, h, w)
+        loss = images.new_zeros(b).float()
+        if targets is not None and self.cfg.state_head:
+            loss = state_loss(self.encoder.state(self.encoder.pool(fmap).reshape(b, -1)), targets[:, -1])
+        return self.image_proj(fmap).flatten(2).transpose(1, 2).reshape(b, -1, self.cfg.dim), loss
 
     def decode(self, obs: torch.Tensor, state: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         tokens = torch.cat([self.latent_proj(z)[:, None], self.state_proj(state)[:, None], obs], 1)
@@ -146,13 +159,14 @@ class ACTPolicy(nn.Module):
         obs, encoder_loss = self.observe(batch["image"], batch.get("aux_target"))
         pred = self.decode(obs, state, z)
         valid = (~pad).float().unsqueeze(-1)
-        l1 = (F.l1_loss(pred, actions, reduction="none") * valid).sum((1, 2)) / (valid.sum((1, 2)) * 2).clamp_min(1)
+        elements = (valid.sum((1, 2)) * self.cfg.action_dim).clamp_min(1)
+        l1 = (F.l1_loss(pred, actions, reduction="none") * valid).sum((1, 2)) / elements
         kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(-1)
         return l1 + self.cfg.kl_weight * kl + self.cfg.aux_weight * encoder_loss
 
     @torch.inference_mode()
     def predict(self, images: torch.Tensor, states: torch.Tensor, generator: torch.Generator | None = None):
-        """(B, 1, 3, S, S), (B, 1, state_dim) -> (B, horizon, action_dim) in raw units (z = prior mean)."""
+        """(B, 1, 3 K, S, S), (B, 1, state_dim) -> (B, horizon, action_dim) in raw units (z = prior mean)."""
         state = self.state_norm(states[:, -1])
         z = torch.zeros(state.shape[0], self.cfg.latent_dim, device=state.device)
         actions = self.action_norm.inverse(self.decode(self.observe(images, None)[0], state, z))

@@ -21,9 +21,11 @@ from torch import nn
 
 from hiwm import checkpoints
 from hiwm.checkpoints import CheckpointError, load_tensors, load_weights, save_tensors, state_tensors
-from hiwm.data.lerobot import atomic_write_json
+from hiwm.files import atomic_write_json
 from hiwm.policy.act import ACTConfig, ACTPolicy
+from hiwm.policy.data import camera_features
 from hiwm.policy.diffusion import DiffusionConfig, DiffusionPolicy
+from hiwm.tasks import Task
 
 BACKBONES: dict[str, tuple[type, type]] = {
     "diffusion": (DiffusionConfig, DiffusionPolicy),
@@ -46,6 +48,38 @@ def build_model(backbone: str, overrides: dict[str, Any] | None = None) -> nn.Mo
     if unknown:
         raise CheckpointError(f"unknown {backbone} config keys {sorted(unknown)}")
     return model_cls(config_cls(**(overrides or {})))
+
+
+def task_model_config(
+    backbone: str, task: Task, features: dict[str, dict], overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The model config of ``backbone`` for ``task`` on a dataset with ``features``: shapes (proprio,
+    actions, cameras) from the dataset, the task's policy options, then ``overrides``."""
+    if backbone not in BACKBONES:
+        raise CheckpointError(f"unknown backbone {backbone!r}; expected one of {sorted(BACKBONES)}")
+    dims = {}
+    for key, want, what in (("observation.state", task.proprio_dim, "proprio"), ("action", task.action_dim, "action")):
+        if key not in features:
+            raise ValueError(f"the dataset has no {key!r} feature")
+        dims[key] = int(features[key]["shape"][0])
+        if dims[key] != want:
+            raise ValueError(f"the dataset's {key} has {dims[key]} values, task {task.name!r} has {want} {what} dims")
+    cameras = camera_features(features)
+    if not cameras:
+        raise ValueError("the dataset has no camera (observation.image or observation.images.*)")
+    # the task's camera order where the dataset names them, then the rest as the dataset has them
+    order = [c.name for c in task.cameras if c.name in cameras] + [c for c in cameras]
+    config: dict[str, Any] = {
+        "state_dim": dims["observation.state"],
+        "action_dim": dims["action"],
+        "cameras": list(dict.fromkeys(order)),
+        "state_head": task.policy.state_head,
+        "relative_actions": task.policy.relative_actions,
+    }
+    if not task.policy.state_head:
+        config["conditioning"] = BACKBONES[backbone][0].IMAGE_CONDITIONING
+    config.update(overrides or {})
+    return config
 
 
 def save_checkpoint(

@@ -5,8 +5,12 @@ frame t of a training episode: the ``n_obs_steps`` observations ending at t (the
 before the episode start) and ``horizon`` actions from ``t - action_start`` (the last repeated past
 the episode end, and flagged in ``action_pad``). Batches draw their dataset by the mixing ratios,
 then a frame uniformly; each sample carries a loss weight (``intervention_weight`` on frames a
-human corrected). Where a dataset records the true Push-T state (``observation.environment_state``),
-a sample also carries it as the target of the policies' auxiliary state head (NaN where unknown).
+human corrected). A policy with the auxiliary state head (a Push-T option) also gets, where a
+dataset records the true state (``observation.environment_state``), that state as the head's
+target (NaN where unknown).
+
+Cameras are the dataset's video features (:func:`camera_features`), stacked along the channels of
+one image: (N, 3 x cameras, S, S).
 """
 
 from __future__ import annotations
@@ -23,6 +27,21 @@ from hiwm.policy.encoder import resize_images
 from hiwm.world_model.probe import state_to_targets
 
 ENV_STATE_KEY = "observation.environment_state"
+SINGLE_IMAGE_KEY = "observation.image"  # a one-camera dataset's video (lerobot/pusht's layout): camera "image"
+IMAGES_PREFIX = "observation.images."
+
+
+def camera_features(features: dict[str, dict]) -> dict[str, str]:
+    """``{camera name: video feature}`` of a dataset, in its order (``observation.image`` is "image")."""
+    out = {}
+    for key, feature in features.items():
+        if feature.get("dtype") != "video":
+            continue
+        if key == SINGLE_IMAGE_KEY:
+            out["image"] = key
+        elif key.startswith(IMAGES_PREFIX):
+            out[key.removeprefix(IMAGES_PREFIX)] = key
+    return out
 
 
 def parse_data_spec(spec: str) -> tuple[str, float]:
@@ -43,10 +62,10 @@ def parse_data_spec(spec: str) -> tuple[str, float]:
 class FrameStore:
     """The frames of some episodes of one dataset, back to back."""
 
-    image: np.ndarray  # (N, 3, S, S) uint8
-    state: np.ndarray  # (N, 2) float32
-    action: np.ndarray  # (N, 2) float32
-    env_state: np.ndarray  # (N, 5) float32 true agent xy, block xy, angle; NaN rows where unknown
+    image: np.ndarray  # (N, 3 x cameras, S, S) uint8
+    state: np.ndarray  # (N, state_dim) float32
+    action: np.ndarray  # (N, action_dim) float32
+    env_state: np.ndarray  # (N, 5) true agent xy, block xy, angle, NaN rows where unknown; (N, 0): no targets
     weight: np.ndarray  # (N,) float32
     lo: np.ndarray  # (N,) first frame index of each frame's episode
     hi: np.ndarray  # (N,) one past its last frame
@@ -63,9 +82,18 @@ def load_dataset(
     intervention_weight: float = 1.0,
     seed: int = 0,
     max_episodes: int | None = None,
+    cameras: tuple[str, ...] = ("image",),
+    state_targets: bool = True,
 ) -> tuple[FrameStore, FrameStore | None]:
-    """(train, val) frame stores of one dataset; val holds whole held-out episodes (None if none)."""
+    """(train, val) frame stores of one dataset; val holds whole held-out episodes (None if none).
+
+    ``cameras`` are the camera names of :func:`camera_features`, stacked in that order;
+    ``state_targets`` loads the true states for the auxiliary state head."""
     ds = LeRobotDataset(root)
+    have = camera_features(ds.features)
+    missing = [c for c in cameras if c not in have]
+    if missing:
+        raise ValueError(f"{root}: dataset has no camera {missing} (its cameras: {sorted(have)})")
     n = ds.num_episodes if max_episodes is None else min(max_episodes, ds.num_episodes)
     if n == 0:
         raise ValueError(f"{root}: dataset has no episodes")
@@ -75,11 +103,14 @@ def load_dataset(
     parts: dict[bool, list[dict[str, np.ndarray]]] = {False: [], True: []}
     for i in tqdm(range(n), desc=f"load {Path(root).name}", leave=False):
         ep = ds.episode(i)
-        img = torch.from_numpy(ep["observation.image"]).permute(0, 3, 1, 2).float()
-        img = resize_images(img, image_size).round().clamp(0, 255).to(torch.uint8).numpy()
+        views = []
+        for cam in cameras:
+            view = torch.from_numpy(ep[have[cam]]).permute(0, 3, 1, 2).float()
+            views.append(resize_images(view, image_size).round().clamp(0, 255).to(torch.uint8).numpy())
+        img = np.concatenate(views, axis=1)
         inter = ep.get("intervention", np.zeros(len(img))).reshape(len(img), -1)[:, 0].astype(bool)
-        env_state = np.full((len(img), 5), np.nan, np.float32)
-        if ENV_STATE_KEY in ep:
+        env_state = np.full((len(img), 5 if state_targets else 0), np.nan, np.float32)
+        if ENV_STATE_KEY in ep and state_targets:
             known = np.asarray(ep[ENV_STATE_KEY], np.float32).reshape(len(img), -1)
             # recorders without a block pose write zeros (see data.episodes): no target there
             env_state = np.where(np.any(known != 0, axis=1, keepdims=True), known, np.nan).astype(np.float32)
@@ -118,14 +149,16 @@ def gather(store: FrameStore, idx: np.ndarray, n_obs: int, horizon: int, action_
     lo, hi = store.lo[idx, None], store.hi[idx, None]
     obs = np.clip(idx[:, None] + np.arange(-n_obs + 1, 1), lo, hi - 1)
     act_raw, act = action_window(store, idx, horizon, action_start)
-    return {
+    batch = {
         "image": torch.from_numpy(store.image[obs]),
         "state": torch.from_numpy(store.state[obs]),
         "action": torch.from_numpy(store.action[act]),
-        "aux_target": torch.from_numpy(aux_targets(store.env_state[obs].reshape(-1, 5)).reshape(*obs.shape, -1)),
         "action_pad": torch.from_numpy(act_raw >= hi),
         "weight": torch.from_numpy(store.weight[idx]),
     }
+    if store.env_state.shape[1]:  # the state head's targets
+        batch["aux_target"] = torch.from_numpy(aux_targets(store.env_state[obs].reshape(-1, 5)).reshape(*obs.shape, -1))
+    return batch
 
 
 def action_offsets(store: FrameStore, horizon: int, action_start: int) -> np.ndarray:

@@ -5,10 +5,11 @@ action sequence starting at the oldest observation; steps ``n_obs_steps - 1`` on
 ``n_action_steps`` of them. Trained as DDPM (epsilon prediction, squared-cosine schedule), sampled
 with DDIM in ``inference_steps`` steps.
 
-Each observation is, by default (``conditioning="state"``), the Push-T state the conv encoder
-reads off the frame plus the agent position: a 6-value bottleneck the encoder learns from the
-datasets' true states, while the U-Net learns from true states (noised) on whole batches. This
-trains in CPU minutes what end-to-end image conditioning (``"keypoints"``) needs GPU days for.
+Each observation is, by default (``conditioning="state"``), the Push-T state the conv encoder's
+state head reads off the frame plus the agent position: a 6-value bottleneck the encoder learns
+from the datasets' true states, while the U-Net learns from true states (noised) on whole batches.
+This trains in CPU minutes what end-to-end image conditioning (``"keypoints"``: every camera's
+keypoints and the proprio, the task option without a state head) needs GPU days for on Push-T.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ class DiffusionConfig:
     n_obs_steps: int = 2
     horizon: int = 16
     n_action_steps: int = 8
-    state_dim: int = 2
+    state_dim: int = 2  # proprio
     action_dim: int = 2
+    cameras: tuple[str, ...] = ("image",)  # the observation's images, in this order
     channels: tuple[int, ...] = (16, 32, 64)
     keypoints: int = 32
     feature_dim: int = 64
@@ -45,6 +47,7 @@ class DiffusionConfig:
     inference_steps: int = 10
     noise_repeats: int = 2  # noise levels per observation in a batch: the U-Net is cheap next to the encoder
     conditioning: str = "state"  # "state": the state read off the image; "keypoints": image keypoints end to end
+    state_head: bool = True  # the encoder's auxiliary true-state head (a task option; "state" needs it)
     aux_weight: float = 1.0  # weight of the encoder's true-state loss (training only)
     image_batch: int = 16  # "state": samples per batch whose images train the encoder
     state_noise: float = 0.01  # "state": noise on true states standing in for read ones (normalised units,
@@ -53,7 +56,11 @@ class DiffusionConfig:
     relative_actions: bool = True  # predict actions as offsets from the current agent state
 
     def __post_init__(self) -> None:
-        self.channels, self.down_dims = tuple(self.channels), tuple(self.down_dims)
+        self.channels, self.down_dims, self.cameras = tuple(self.channels), tuple(self.down_dims), tuple(self.cameras)
+        if not self.cameras:
+            raise ValueError("a policy needs at least one camera")
+        if self.conditioning == "state" and not self.state_head:
+            raise ValueError("conditioning 'state' reads the state head: set state_head or conditioning 'keypoints'")
         check_relative_actions(self.relative_actions, self.state_dim, self.action_dim)
         if self.n_obs_steps < 1 or self.n_action_steps < 1:
             raise ValueError("n_obs_steps and n_action_steps must be >= 1")
@@ -70,6 +77,9 @@ class DiffusionConfig:
     def action_start(self) -> int:
         """Index in the predicted sequence of the action for the current observation."""
         return self.n_obs_steps - 1
+
+    #: The conditioning that needs no state head.
+    IMAGE_CONDITIONING = "keypoints"
 
 
 def squared_cos_alphas_cumprod(steps: int, max_beta: float = 0.999) -> torch.Tensor:
@@ -187,9 +197,11 @@ class DiffusionPolicy(nn.Module):
         self.cfg = cfg
         self.state_norm = make_normalizer(cfg.normalization, cfg.state_dim)
         self.action_norm = make_normalizer(cfg.normalization, cfg.action_dim)
-        self.encoder = ImageEncoder(cfg.channels, cfg.keypoints, cfg.crop)
+        self.encoder = ImageEncoder(
+            cfg.channels, cfg.keypoints, cfg.crop, cameras=len(cfg.cameras), state_head=cfg.state_head
+        )
         if cfg.conditioning == "keypoints":
-            self.feature = nn.Sequential(nn.Linear(2 * cfg.keypoints, cfg.feature_dim), nn.ReLU())
+            self.feature = nn.Sequential(nn.Linear(self.encoder.out_dim, cfg.feature_dim), nn.ReLU())
         obs_dim = STATE_DIM if cfg.conditioning == "state" else cfg.feature_dim
         cond_dim = cfg.n_obs_steps * (obs_dim + cfg.state_dim)
         self.unet = TemporalUNet(cfg.action_dim, cond_dim, cfg.down_dims, cfg.kernel_size, cfg.step_embed_dim)
@@ -199,8 +211,8 @@ class DiffusionPolicy(nn.Module):
     def encode(
         self, images: torch.Tensor, states: torch.Tensor, targets: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, n, 3, S, S) images, (B, n, state_dim) raw agent states and, in training, (B, n, 6) true
-        states -> the U-Net's condition (B, cond_dim) and the encoder's per-sample loss (B,)."""
+        """(B, n, 3 K, S, S) images, (B, n, state_dim) raw proprio and, in training with the state head,
+        (B, n, 6) true states -> the U-Net's condition (B, cond_dim) and the encoder's per-sample loss (B,)."""
         cfg = self.cfg
         if cfg.conditioning == "state":
             obs, loss = conditioning_states(self.encoder, images, targets, cfg.image_batch, cfg.state_noise)
@@ -208,7 +220,7 @@ class DiffusionPolicy(nn.Module):
             b, n = images.shape[:2]
             kp = self.encoder.keypoints(images.flatten(0, 1)).view(b, n, -1)
             obs, loss = self.feature(kp), images.new_zeros(b).float()
-            if targets is not None:
+            if targets is not None and cfg.state_head:
                 loss = state_loss(self.encoder.state(kp[:, -1]), targets[:, -1])
         return torch.cat([obs, self.state_norm(states)], -1).flatten(1), loss
 

@@ -53,18 +53,19 @@ class SpatialSoftmax(nn.Module):
 
 
 def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
-    """(..., 3, H, W) float -> (..., 3, size, size); area averaging when shrinking."""
+    """(..., C, H, W) float -> (..., C, size, size); area averaging when shrinking."""
     if images.shape[-2:] == (size, size):
         return images
     lead = images.shape[:-3]
     flat = images.reshape(-1, *images.shape[-3:])
     mode = "area" if images.shape[-1] >= size and images.shape[-2] >= size else "bilinear"
     out = F.interpolate(flat, size=(size, size), mode=mode)
-    return out.reshape(*lead, 3, size, size)
+    return out.reshape(*lead, images.shape[-3], size, size)
 
 
 def random_crop(images: torch.Tensor, crop: int) -> torch.Tensor:
-    """One random ``crop`` x ``crop`` window per sample (B, ..., 3, S, S); the same window for its obs steps."""
+    """One random ``crop`` x ``crop`` window per sample (B, ..., C, S, S); the same window for its obs
+    steps and cameras."""
     s = images.shape[-1]
     if crop >= s:
         return images
@@ -82,32 +83,48 @@ def center_crop(images: torch.Tensor, crop: int) -> torch.Tensor:
     return images[..., o : o + crop, o : o + crop]
 
 
-STATE_DIM = 6  # the state the encoder reads: agent xy, block xy, sin, cos
+STATE_DIM = 6  # the state the encoder's state head reads: agent xy, block xy, sin, cos
 
 
 class ImageEncoder(nn.Module):
-    """Frames -> spatial-softmax keypoints -> the true Push-T state read off them.
+    """Frames of ``cameras`` cameras -> spatial-softmax keypoints (-> the true Push-T state read off them).
 
-    The state head's target is the true state (agent xy, block xy in [-1, 1], sin and cos of the
-    block angle), recorded by the Push-T datasets. Reading the block pose off the image is what a
-    Push-T policy must learn first; a direct target teaches it in a few thousand steps instead of
-    the hundreds of thousands the action loss alone needs.
+    Frames arrive as (N, 3 * cameras, S, S), the cameras stacked along channels; one backbone and
+    one keypoint layer serve every camera, whose keypoints are concatenated.
+
+    With ``state_head``, a head reads the true state (agent xy, block xy in [-1, 1], sin and cos of
+    the block angle) off the keypoints, trained on what the Push-T datasets record. Reading the block
+    pose off the image is what a Push-T policy must learn first; a direct target teaches it in a few
+    thousand steps instead of the hundreds of thousands the action loss alone needs.
     """
 
-    def __init__(self, channels: tuple[int, ...], keypoints: int, crop: int, hidden: int = 128) -> None:
+    def __init__(
+        self,
+        channels: tuple[int, ...],
+        keypoints: int,
+        crop: int,
+        hidden: int = 128,
+        cameras: int = 1,
+        state_head: bool = True,
+    ) -> None:
         super().__init__()
-        self.crop = crop
+        self.crop, self.cameras = crop, cameras
         self.backbone = ConvBackbone(channels)
         self.pool = SpatialSoftmax(self.backbone.out_channels, keypoints)
-        self.head = nn.Sequential(nn.Linear(2 * keypoints, hidden), nn.ReLU(), nn.Linear(hidden, STATE_DIM))
+        self.out_dim = 2 * keypoints * cameras
+        if state_head:
+            self.head = nn.Sequential(nn.Linear(self.out_dim, hidden), nn.ReLU(), nn.Linear(hidden, STATE_DIM))
 
     def feature_map(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, S, S) uint8 or [0, 1] float -> backbone feature map (random crop in training)."""
+        """(N, 3 K, S, S) uint8 or [0, 1] float -> backbone feature maps (N K, C, s, s), camera-major
+        within each sample (random crop in training)."""
         x = images.float() / 255 if images.dtype == torch.uint8 else images
-        return self.backbone(random_crop(x, self.crop) if self.training else center_crop(x, self.crop))
+        x = random_crop(x, self.crop) if self.training else center_crop(x, self.crop)
+        return self.backbone(x.reshape(-1, 3, *x.shape[-2:]))
 
     def keypoints(self, images: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.feature_map(images))
+        """(N, 3 K, S, S) -> (N, 2 keypoints K)."""
+        return self.pool(self.feature_map(images)).reshape(images.shape[0], -1)
 
     def state(self, keypoints: torch.Tensor) -> torch.Tensor:
         return self.head(keypoints)

@@ -1,10 +1,12 @@
-"""Evaluate a policy on the Push-T robot in lockstep: success rate (95 % Wilson interval), coverage, videos.
+"""Evaluate a policy in its task's world in lockstep: success rate (95 % Wilson interval), the task's
+success metric, videos.
 
-Episodes run in parallel worker processes, each with its own gym-pusht env and its own copy of
-the policy; an episode's result depends only on its seed (and the policy's sampling seed).
-Outputs under ``out``: ``episodes.csv`` and ``episodes.json`` (one row per episode),
-``summary.json`` (each seed's outcome too, ``per_seed``), ``episodes.mp4`` (the first ``videos``
-episodes tiled) and ``coverage.png``.
+Episodes run in parallel worker processes, each with its own env (the task's,
+:func:`hiwm.tasks.world.load_world`) and its own copy of the policy; an episode's result depends
+only on its seed (and the policy's sampling seed). Outputs under ``out``: ``episodes.csv`` and
+``episodes.json`` (one row per episode), ``summary.json`` (each seed's outcome too, ``per_seed``),
+``episodes.mp4`` (the first ``videos`` episodes tiled) and ``<metric>.png`` (the metric per step;
+Push-T's is coverage).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import csv
 import json
 import math
 import multiprocessing as mp
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hiwm.stats import wilson
+from hiwm.worlds import run_episode
 
 
 @dataclass
@@ -31,13 +33,27 @@ class EvalConfig:
     seeds: str = "0:50"  # A:B is range(A, B); or comma-separated seeds
     episodes: int | None = None  # the first N of the seeds
     workers: int = 2
-    max_steps: int = 300
-    image_size: int = 96
+    max_steps: int | None = None  # None: the task's episode length
+    image_size: int | None = None  # None: the task's camera size
     videos: int = 4
     out: str | None = None
     threads: int = 1  # torch threads per worker
     policy_seed: int = 0
     world: str = ""  # a world-model checkpoint: evaluate in the model (same initial states) instead
+    task: str = ""  # the task whose env runs; "": the checkpoint's training task (else the default task)
+
+    def __post_init__(self) -> None:
+        from hiwm.tasks import DEFAULT_TASK, get_task
+
+        if not self.task:
+            self.task = DEFAULT_TASK
+            if Path(self.policy).is_dir():
+                from hiwm.policy.checkpoint import read_config
+
+                self.task = read_config(self.policy).get("train", {}).get("task") or DEFAULT_TASK
+        spec = get_task(self.task)
+        if self.max_steps is None:
+            self.max_steps = spec.episode_steps
 
 
 def parse_seeds(text: str, episodes: int | None = None) -> list[int]:
@@ -59,45 +75,6 @@ def parse_seeds(text: str, episodes: int | None = None) -> list[int]:
     return seeds
 
 
-def policy_steps(policy: Any, env: Any, obs: Any, max_steps: int) -> Iterator[tuple[int, np.ndarray, Any]]:
-    """The policy closed loop from ``obs``: query a chunk, execute it row by row, showing the policy
-    every observation in between. Yields (row index in its chunk, action, next observation) until done
-    or ``max_steps``; a caller stops earlier by leaving the loop."""
-    observe = getattr(policy, "observe", None)
-    while not obs.done and obs.step < max_steps:
-        chunk = np.asarray(policy.act({"image": obs.image, "state": obs.agent_pos}), dtype=np.float64).reshape(-1, 2)
-        for i, action in enumerate(chunk):
-            obs = env.step(action)
-            yield i, action, obs
-            if obs.done or obs.step >= max_steps:
-                return
-            if observe is not None and i < len(chunk) - 1:
-                observe({"image": obs.image, "state": obs.agent_pos})
-
-
-def run_episode(policy: Any, env: Any, seed: int, max_steps: int, record: bool = False) -> dict[str, Any]:
-    """One episode from ``seed``'s initial state (see :func:`policy_steps`)."""
-    policy.reset()
-    obs = env.reset(seed=seed)
-    frames, coverage = [obs.image], [obs.coverage]
-    queries = 0
-    for row, _, nxt in policy_steps(policy, env, obs, max_steps):
-        obs = nxt
-        queries += row == 0
-        frames.append(obs.image)
-        coverage.append(obs.coverage)
-    return {
-        "seed": seed,
-        "success": bool(obs.success),
-        "max_coverage": float(obs.max_coverage),
-        "final_coverage": float(obs.coverage),
-        "steps": int(obs.step),
-        "queries": queries,
-        "coverage": coverage,
-        "frames": np.stack(frames) if record else None,
-    }
-
-
 _WORKER: dict[str, Any] = {}
 
 
@@ -114,25 +91,27 @@ def _load_worker(cfg: EvalConfig) -> None:
     import torch
 
     from hiwm.policy.runtime import load_policy
-    from hiwm.pusht.env import PushTEnv
+    from hiwm.tasks import get_task
+    from hiwm.tasks.world import load_world
 
     torch.set_num_threads(cfg.threads)
+    world = load_world(get_task(cfg.task))
     outside = ":" in cfg.policy and not Path(cfg.policy).exists()
     kwargs = (json.loads(cfg.policy_args) if cfg.policy_args else {}) if outside else {"seed": cfg.policy_seed}
     if cfg.world:  # the same seeds' initial states, stepped by the world model, judged by its probe
-        from hiwm.experiment.world import ModelWorld
+        from hiwm.world_model.world import ModelWorld
 
         env = ModelWorld(cfg.world, max_steps=cfg.max_steps)
     else:
-        env = PushTEnv(cfg.image_size)
-    _WORKER.update(policy=load_policy(cfg.policy, **kwargs), env=env, cfg=cfg)
+        env = world.make_env(cfg.image_size)
+    _WORKER.update(policy=load_policy(cfg.policy, **kwargs), env=env, cfg=cfg, world=world)
 
 
 def _work(job: tuple[int, bool]) -> dict[str, Any]:
     if "error" in _WORKER:
         raise _WORKER["error"]
     seed, record = job
-    return run_episode(_WORKER["policy"], _WORKER["env"], seed, _WORKER["cfg"].max_steps, record)
+    return run_episode(_WORKER["policy"], _WORKER["env"], seed, _WORKER["cfg"].max_steps, record, _WORKER["world"])
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
@@ -142,45 +121,58 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     if cfg.workers <= 1:
         _load_worker(cfg)
-        rows = [_work(j) for j in tqdm(jobs, desc="eval")]
+        try:
+            rows = [_work(j) for j in tqdm(jobs, desc="eval")]
+        finally:
+            getattr(_WORKER.pop("env", None), "close", lambda: None)()  # a renderer left open complains at exit
     else:
         with mp.get_context("spawn").Pool(min(cfg.workers, len(jobs)), _init_worker, (cfg,)) as pool:
             rows = list(tqdm(pool.imap(_work, jobs), total=len(jobs), desc="eval"))
+    from hiwm.tasks import get_task
+
+    success = get_task(cfg.task).success
+    metric = success.metric
     n, k = len(rows), sum(r["success"] for r in rows)
     low, high = wilson(k, n)
     summary = {
+        "task": cfg.task,
         "policy": cfg.policy,
         "episodes": n,
         "successes": k,
         "success_rate": k / n,
         "success_ci95": [low, high],
-        "mean_max_coverage": float(np.mean([r["max_coverage"] for r in rows])),
+        f"mean_max_{metric}": float(np.mean([r[f"max_{metric}"] for r in rows])),
         "mean_steps": float(np.mean([r["steps"] for r in rows])),
         "seeds": cfg.seeds,
         # each seed's outcome: what pairs two checkpoints evaluated on the same seeds (hiwm.stats)
-        "per_seed": [{"seed": r["seed"], "success": r["success"], "max_coverage": r["max_coverage"]} for r in rows],
+        "per_seed": [{"seed": r["seed"], "success": r["success"], f"max_{metric}": r[f"max_{metric}"]} for r in rows],
         "config": asdict(cfg),
     }
     if cfg.out:
-        write_outputs(Path(cfg.out), rows, summary)
+        write_outputs(Path(cfg.out), rows, summary, metric, success.threshold)
     return summary
 
 
-TABLE = ["seed", "success", "max_coverage", "final_coverage", "steps", "queries"]
+def table(metric: str = "coverage") -> list[str]:
+    """The columns of episodes.csv for a task whose success metric is ``metric``."""
+    return ["seed", "success", f"max_{metric}", f"final_{metric}", "steps", "queries"]
 
 
-def write_outputs(out: Path, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+def write_outputs(
+    out: Path, rows: list[dict[str, Any]], summary: dict[str, Any], metric: str = "coverage", threshold: float = 0.95
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    columns = table(metric)
     with (out / "episodes.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, TABLE)
+        writer = csv.DictWriter(f, columns)
         writer.writeheader()
-        writer.writerows({k: r[k] for k in TABLE} for r in rows)
-    (out / "episodes.json").write_text(json.dumps([{k: r[k] for k in TABLE} for r in rows], indent=1))
+        writer.writerows({k: r[k] for k in columns} for r in rows)
+    (out / "episodes.json").write_text(json.dumps([{k: r[k] for k in columns} for r in rows], indent=1))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     recorded = [r for r in rows if r["frames"] is not None]
     if recorded:
         write_video(out / "episodes.mp4", [r["frames"] for r in recorded])
-    plot_coverage(out / "coverage.png", rows, summary)
+    plot_metric(out / f"{metric}.png", rows, summary, metric, threshold)
 
 
 def write_video(path: Path, episodes: list[np.ndarray], fps: int = 10) -> None:
@@ -203,7 +195,9 @@ def write_video(path: Path, episodes: list[np.ndarray], fps: int = 10) -> None:
         enc.close()
 
 
-def plot_coverage(path: Path, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+def plot_metric(
+    path: Path, rows: list[dict[str, Any]], summary: dict[str, Any], metric: str = "coverage", threshold: float = 0.95
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -211,10 +205,11 @@ def plot_coverage(path: Path, rows: list[dict[str, Any]], summary: dict[str, Any
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for r in rows:
-        ax.plot(r["coverage"], color="tab:green" if r["success"] else "tab:red", alpha=0.4, lw=0.8)
-    ax.axhline(0.95, color="k", ls="--", lw=0.8)
+        ax.plot(r[metric], color="tab:green" if r["success"] else "tab:red", alpha=0.4, lw=0.8)
+    ax.axhline(threshold, color="k", ls="--", lw=0.8)
     low, high = summary["success_ci95"]
-    ax.set(xlabel="step", ylabel="coverage", ylim=(0, 1))
+    top = max([1.0] if metric == "coverage" else [threshold * 2, *(max(r[metric]) for r in rows)])
+    ax.set(xlabel="step", ylabel=metric, ylim=(min(0.0, *(min(r[metric]) for r in rows)), top))
     ax.set_title(f"success {summary['success_rate']:.0%} [{low:.0%}, {high:.0%}] of {summary['episodes']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -1,9 +1,10 @@
 """The :class:`Policy` seam and the runtime that turns a model into one.
 
-A policy sees one observation at a time, ``{"image": (H, W, 3) uint8 RGB, "state": (2,) agent x, y}``,
-and answers a chunk of actions ``(k, 2)`` (target agent x, y) to execute in order. Callers that
-run a chunk of several steps pass the observations in between to ``observe`` (when the policy has
-it) so histories stay complete.
+A policy sees one observation at a time, ``{"image": (H, W, 3) uint8 RGB, "state": (state_dim,)
+proprio}`` (Push-T: agent x, y), or with several cameras ``{"images": {camera: (H, W, 3)}, "state":
+...}``, and answers a chunk of actions ``(k, action_dim)`` (the task's action space) to execute in
+order. Callers that run a chunk of several steps pass the observations in between to ``observe``
+(when the policy has it) so histories stay complete.
 """
 
 from __future__ import annotations
@@ -26,18 +27,28 @@ class Policy(Protocol):
         """Forget the episode so far (history, queued chunks)."""
 
     def act(self, observation: dict[str, np.ndarray]) -> np.ndarray:
-        """The action chunk (k >= 1, 2) for this observation, in workspace units [0, 512]."""
+        """The action chunk (k >= 1, action_dim) for this observation, in the task's action units."""
 
 
-def check_observation(observation: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Validated (image uint8 HxWx3, state float (2,)); ValueError with a clear message otherwise."""
-    image = np.asarray(observation.get("image"))
+def check_observation(
+    observation: dict[str, Any], state_dim: int = 2, cameras: tuple[str, ...] = ("image",)
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Validated (one uint8 HxWx3 image per camera, state float (state_dim,)); ValueError with a
+    clear message otherwise. A one-camera policy takes ``image``; ``images`` names every camera."""
+    named = observation.get("images")
+    if isinstance(named, dict) and all(c in named for c in cameras):
+        images = [np.asarray(named[c]) for c in cameras]
+    elif len(cameras) == 1 and observation.get("image") is not None:
+        images = [np.asarray(observation.get("image"))]
+    else:
+        raise ValueError(f"observation needs images of cameras {list(cameras)} ('images': {{camera: image}})")
+    for cam, image in zip(cameras, images, strict=True):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"observation image {cam!r} must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
     state = np.asarray(observation.get("state"), dtype=np.float64).reshape(-1)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"observation image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
-    if state.shape != (2,) or not np.all(np.isfinite(state)):
-        raise ValueError(f"observation state must be 2 finite numbers (agent x, y), got {state.tolist()}")
-    return image, state
+    if state.shape != (state_dim,) or not np.all(np.isfinite(state)):
+        raise ValueError(f"observation state must be {state_dim} finite numbers, got {state.tolist()}")
+    return images, state
 
 
 class ModelPolicy:
@@ -65,17 +76,22 @@ class ModelPolicy:
         """One query on a blank frame, then a reset: builds what the first real query would (the
         frozen sampler graph takes about 2 s), so the first chunk is not late."""
         size = self.cfg.image_size
-        self.act({"image": np.zeros((size, size, 3), np.uint8), "state": np.array([256.0, 256.0])})
+        blank = np.zeros((size, size, 3), np.uint8)
+        # any state will do (the output is dropped): the middle of the normaliser's range
+        state = self.model.state_norm.inverse(torch.zeros(self.cfg.state_dim)).numpy()
+        self.act({"images": dict.fromkeys(self.cfg.cameras, blank), "image": blank, "state": state})
         self.reset()
 
     def observe(self, observation: dict[str, np.ndarray]) -> None:
-        image, state = check_observation(observation)
-        img = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()  # a copy: message buffers are read-only
-        img = resize_images(img, self.cfg.image_size).round().clamp(0, 255).to(torch.uint8)
-        self.history.append((img, torch.tensor(state, dtype=torch.float32)))
+        images, state = check_observation(observation, self.cfg.state_dim, self.cfg.cameras)
+        views = []
+        for image in images:
+            img = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()  # a copy: message buffers are read-only
+            views.append(resize_images(img, self.cfg.image_size).round().clamp(0, 255).to(torch.uint8))
+        self.history.append((torch.cat(views), torch.tensor(state, dtype=torch.float32)))
 
     def predict(self) -> np.ndarray:
-        """The whole predicted sequence (horizon, 2) for the current history."""
+        """The whole predicted sequence (horizon, action_dim) for the current history."""
         frames = list(self.history)
         frames = [frames[0]] * (self.cfg.n_obs_steps - len(frames)) + frames  # pad at episode start
         images = torch.stack([f[0] for f in frames])[None].to(self.device)

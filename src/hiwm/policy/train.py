@@ -1,8 +1,8 @@
 """Train a policy: mixed datasets, weighted loss, validation on held-out episodes, EMA, resumable.
 
-Single process by default; under ``torchrun`` (WORLD_SIZE set) each rank draws its own batches and
-DDP averages the gradients; rank 0 validates and writes checkpoints. CUDA with bf16 autocast when
-available, else CPU float32.
+The loop is :func:`hiwm.training.train_loop`: single process by default; under ``torchrun``
+(WORLD_SIZE set) each rank draws its own batches and DDP averages the gradients; rank 0 validates and
+writes checkpoints. CUDA with bf16 autocast when available (``device``), else CPU float32.
 """
 
 from __future__ import annotations
@@ -10,24 +10,24 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
-from hiwm.policy.checkpoint import TRAIN_STATE, build_model, load_train_state, save_checkpoint
+from hiwm.data import LeRobotDataset
+from hiwm.policy.checkpoint import TRAIN_STATE, build_model, load_train_state, save_checkpoint, task_model_config
 from hiwm.policy.data import FrameStore, MixedSampler, action_offsets, gather, load_dataset, parse_data_spec
-from hiwm.progress import BudgetBar
+from hiwm.tasks import DEFAULT_TASK, get_task
+from hiwm.training import Budget, Ranks, TrainStep, ranks_started, stop_ranks, train_loop
 
 
 @dataclass
-class TrainConfig:
+class PolicyTrainConfig:
     backbone: str = "diffusion"
+    task: str = DEFAULT_TASK  # its policy options; the model's shapes come from the (first) dataset
     data: list[str] = field(default_factory=list)  # "path" or "path:ratio"
     out: str = "runs/policy"
     steps: int = 5000
@@ -51,25 +51,8 @@ class TrainConfig:
     resume: bool = True
 
 
-def _distributed() -> tuple[int, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank() if world > 1 else 0), world, int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def _lr_factor(step: int, cfg: TrainConfig, minutes: float = 0.0) -> float:
-    """Warmup, then cosine decay over the steps or the time budget, whichever runs out first."""
-    if step < cfg.warmup:
-        return (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    if cfg.max_minutes > 0:
-        progress = max(progress, minutes / cfg.max_minutes)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 @torch.no_grad()
-def validate(model: torch.nn.Module, store: FrameStore, cfg: TrainConfig, device: torch.device) -> float:
+def validate(model: torch.nn.Module, store: FrameStore, cfg: PolicyTrainConfig, device: torch.device) -> float:
     """Mean loss over fixed windows of the held-out episodes (fixed noise seed, eval mode)."""
     mc = model.cfg
     idx = np.linspace(0, len(store) - 1, min(cfg.val_windows, len(store))).astype(int)
@@ -88,17 +71,30 @@ def validate(model: torch.nn.Module, store: FrameStore, cfg: TrainConfig, device
     return total / max(n, 1)
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Run training; returns the checkpoint folder."""
+@dataclass
+class TrainedPolicy:
+    out: Path  # the checkpoint folder (rank 0 writes it)
+    model: torch.nn.Module  # this rank's trained weights (not the EMA)
+    step: int  # the step this rank stopped at
+
+
+def train(cfg: PolicyTrainConfig) -> TrainedPolicy:
+    """Run training on this rank (every rank under torchrun); the checkpoint folder, this rank's
+    model and step."""
     if not cfg.data:
         raise ValueError("no training data: give at least one dataset")
-    rank, world, local = _distributed()
+    with ranks_started(cfg.device) as ranks:
+        return _train(cfg, ranks)
+
+
+def _train(cfg: PolicyTrainConfig, ranks: Ranks) -> TrainedPolicy:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    cuda = torch.cuda.is_available() and cfg.device in ("auto", "cuda")
-    device = torch.device(f"cuda:{local}" if cuda else "cpu")
-    torch.manual_seed(cfg.seed + rank)
+    device = ranks.device
+    torch.manual_seed(cfg.seed + ranks.rank)
     out = Path(cfg.out)
+    specs = [parse_data_spec(s) for s in cfg.data]
+    task = get_task(cfg.task)
 
     if cfg.init:  # post-training: the base policy's weights and normalisation, its architecture
         from hiwm.policy.checkpoint import load_model, read_config
@@ -107,13 +103,20 @@ def train(cfg: TrainConfig) -> Path:
             raise ValueError(f"--init {cfg.init} is not a {cfg.backbone} checkpoint")
         model = load_model(cfg.init, device).train()
     else:
-        model = build_model(cfg.backbone, cfg.model).to(device)
+        features = LeRobotDataset(specs[0][0]).features
+        model = build_model(cfg.backbone, task_model_config(cfg.backbone, task, features, cfg.model)).to(device)
     mc = model.cfg
-    specs = [parse_data_spec(s) for s in cfg.data]
     trains, vals = [], []
     for path, _ in specs:
         tr, va = load_dataset(
-            path, mc.image_size, cfg.val_fraction, cfg.intervention_weight, cfg.seed, cfg.max_episodes
+            path,
+            mc.image_size,
+            cfg.val_fraction,
+            cfg.intervention_weight,
+            cfg.seed,
+            cfg.max_episodes,
+            cameras=mc.cameras,
+            state_targets=mc.state_head,
         )
         trains.append(tr)
         if va is not None:
@@ -125,9 +128,9 @@ def train(cfg: TrainConfig) -> Path:
         else:
             model.action_norm.fit(np.concatenate([s.action for s in trains]))
     val = _merge(vals) if vals else None
-    sampler = MixedSampler(trains, [r for _, r in specs], seed=cfg.seed + 1000 * rank)
+    sampler = MixedSampler(trains, [r for _, r in specs], seed=cfg.seed + 1000 * ranks.rank)
 
-    ema = copy.deepcopy(model).eval() if cfg.ema > 0 else None
+    ema = copy.deepcopy(model).eval() if cfg.ema > 0 and ranks.main else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step = 0
     if cfg.resume and (out / TRAIN_STATE).exists():
@@ -137,7 +140,6 @@ def train(cfg: TrainConfig) -> Path:
             from hiwm.policy.checkpoint import load_model
 
             ema.load_state_dict(load_model(out, device).state_dict())
-    net = torch.nn.parallel.DistributedDataParallel(model, [local] if cuda else None) if world > 1 else model
 
     meta = {
         "data": [
@@ -148,67 +150,40 @@ def train(cfg: TrainConfig) -> Path:
     }
     train_doc = {**dataclasses.asdict(cfg), **meta}
     log = out / "log.jsonl"
-    if rank == 0:
+    if ranks.main:
         out.mkdir(parents=True, exist_ok=True)
-    last_val = None
-    bar = BudgetBar(f"train {cfg.backbone}", cfg.steps, cfg.max_minutes, initial=step, disable=rank != 0)
-    net.train()
-    while step < cfg.steps:
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * _lr_factor(step, cfg, bar.elapsed_minutes)
-        batch = {
-            k: v.to(device, non_blocking=True)
-            for k, v in sampler.batch(cfg.batch_size, mc.n_obs_steps, mc.horizon, mc.action_start).items()
-        }
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            per_sample = net(batch).float()
+
+    def batch_loss() -> torch.Tensor:
+        batch = sampler.batch(cfg.batch_size, mc.n_obs_steps, mc.horizon, mc.action_start)
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         w = batch["weight"]
-        loss = (per_sample * w).sum() / w.sum().clamp_min(1e-8)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        step += 1
+        return (model(batch).float() * w).sum() / w.sum().clamp_min(1e-8)
+
+    last_val: float | None = None
+
+    def on_step(s: TrainStep) -> dict[str, Any]:
+        nonlocal last_val
         if ema is not None:
-            decay = min(cfg.ema, (1 + step) / (10 + step))
+            decay = min(cfg.ema, (1 + s.step) / (10 + s.step))
             with torch.no_grad():
                 for e, p in zip(ema.state_dict().values(), model.state_dict().values(), strict=True):
                     e.copy_(e * decay + p * (1 - decay)) if e.is_floating_point() else e.copy_(p)
-        out_of_time = bar.out_of_time()
-        if world > 1:  # every rank stops at the same step
-            flag = torch.tensor(float(out_of_time), device=device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            out_of_time = bool(flag.item())
-        done = step >= cfg.steps or out_of_time
-        if rank == 0:
-            if step % cfg.val_every == 0 or done:
-                inference = ema if ema is not None else model
-                last_val = validate(inference, val, cfg, device) if val is not None else None
-                record = {
-                    "step": step,
-                    "loss": loss.item(),
-                    "val_loss": last_val,
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "minutes": bar.elapsed_minutes,
-                }
-                with log.open("a") as f:
-                    f.write(json.dumps(record) + "\n")
-                save_checkpoint(
-                    out,
-                    inference,
-                    train_doc,
-                    raw=model,
-                    optimizer=optimizer,
-                    extra={"step": step, "val_loss": last_val},
-                )
-            bar.update(step, loss=loss.item(), val=last_val)
-        if done:
-            break
-    bar.close()
-    if world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
-    return out
+        if s.step % cfg.val_every == 0 or s.done:
+            inference = ema if ema is not None else model
+            last_val = validate(inference, val, cfg, device) if val is not None else None
+            record = {"step": s.step, "loss": s.loss, "val_loss": last_val, "lr": s.lr, "minutes": s.minutes}
+            with log.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            save_checkpoint(
+                out, inference, train_doc, raw=model, optimizer=optimizer, extra={"step": s.step, "val_loss": last_val}
+            )
+        return {"val": last_val}
+
+    budget = Budget(cfg.steps, cfg.max_minutes, cfg.lr, cfg.warmup, 0.0, cfg.grad_clip)
+    name = f"train {cfg.backbone}"
+    done = train_loop(name, model, batch_loss, optimizer, budget, ranks, start=step, on_step=on_step)
+    stop_ranks(ranks)
+    return TrainedPolicy(out, model, done.step)
 
 
 def _merge(stores: list[FrameStore]) -> FrameStore:

@@ -15,15 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from hiwm.pusht.env import Observation, PushTEnv
-from hiwm.tasks.chunks import BadChunk
+from hiwm.tasks.chunks import BadCommand
 from hiwm.tasks.chunks import parse_chunk as parse_task_chunk
 from hiwm.tasks.pusht import TASK
 
 CLOCKS = ("lockstep", "realtime")
 ACTION_DIM = 2
-
-
-BadCommand = BadChunk  # a refused command: the chunk rules of every task
 
 
 @dataclass

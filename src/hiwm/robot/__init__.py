@@ -1,1 +1,8 @@
-"""Real-robot adapters: kinematic chains and the ros2_control bridge core."""
+"""Robot adapters: kinematic chains, the ros2_control bridge core, a lab arm's controller interface.
+
+Every robot core (the Push-T robot, the world model's, the bridge, the arm) refuses a command with
+:class:`~hiwm.tasks.chunks.BadCommand`, re-exported here."""
+
+from hiwm.tasks.chunks import BadCommand
+
+__all__ = ["BadCommand"]

@@ -22,17 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hiwm.tasks.chunks import BadCommand
 from hiwm.tasks.joint_env import JointEnv, JointObservation
 
 CLOCKS = ("lockstep", "realtime")
-
-
-class BadCommand(ValueError):
-    """A refused command (nothing moved); ``kind`` keys the throttled log."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 @dataclass

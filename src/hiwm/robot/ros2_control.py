@@ -16,18 +16,11 @@ from typing import Any
 import numpy as np
 
 from hiwm.comm.interfaces import new_message
+from hiwm.robot import BadCommand
 from hiwm.robot.kinematics import Chain
 
 ACTION_SPACES = ("cartesian", "joint")
 COORDS = {"x": 0, "y": 1, "z": 2}
-
-
-class BadCommand(ValueError):
-    """A chunk the bridge refuses (nothing is sent); ``kind`` keys the throttled log."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 @dataclass

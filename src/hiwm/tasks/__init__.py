@@ -11,15 +11,29 @@ import importlib
 from typing import Any
 
 from hiwm.tasks import pusht, so101
-from hiwm.tasks.base import ActionSpace, Camera, JogKey, JogMap, LeaderArmMap, LeaderJoint, Observations, Success, Task
+from hiwm.tasks.base import (
+    ActionSpace,
+    Camera,
+    JogKey,
+    JogMap,
+    LeaderArmMap,
+    LeaderJoint,
+    Observations,
+    PolicyOptions,
+    Success,
+    Task,
+)
 
 _TASKS: dict[str, Task] = {t.name: t for t in (pusht.TASK, so101.TASK)}
 #: The task a node serves unless told otherwise.
 DEFAULT_TASK = pusht.TASK.name
 #: Task name -> ``module:Class`` of its JointEnv world.
 _JOINT_ENVS = {so101.TASK.name: "hiwm.tasks.so101.env:So101PickEnv"}
+#: The joint-space task an arm robot node simulates unless told otherwise.
+DEFAULT_JOINT_TASK = so101.TASK.name
 
 __all__ = [
+    "DEFAULT_JOINT_TASK",
     "DEFAULT_TASK",
     "ActionSpace",
     "Camera",
@@ -28,6 +42,7 @@ __all__ = [
     "LeaderArmMap",
     "LeaderJoint",
     "Observations",
+    "PolicyOptions",
     "Success",
     "Task",
     "get_task",

@@ -173,8 +173,24 @@ class JogMap:
 
 
 @dataclass(frozen=True)
+class PolicyOptions:
+    """What a task asks of the policies trained on it (defaults for ``hiwm train policy --task``)."""
+
+    #: An auxiliary head reads the task's true state off the image, trained on the dataset's
+    #: ``observation.environment_state`` (a Push-T policy must find the block pose first).
+    state_head: bool = False
+    #: Predict actions as offsets from the current proprio (needs actions in the proprio's space).
+    relative_actions: bool = False
+
+
+@dataclass(frozen=True)
 class Task:
-    """One task: everything but its world's physics."""
+    """One task: everything but its world's physics.
+
+    ``world`` names the module holding the task's world (``WORLD``, a
+    :class:`hiwm.tasks.world.TaskWorld`: env, scripted expert, dataset features), imported only
+    when a world is needed (:func:`hiwm.tasks.world.load_world`).
+    """
 
     name: str
     description: str
@@ -184,6 +200,8 @@ class Task:
     success: Success
     jog: JogMap
     leader_arm: LeaderArmMap | None = None
+    world: str = ""
+    policy: PolicyOptions = PolicyOptions()
 
     def __post_init__(self) -> None:
         _check_names("task name", (self.name,))
@@ -198,6 +216,8 @@ class Task:
         unknown = [k.axis for k in self.jog.keys if k.axis not in allowed]
         if unknown:
             raise ValueError(f"jog keys move unknown axes {unknown}; allowed: {sorted(allowed)}")
+        if self.policy.relative_actions and self.action.names != self.observations.proprio:
+            raise ValueError("relative actions need actions in the proprio's space (the same names)")
 
     @property
     def action_dim(self) -> int:

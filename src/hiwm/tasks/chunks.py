@@ -1,7 +1,7 @@
 """Action chunks of any task: validated rows in, ``hiwm_msgs/ActionChunk`` out.
 
 A chunk is ``horizon`` rows of the task's ``action_dim`` absolute targets. One with a NaN or infinite
-value, or the wrong shape, is refused whole (:class:`BadChunk`); values outside the action space's
+value, or the wrong shape, is refused whole (:class:`BadCommand`); values outside the action space's
 limits are clamped, one warning per clamped row.
 """
 
@@ -15,8 +15,10 @@ from hiwm.comm.interfaces import new_message
 from hiwm.tasks.base import ActionSpace
 
 
-class BadChunk(ValueError):
-    """A refused chunk; ``kind`` names the problem (for throttled logging per kind)."""
+class BadCommand(ValueError):
+    """A command refused whole (nothing of it runs): a chunk here, or a trajectory, a forward command,
+    a step after the episode ended at a robot core; ``kind`` names the problem and keys the
+    throttled log."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -24,18 +26,18 @@ class BadChunk(ValueError):
 
 
 def parse_chunk(space: ActionSpace, horizon: int, action_dim: int, data: object) -> tuple[np.ndarray, list[str]]:
-    """The chunk's rows (horizon x dim, float64) clamped into the action space, and warnings; or BadChunk."""
+    """The chunk's rows (horizon x dim, float64) clamped into the action space, and warnings; or BadCommand."""
     if action_dim != space.dim:
-        raise BadChunk("action_dim", f"action_dim must be {space.dim} ({', '.join(space.names)}), got {action_dim}")
+        raise BadCommand("action_dim", f"action_dim must be {space.dim} ({', '.join(space.names)}), got {action_dim}")
     if horizon < 1:
-        raise BadChunk("horizon", f"horizon must be >= 1, got {horizon}")
+        raise BadCommand("horizon", f"horizon must be >= 1, got {horizon}")
     flat = np.asarray(data, dtype=np.float64).reshape(-1)
     if flat.size != horizon * action_dim:
-        raise BadChunk("length", f"data has {flat.size} values, expected horizon*action_dim = {horizon}*{action_dim}")
+        raise BadCommand("length", f"data has {flat.size} values, expected horizon*action_dim = {horizon}*{action_dim}")
     rows = flat.reshape(horizon, action_dim)
     if not np.all(np.isfinite(rows)):
         bad = sorted({int(k) for k in np.flatnonzero(~np.all(np.isfinite(rows), axis=1))})
-        raise BadChunk("value", f"rows {bad}: actions must be finite (NaN or infinity); chunk refused")
+        raise BadCommand("value", f"rows {bad}: actions must be finite (NaN or infinity); chunk refused")
     clean = np.clip(rows, space.low, space.high)
     warnings = [
         f"row {k}: action {rows[k].tolist()} outside the action space; clamped to {clean[k].tolist()}"

@@ -10,6 +10,7 @@ from hiwm.tasks.base import (
     LeaderArmMap,
     LeaderJoint,
     Observations,
+    PolicyOptions,
     Success,
     Task,
 )
@@ -55,4 +56,42 @@ TASK = Task(
             LeaderJoint("shoulder_lift", "agent_y", _LEADER_PX_PER_RAD, 256.0),
         ),
     ),
+    world="hiwm.pusht.world",
+    # The block pose is what a Push-T policy must read off the frame first; a chunk's shape
+    # matters, not where it lies on the table.
+    policy=PolicyOptions(state_head=True, relative_actions=True),
 )
+
+
+#: The task description of every Push-T episode hiwm writes (expert, recorded, exported).
+PUSHT_TASK = "Push the T-shaped block onto the T-shaped target."
+
+
+def pusht_features(image_size: int = 96, extras: bool = True) -> dict[str, dict]:
+    """Features of a Push-T recording: lerobot/pusht's plus intervention, action source and extras."""
+    features: dict[str, dict] = {
+        "observation.image": {
+            "dtype": "video",
+            "shape": [image_size, image_size, 3],
+            "names": ["height", "width", "channels"],
+        },
+        "observation.state": {"dtype": "float32", "shape": [2], "names": {"motors": ["x", "y"]}},
+        "action": {"dtype": "float32", "shape": [2], "names": {"motors": ["x", "y"]}},
+        "intervention": {"dtype": "bool", "shape": [1], "names": None},
+        "action.source": {"dtype": "int8", "shape": [1], "names": ["policy", "human", "scripted"]},
+    }
+    if extras:
+        features.update(
+            {
+                "observation.environment_state": {
+                    "dtype": "float32",
+                    "shape": [5],
+                    "names": ["agent_x", "agent_y", "block_x", "block_y", "block_theta"],
+                },
+                "next.reward": {"dtype": "float32", "shape": [1], "names": None},
+                "next.coverage": {"dtype": "float32", "shape": [1], "names": None},
+                "next.success": {"dtype": "bool", "shape": [1], "names": None},
+                "next.done": {"dtype": "bool", "shape": [1], "names": None},
+            }
+        )
+    return features

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from hiwm.world_model.config import ModelConfig, ProbeConfig, TrainConfig
+from hiwm.world_model.config import ModelConfig, ProbeConfig, WorldModelTrainConfig
 
-__all__ = ["ModelConfig", "ProbeConfig", "TrainConfig", "WorldModel"]
+__all__ = ["ModelConfig", "ProbeConfig", "WorldModel", "WorldModelTrainConfig"]
 
 
 def __getattr__(name: str) -> Any:

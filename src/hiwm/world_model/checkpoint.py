@@ -18,8 +18,8 @@ from torch import nn
 
 from hiwm import checkpoints
 from hiwm.checkpoints import CheckpointError, load_tensors, load_weights, save_tensors, state_tensors
-from hiwm.data.lerobot import atomic_write_json
-from hiwm.world_model.config import ModelConfig, ProbeConfig, TrainConfig, from_dict, to_dict
+from hiwm.files import atomic_write_json
+from hiwm.world_model.config import ModelConfig, ProbeConfig, WorldModelTrainConfig, from_dict, to_dict
 
 FORMAT = "hiwm.world_model/1"
 CONFIG = "config.json"
@@ -31,7 +31,7 @@ OPTIMIZER = "optimizer.safetensors"
 @dataclass
 class Checkpoint:
     model: ModelConfig
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: WorldModelTrainConfig = field(default_factory=WorldModelTrainConfig)
     probe: ProbeConfig | None = None
     step: int = 0
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -105,7 +105,7 @@ def read_config(path: str | Path) -> tuple[Checkpoint, dict]:
     try:
         ckpt = Checkpoint(
             model=from_dict(ModelConfig, doc["model"]),
-            train=from_dict(TrainConfig, doc.get("train") or {}),
+            train=from_dict(WorldModelTrainConfig, doc.get("train") or {}),
             probe=from_dict(ProbeConfig, doc["probe"]) if doc.get("probe") else None,
             step=int(doc.get("step", 0)),
             metrics=dict(doc.get("metrics") or {}),

@@ -150,7 +150,7 @@ def preset(name: str = "small", **fields: Any) -> ModelConfig:
 
 
 @dataclass
-class TrainConfig:
+class WorldModelTrainConfig:
     """One training run; ``steps`` optimiser steps of ``batch`` windows of ``rollout`` predicted frames."""
 
     steps: int = 3000

@@ -25,7 +25,6 @@ verdict, which the sessions record as ``detector:success``/``detector:failure``
 from __future__ import annotations
 
 import json
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,7 +38,8 @@ from torch import Tensor, nn
 
 from hiwm import checkpoints
 from hiwm.checkpoints import CheckpointError, load_weights, save_tensors, state_tensors
-from hiwm.data.lerobot import atomic_write_json
+from hiwm.files import atomic_write_json
+from hiwm.training import Budget, Ranks, train_loop
 from hiwm.world_model.config import ProbeConfig, from_dict, to_dict
 
 FORMAT = "hiwm.detector/1"
@@ -347,7 +347,7 @@ def split(episodes: Sequence[Outcome], fractions: tuple[float, float], seed: int
 
 # -- training ---------------------------------------------------------------------------------
 @dataclass
-class TrainConfig:
+class DetectorTrainConfig:
     steps: int = 600
     batch: int = 64
     lr: float = 2e-3
@@ -397,12 +397,9 @@ def batch_loss(detector: LearnedDetector, data: Frames, batch: int) -> Tensor:
     return F.binary_cross_entropy_with_logits(detector.net(x, p), torch.from_numpy(data.y[idx]))
 
 
-def fit(detector: LearnedDetector, episodes: Sequence[Outcome], cfg: TrainConfig) -> dict[str, float]:
-    """Train the net on ``episodes``' frames.
-
-    A short AdamW loop with a cosine rate, to be replaced by ``hiwm.training.train_loop`` (the
-    project's one budgeted loop) around :func:`batch_loss` once that loop is in the tree.
-    """
+def fit(detector: LearnedDetector, episodes: Sequence[Outcome], cfg: DetectorTrainConfig) -> dict[str, float]:
+    """Train the net on ``episodes``' frames in :func:`hiwm.training.train_loop` (AdamW, cosine rate
+    over ``cfg.steps``), on the CPU: so small a net gains nothing from a GPU."""
     torch.manual_seed(cfg.seed)
     data = Frames(episodes, detector.cfg, cfg.seed, cfg.margin)
     if detector.cfg.proprio_dim and not detector.cfg.proprio_mean:
@@ -411,21 +408,23 @@ def fit(detector: LearnedDetector, episodes: Sequence[Outcome], cfg: TrainConfig
     threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    net = detector.net.train()
+    net = detector.net
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loss = torch.zeros(())
     try:
-        for step in range(cfg.steps):
-            for g in opt.param_groups:
-                g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / max(1, cfg.steps)))
-            loss = batch_loss(detector, data, cfg.batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        done = train_loop(
+            "detector",
+            net,
+            lambda: batch_loss(detector, data, cfg.batch),
+            opt,
+            Budget(cfg.steps, lr=cfg.lr),
+            Ranks(),
+            leave=False,
+            log_every=50,
+        )
     finally:
         torch.set_num_threads(threads)
     net.eval()
-    return {"steps": cfg.steps, "loss": float(loss.item()), "frames": len(data.y), "success_frames": len(data.pos)}
+    return {"steps": done.steps, "loss": done.loss, "frames": len(data.y), "success_frames": len(data.pos)}
 
 
 # -- calibration and figures -------------------------------------------------------------------
@@ -496,16 +495,17 @@ def calibrate(detector: LearnedDetector, episodes: Sequence[Outcome]) -> dict[st
 
 
 def train(
-    episodes: Sequence[Outcome], cfg: DetectorConfig | None = None, train_cfg: TrainConfig | None = None
+    episodes: Sequence[Outcome], cfg: DetectorConfig | None = None, train_cfg: DetectorTrainConfig | None = None
 ) -> tuple[LearnedDetector, dict[str, Any]]:
     """Split, train, calibrate; the figures on the held-out test episodes before and after calibration."""
-    train_cfg = train_cfg or TrainConfig()
+    train_cfg = train_cfg or DetectorTrainConfig()
     cfg = cfg or DetectorConfig()
     if cfg.proprio_dim == 0 and episodes and episodes[0].proprio is not None:
         cfg.proprio_dim = episodes[0].proprio.shape[1]
     tr, cal, test = split(episodes, (train_cfg.calibration_fraction, train_cfg.test_fraction), train_cfg.seed)
     if not cal or not test:
         raise ValueError(f"too few episodes ({len(episodes)}) for a calibration and a test split")
+    torch.manual_seed(train_cfg.seed)  # the net's initial weights too: the same run whatever ran before
     detector = LearnedDetector(cfg)
     metrics: dict[str, Any] = {"train": fit(detector, tr, train_cfg)}
     metrics["uncalibrated"] = evaluate(detector, test)
@@ -515,7 +515,9 @@ def train(
     return detector, metrics
 
 
-def run(data: Sequence[str], out: str, camera: str, proprio: bool, image_size: int, train_cfg: TrainConfig) -> dict:
+def run(
+    data: Sequence[str], out: str, camera: str, proprio: bool, image_size: int, train_cfg: DetectorTrainConfig
+) -> dict:
     """``hiwm train detector``: datasets -> a calibrated detector in ``out``; its figures."""
     episodes = load_outcomes(data, camera, proprio)
     detector, metrics = train(episodes, DetectorConfig(image_size=image_size, camera=camera), train_cfg)

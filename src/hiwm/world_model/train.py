@@ -4,8 +4,9 @@
 train and held-out sets; every ``val_every`` steps the held-out episodes are rolled out open
 loop from 2 real frames, driven by their recorded actions, and PSNR/SSIM are measured at the
 horizons 1, 10 and 50. Checkpoints (safetensors + JSON, optimiser included) let a run resume
-with ``--resume``. Under torchrun (``WORLD_SIZE`` set) each process trains on its own windows
-through DDP; rank 0 validates and writes. CUDA and bf16 autocast are used when available.
+with ``--resume``. Every phase runs in :func:`hiwm.training.train_loop`: under torchrun
+(``WORLD_SIZE`` set) each process trains on its own windows through DDP and all stop at the same
+step; rank 0 validates and writes. CUDA and bf16 autocast are used when available.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import dataclasses
 import json
 import math
 import os
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +24,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from hiwm.progress import BudgetBar
+from hiwm.training import Budget, Ranks, TrainStep, autocast, ranks_started, stop_ranks, train_loop
 from hiwm.world_model import checkpoint as ckpt_io
-from hiwm.world_model.config import ModelConfig, ProbeConfig, TrainConfig, preset
+from hiwm.world_model.config import ModelConfig, ProbeConfig, WorldModelTrainConfig, preset
 from hiwm.world_model.data import Episode, Windows, WindowSampler, load_episodes, split_episodes
 from hiwm.world_model.metrics import psnr, ssim
 from hiwm.world_model.model import WorldModel, count_parameters
 from hiwm.world_model.probe import StateProbe, probe_loss, state_to_targets
 
 PHASES = ("autoencoder", "latent_dynamics")
-
-
-def autocast(device: torch.device) -> Any:
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def foreground(x: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
@@ -50,12 +44,7 @@ def weighted_mse(pred: torch.Tensor, target: torch.Tensor, fg: torch.Tensor, fg_
     return ((1.0 + fg_weight * fg.float()) * (pred.float() - target) ** 2).mean()
 
 
-def cosine_lr(base: float, progress: float) -> float:
-    """Cosine decay from ``base`` to a tenth of it over ``progress`` in [0, 1]."""
-    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress)))))
-
-
-def window_loss(model: WorldModel, batch: Windows, cfg: TrainConfig) -> dict:
+def window_loss(model: WorldModel, batch: Windows, cfg: WorldModelTrainConfig) -> dict:
     """Losses of one batch of windows: autoencoding of the context, open-loop prediction of the rest
     (every camera's frames, averaged over cameras, and the proprio where the model has it)."""
     k = model.cfg.context
@@ -198,25 +187,23 @@ def train_probe(
     frames = np.concatenate([e.frames for e in episodes])
     targets = state_to_targets(np.concatenate([e.states for e in episodes]))
     rng = np.random.default_rng(seed)
-    bar = BudgetBar("probe", steps, leave=False)
-    for step in range(steps):
-        lr = 2e-3 * 0.5 * (1 + math.cos(math.pi * step / max(1, steps)))
-        for g in opt.param_groups:
-            g["lr"] = lr
+
+    def batch_loss() -> torch.Tensor:
         idx = rng.integers(0, len(frames), size=64)
         x = WorldModel.to_input(torch.from_numpy(frames[idx]).to(device))
-        loss = probe_loss(probe(x), torch.from_numpy(targets[idx]).to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        bar.update(step + 1, loss=loss.item() if step % 50 == 0 else None)
-    bar.close()
+        return probe_loss(probe(x), torch.from_numpy(targets[idx]).to(device))
+
+    train_loop("probe", probe, batch_loss, opt, Budget(steps, lr=2e-3), Ranks(device=device), leave=False, log_every=50)
     probe.eval()
     return probe, probe_errors(probe, val or episodes)
 
 
 def fit_probe(
-    episodes: list[Episode], val: list[Episode], probe_cfg: ProbeConfig, cfg: TrainConfig, device: torch.device
+    episodes: list[Episode],
+    val: list[Episode],
+    probe_cfg: ProbeConfig,
+    cfg: WorldModelTrainConfig,
+    device: torch.device,
 ) -> tuple[StateProbe, dict]:
     """Train the probe, then fit its success threshold on fresh real episodes (``cfg.probe_calibration``)."""
     probe, errors = train_probe(episodes, val, probe_cfg, cfg.probe_steps, cfg.seed, device)
@@ -245,36 +232,37 @@ def probe_errors(probe: StateProbe, episodes: list[Episode], limit: int = 4000) 
     return {"frames": len(frames), **position_errors(pred, states), "angle_deg": float(np.degrees(dangle).mean())}
 
 
+def schedule(cfg: WorldModelTrainConfig, steps: int = 0, minutes: float = 0.0) -> Budget:
+    """The training loop's budget for ``steps`` and/or ``minutes``: warmup, then a cosine down to a
+    tenth of ``cfg.lr``, clipping at ``cfg.grad_clip``."""
+    return Budget(steps, minutes, cfg.lr, cfg.warmup, final_lr=0.1, grad_clip=cfg.grad_clip)
+
+
 def timed_phase(
-    name: str, params: list[torch.nn.Parameter], batch_loss: Any, minutes: float, cfg: TrainConfig, progress: bool
+    name: str,
+    model: WorldModel,
+    params: list[torch.nn.Parameter],
+    batch_loss: Any,
+    minutes: float,
+    cfg: WorldModelTrainConfig,
+    progress: bool,
+    ranks: Ranks,
 ) -> dict[str, float]:
-    """Optimise ``params`` on ``batch_loss()`` for ``minutes`` of wall time (warmup, cosine rate,
-    clipping); the steps taken, the minutes and the last batch's loss."""
+    """Optimise ``params`` of ``model`` on ``batch_loss()`` for ``minutes`` of wall time; the steps
+    taken, the minutes and the last batch's loss."""
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step, loss = 0, float("nan")
-    bar = BudgetBar(name, minutes=minutes, disable=not progress)
-    while not bar.out_of_time():
-        for g in opt.param_groups:
-            g["lr"] = cosine_lr(cfg.lr, bar.fraction()) * min(1.0, (step + 1) / cfg.warmup)
-        value = batch_loss()
-        opt.zero_grad(set_to_none=True)
-        value.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        step += 1
-        bar.update(step, loss=value.item() if step % 20 == 0 else None)
-    if step:  # the last batch's, however few steps the budget allowed
-        loss = value.item()
-        bar.update(step, loss=loss)
-    bar.close()
-    return {"steps": step, "minutes": round(bar.elapsed_minutes, 2), "loss": loss}
+    done = train_loop(
+        name, model, batch_loss, opt, schedule(cfg, minutes=minutes), ranks, params=params, progress=progress
+    )
+    return {"steps": done.steps, "minutes": round(done.minutes, 2), "loss": done.loss}
 
 
 def train_autoencoder(
-    model: WorldModel, episodes: list[Episode], cfg: TrainConfig, device: torch.device, progress: bool
+    model: WorldModel, episodes: list[Episode], cfg: WorldModelTrainConfig, ranks: Ranks, progress: bool
 ) -> dict[str, float]:
     """Encoder and decoder alone on single frames for ``cfg.ae_minutes`` (the dynamics untouched)."""
-    sampler = WindowSampler(episodes, 1, cfg.seed + 1)
+    device = ranks.device
+    sampler = WindowSampler(episodes, 1, cfg.seed + 1 + 1000 * ranks.rank)
 
     def batch_loss() -> torch.Tensor:
         views = sampler.sample(cfg.ae_batch).views
@@ -288,7 +276,7 @@ def train_autoencoder(
         return loss / len(views)
 
     params = [*model.encoder.parameters(), *model.decoder.parameters()]
-    return timed_phase("autoencoder", params, batch_loss, cfg.ae_minutes, cfg, progress)
+    return timed_phase("autoencoder", model, params, batch_loss, cfg.ae_minutes, cfg, progress, ranks)
 
 
 @torch.no_grad()
@@ -313,12 +301,14 @@ def encode_episodes(
 
 
 def train_latent_dynamics(
-    model: WorldModel, episodes: list[Episode], cfg: TrainConfig, device: torch.device, progress: bool
+    model: WorldModel, episodes: list[Episode], cfg: WorldModelTrainConfig, ranks: Ranks, progress: bool
 ) -> dict[str, float]:
     """The dynamics alone, for ``cfg.latent_minutes``, on ``latent_rollout``-step open-loop windows of
     latents encoded once by the (frozen) encoder: no frame is encoded or decoded per step."""
+    device = ranks.device
     k = model.cfg.context
-    sampler = WindowSampler(encode_episodes(model, episodes, device, progress), k + cfg.latent_rollout, cfg.seed + 2)
+    latents = encode_episodes(model, episodes, device, progress and ranks.main)
+    sampler = WindowSampler(latents, k + cfg.latent_rollout, cfg.seed + 2 + 1000 * ranks.rank)
 
     def batch_loss() -> torch.Tensor:
         batch = sampler.sample(cfg.latent_batch).to(device)
@@ -337,172 +327,151 @@ def train_latent_dynamics(
             loss = loss + cfg.proprio_weight * F.mse_loss(norm(pred_proprio.float()), norm(proprio[:, k:].float()))
         return loss
 
-    return timed_phase(
-        "latent dynamics", list(model.dynamics.parameters()), batch_loss, cfg.latent_minutes, cfg, progress
-    )
+    params = list(model.dynamics.parameters())
+    return timed_phase("latent dynamics", model, params, batch_loss, cfg.latent_minutes, cfg, progress, ranks)
 
 
-def _ddp() -> tuple[int, int, torch.device]:
-    """(rank, world size, device); sets up the process group under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1:
-        import torch.distributed as dist
-
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        if torch.cuda.is_available():
-            torch.cuda.set_device(local)
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        device = torch.device("cuda", local) if torch.cuda.is_available() else torch.device("cpu")
-        return dist.get_rank(), world, device
-    return 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
+@dataclasses.dataclass
+class TrainedWorldModel:
+    metrics: dict[str, Any]  # rank 0's are the checkpoint's
+    model: WorldModel  # this rank's weights
+    step: int  # the joint phase's step this rank stopped at
 
 
 def train(
     data: list[str | Path],
     out: str | Path,
     model_cfg: ModelConfig,
-    cfg: TrainConfig,
+    cfg: WorldModelTrainConfig,
     probe_cfg: ProbeConfig | None = None,
     resume: bool = False,
     progress: bool = True,
-) -> dict[str, Any]:
-    """Train; returns the final metrics (also in ``out/config.json`` and ``out/metrics.jsonl``)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and (cfg.ae_minutes or cfg.latent_minutes):
-        raise ValueError("the autoencoder and latent-dynamics phases run in one process; not under torchrun")
-    rank, world, device = _ddp()
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed + rank)
+) -> TrainedWorldModel:
+    """Train on this rank (every rank under torchrun; the state probe is rank 0's alone); the final
+    metrics (also in ``out/config.json`` and ``out/metrics.jsonl``), this rank's model and step."""
     out = Path(out)
-    main = rank == 0
-    episodes = load_episodes(
-        [Path(d) for d in data],
-        progress=progress and main,
-        cameras=[name for name, _, _ in model_cfg.camera_list],
-        proprio_dim=model_cfg.proprio_dim,
-        action_dim=model_cfg.action_dim,
-    )
-    train_eps, val_eps = split_episodes(episodes, cfg.val_fraction, cfg.seed)
-    sampler = WindowSampler(train_eps, model_cfg.context + cfg.rollout, cfg.seed * 1000 + rank)
-
-    model = WorldModel(model_cfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start = 0
-    phases: dict[str, dict] = {}  # the optional phases done: name -> steps, minutes, loss
-    if resume and (out / ckpt_io.CONFIG).exists():
-        saved, doc = ckpt_io.read_config(out)
-        if saved.model != model_cfg:
-            raise ValueError(f"{out}: checkpoint model config {saved.model} differs from {model_cfg}")
-        ckpt_io.load_weights(model, out / ckpt_io.MODEL, ckpt_io.digest(doc, out, ckpt_io.MODEL))
-        ckpt_io.load_optimizer_state(out, opt)
-        start = saved.step
-        phases = {name: saved.metrics[name] for name in PHASES if name in saved.metrics}
-    elif cfg.init:
-        saved, doc = ckpt_io.read_config(cfg.init)
-        if saved.model != model_cfg:
-            raise ValueError(f"--init {cfg.init}: model config {saved.model} differs from {model_cfg}")
-        ckpt_io.load_weights(model, Path(cfg.init) / ckpt_io.MODEL, ckpt_io.digest(doc, cfg.init, ckpt_io.MODEL))
-    else:
-        with torch.no_grad():  # each camera's background starts as its median training frame
-            for bg, frames in zip(model.decoder.backgrounds(), sampler.sample(64).views, strict=True):
-                bg.copy_(WorldModel.to_input(frames.to(device)).flatten(0, 1).median(0, keepdim=True).values)
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+    with ranks_started() as ranks:
+        device, main = ranks.device, ranks.main
+        torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed + ranks.rank)
+        episodes = load_episodes(
+            [Path(d) for d in data],
+            progress=progress and main,
+            cameras=[name for name, _, _ in model_cfg.camera_list],
+            proprio_dim=model_cfg.proprio_dim,
+            action_dim=model_cfg.action_dim,
         )
+        train_eps, val_eps = split_episodes(episodes, cfg.val_fraction, cfg.seed)
+        sampler = WindowSampler(train_eps, model_cfg.context + cfg.rollout, cfg.seed * 1000 + ranks.rank)
 
-    def lr_at(step: int) -> float:
-        if step < cfg.warmup:
-            return cfg.lr * (step + 1) / cfg.warmup
-        return cosine_lr(cfg.lr, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+        model = WorldModel(model_cfg).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        start = 0
+        phases: dict[str, dict] = {}  # the optional phases done: name -> steps, minutes, loss
+        if resume and (out / ckpt_io.CONFIG).exists():
+            saved, doc = ckpt_io.read_config(out)
+            if saved.model != model_cfg:
+                raise ValueError(f"{out}: checkpoint model config {saved.model} differs from {model_cfg}")
+            ckpt_io.load_weights(model, out / ckpt_io.MODEL, ckpt_io.digest(doc, out, ckpt_io.MODEL))
+            ckpt_io.load_optimizer_state(out, opt)
+            start = saved.step
+            phases = {name: saved.metrics[name] for name in PHASES if name in saved.metrics}
+        elif cfg.init:
+            saved, doc = ckpt_io.read_config(cfg.init)
+            if saved.model != model_cfg:
+                raise ValueError(f"--init {cfg.init}: model config {saved.model} differs from {model_cfg}")
+            ckpt_io.load_weights(model, Path(cfg.init) / ckpt_io.MODEL, ckpt_io.digest(doc, cfg.init, ckpt_io.MODEL))
+        else:  # (under DDP rank 0's backgrounds reach every rank with its weights)
+            with torch.no_grad():  # each camera's background starts as its median training frame
+                for bg, frames in zip(model.decoder.backgrounds(), sampler.sample(64).views, strict=True):
+                    bg.copy_(WorldModel.to_input(frames.to(device)).flatten(0, 1).median(0, keepdim=True).values)
 
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-    log = (out / "metrics.jsonl").open("a") if main else None
-    info = {
-        "params": count_parameters(model),
-        "train_episodes": len(train_eps),
-        "val_episodes": len(val_eps),
-        "train_frames": int(sum(len(e.frames) for e in train_eps)),
-        "device": str(device),
-        "world_size": world,
-    }
-    if main and progress:
-        tqdm.write(json.dumps(info))
-
-    def save(step: int, metrics: dict, probe: StateProbe | None = None) -> None:
         if main:
-            record = ckpt_io.Checkpoint(model_cfg, cfg, probe_cfg if probe is not None else None, step, metrics)
-            ckpt_io.save(out, record, model, probe, opt)
+            out.mkdir(parents=True, exist_ok=True)
+        log = (out / "metrics.jsonl").open("a") if main else None
+        info = {
+            "params": count_parameters(model),
+            "train_episodes": len(train_eps),
+            "val_episodes": len(val_eps),
+            "train_frames": int(sum(len(e.frames) for e in train_eps)),
+            "device": str(device),
+            "world_size": ranks.world,
+        }
+        if main and progress:
+            tqdm.write(json.dumps(info))
 
-    def phase(name: str, fn: Any) -> dict[str, Any]:
-        """Run one optional phase (rank 0 only), validate, log and checkpoint; the new metrics."""
-        phases[name] = fn(model, train_eps, cfg, device, progress)
-        val = open_loop(model, val_eps or train_eps, cfg.horizons, cfg.val_windows, cfg.seed, device)
-        metrics = {**info, "step": start, "phase": name, **phases, **val}
-        log.write(json.dumps(metrics) + "\n")
-        log.flush()
-        if progress:
-            tqdm.write(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in metrics.items()}))
-        save(start, metrics)
-        return metrics
+        def save(step: int, metrics: dict, probe: StateProbe | None = None) -> None:
+            if main:
+                record = ckpt_io.Checkpoint(model_cfg, cfg, probe_cfg if probe is not None else None, step, metrics)
+                ckpt_io.save(out, record, model, probe, opt)
 
-    metrics: dict[str, Any] = {**info, **phases}
-    if main and cfg.ae_minutes > 0 and "autoencoder" not in phases:
-        metrics = phase("autoencoder", train_autoencoder)
-    bar = BudgetBar("world model", cfg.steps, cfg.max_minutes, initial=start, disable=not (progress and main))
-    step = start
-    for step in range(start, cfg.steps):
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step)
-        batch = sampler.sample(cfg.batch).to(device)
-        with autocast(device):
-            losses = window_loss(net if world == 1 else net.module, batch, cfg)
-        opt.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        if step % 20 == 0:
-            bar.update(step + 1, **{k: v.item() for k, v in losses.items()})
-        else:
-            bar.update(step + 1)
-        done = step + 1 == cfg.steps
-        over_time = bar.out_of_time()
-        if main and (done or over_time or (step + 1) % cfg.val_every == 0):
+        def validate(extra: dict[str, Any]) -> dict[str, Any]:
+            """Rank 0: the open-loop metrics, logged; the metrics."""
             val = open_loop(model, val_eps or train_eps, cfg.horizons, cfg.val_windows, cfg.seed, device)
-            metrics = {**info, "step": step + 1, "minutes": bar.elapsed_minutes, **phases, **val}
+            metrics = {**info, **extra, **phases, **val}
             log.write(json.dumps(metrics) + "\n")
             log.flush()
-            tqdm.write(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in metrics.items()}))
-        if main and (done or over_time or (step + 1) % cfg.checkpoint_every == 0):
-            save(step + 1, metrics)
-        if over_time:
-            break
-    bar.close()
-    if world > 1:
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
-    final_step = step + 1 if cfg.steps > start else start
-    if main and cfg.latent_minutes > 0 and "latent_dynamics" not in phases:
-        start = final_step
-        metrics = phase("latent_dynamics", train_latent_dynamics)
-    if main:
-        if val_eps:
-            rollout_figure(model, max(val_eps, key=lambda e: len(e.frames)), out / "rollout.png", device)
-        probe = None
-        if probe_cfg is not None and cfg.probe_steps > 0:
-            probe, metrics["probe"] = fit_probe(train_eps, val_eps, probe_cfg, cfg, device)
-            tqdm.write(json.dumps({"probe": metrics["probe"]}))
-        elif probe_cfg is not None and cfg.init:  # the probe reads real frames: the init's one still fits
-            init_ckpt, _, probe = ckpt_io.load(cfg.init, device=device)
-            if probe is not None:
-                probe_cfg, metrics["probe"] = init_ckpt.probe, init_ckpt.metrics.get("probe", {})
-        save(final_step, metrics, probe)
-        log.close()
-    return metrics
+            if progress:
+                tqdm.write(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in metrics.items()}))
+            return metrics
+
+        def phase(name: str, fn: Any) -> dict[str, Any]:
+            """Run one optional phase (every rank), validate, log and checkpoint on rank 0; the metrics."""
+            phases[name] = fn(model, train_eps, cfg, ranks, progress and main)
+            if not main:
+                return {**info, **phases}
+            metrics = validate({"step": start, "phase": name})
+            save(start, metrics)
+            return metrics
+
+        metrics: dict[str, Any] = {**info, **phases}
+        if cfg.ae_minutes > 0 and "autoencoder" not in phases:
+            metrics = phase("autoencoder", train_autoencoder)
+
+        def batch_loss() -> dict[str, torch.Tensor]:
+            return window_loss(model, sampler.sample(cfg.batch).to(device), cfg)
+
+        def on_step(s: TrainStep) -> None:
+            nonlocal metrics
+            if s.done or s.step % cfg.val_every == 0:
+                metrics = validate({"step": s.step, "minutes": s.minutes})
+            if s.done or s.step % cfg.checkpoint_every == 0:
+                save(s.step, metrics)
+
+        final_step = start
+        if cfg.steps > start:
+            final_step = train_loop(
+                "world model",
+                model,
+                batch_loss,
+                opt,
+                schedule(cfg, cfg.steps, cfg.max_minutes),
+                ranks,
+                start=start,
+                on_step=on_step,
+                progress=progress,
+            ).step
+        if cfg.latent_minutes > 0 and "latent_dynamics" not in phases:
+            start = final_step
+            metrics = phase("latent_dynamics", train_latent_dynamics)
+        stop_ranks(ranks)  # what is left is rank 0's alone, however long its probe takes
+        if main:
+            if val_eps:
+                rollout_figure(model, max(val_eps, key=lambda e: len(e.frames)), out / "rollout.png", device)
+            probe = None
+            if probe_cfg is not None and cfg.probe_steps > 0:
+                probe, metrics["probe"] = fit_probe(train_eps, val_eps, probe_cfg, cfg, device)
+                tqdm.write(json.dumps({"probe": metrics["probe"]}))
+            elif probe_cfg is not None and cfg.init:  # the probe reads real frames: the init's one still fits
+                init_ckpt, _, probe = ckpt_io.load(cfg.init, device=device)
+                if probe is not None:
+                    probe_cfg, metrics["probe"] = init_ckpt.probe, init_ckpt.metrics.get("probe", {})
+            save(final_step, metrics, probe)
+            log.close()
+        return TrainedWorldModel(metrics, model, final_step)
 
 
-def retrain_probe(data: list[str | Path], out: str | Path, probe_cfg: ProbeConfig, cfg: TrainConfig) -> dict:
+def retrain_probe(data: list[str | Path], out: str | Path, probe_cfg: ProbeConfig, cfg: WorldModelTrainConfig) -> dict:
     """Train a new state probe for an existing checkpoint (same episode split), keeping its model."""
     torch.set_num_threads(cfg.threads)
     ckpt, model, _ = ckpt_io.load(out, with_probe=False)
@@ -518,7 +487,7 @@ def run(args: argparse.Namespace) -> int:
         model_cfg = preset(args.preset, **json.loads(args.model))
     except (json.JSONDecodeError, TypeError, ValueError) as exc:
         raise SystemExit(f"--model: {exc}") from None
-    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    cfg = WorldModelTrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(WorldModelTrainConfig)})
     # the state probe reads Push-T's agent and block from its one camera: only a Push-T-shaped model has one
     pusht = not model_cfg.cameras and model_cfg.action_dim == 2 and not model_cfg.proprio_dim
     probe_cfg = None if args.no_probe or not pusht else ProbeConfig(image_size=model_cfg.image_size)
@@ -528,7 +497,7 @@ def run(args: argparse.Namespace) -> int:
         if args.probe_only:
             metrics = retrain_probe(args.data, args.out, probe_cfg or ProbeConfig(), cfg)
         else:
-            metrics = train(args.data, args.out, model_cfg, cfg, probe_cfg, resume=args.resume)
+            metrics = train(args.data, args.out, model_cfg, cfg, probe_cfg, resume=args.resume).metrics
     except (DatasetError, ckpt_io.CheckpointError, ValueError) as exc:
         raise SystemExit(f"hiwm train world-model: error: {exc}") from None
     if int(os.environ.get("RANK", "0")) == 0:

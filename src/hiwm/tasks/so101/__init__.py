@@ -73,4 +73,5 @@ TASK = Task(
     ),
     # Joint to joint: the leader's calibration YAML turns ticks into these same radians.
     leader_arm=LeaderArmMap(robot="so101", joints=tuple(LeaderJoint(j, j) for j in JOINTS)),
+    world="hiwm.tasks.so101.world",
 )

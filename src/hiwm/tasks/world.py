@@ -1,0 +1,213 @@
+"""A task's world as recording and evaluation see it: env, scripted expert, dataset columns, topics.
+
+:class:`TaskWorld` is the seam between a task's own physics (its env and expert, with their own
+observation types) and everything generic: ``hiwm collect`` runs any task's expert through it,
+``hiwm eval`` runs any task's env. A task names the module holding its world in
+:attr:`hiwm.tasks.base.Task.world` (a module-level ``WORLD``); :func:`load_world` imports it on
+first use, so the description stays free of physics engines.
+
+The generic methods describe a recording the LeRobot way: one ``observation.images.<camera>``
+video per camera, ``observation.state`` the task's proprio, ``action`` the action space,
+``observation.environment_state`` the privileged state and ``next.<success metric>``; a task
+with older datasets overrides :meth:`TaskWorld.features` and :meth:`TaskWorld.frame`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol
+
+import numpy as np
+
+from hiwm.comm.images import numpy_to_image
+from hiwm.comm.interfaces import new_message
+from hiwm.tasks.base import Task
+
+#: LeRobot's names of the action-source codes (hiwm_msgs/ActionChunk's SOURCE_*).
+SOURCE_NAMES = ["policy", "human", "scripted"]
+
+
+class Expert(Protocol):
+    def reset(self) -> None: ...
+
+    def act(self, state: np.ndarray) -> np.ndarray:
+        """The next action from the task's true state (``task.observations.state`` order)."""
+
+
+def camera_key(camera: str) -> str:
+    """The dataset feature of a camera's video."""
+    return f"observation.images.{camera}"
+
+
+def header(stamp_ns: int, frame_id: str) -> Any:
+    stamp = new_message("builtin_interfaces/msg/Time", sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
+    return new_message("std_msgs/msg/Header", stamp=stamp, frame_id=frame_id)
+
+
+class TaskWorld:
+    """The generic side of one task's world; subclasses supply the env, the expert and the accessors."""
+
+    def __init__(self, task: Task, instruction: str = "") -> None:
+        self.task = task
+        self.instruction = instruction or task.description  # the language task of its recorded episodes
+
+    # -- the task's own world (subclasses) ------------------------------------------------------
+    def make_env(self, image_size: int | None = None) -> Any:
+        """An env with ``reset(seed=...)`` and ``step(action)``, both returning an observation."""
+        raise NotImplementedError
+
+    def make_expert(self, noise: float = 0.0, seed: int | None = None) -> Expert:
+        """The scripted expert at noise level ``noise`` (0 clean, 1 sloppy, 2+ mostly failing)."""
+        raise NotImplementedError
+
+    def images(self, obs: Any) -> dict[str, np.ndarray]:
+        """Every camera's frame of an observation, ``{camera: (H, W, 3) uint8}``, in the task's order."""
+        raise NotImplementedError
+
+    def proprio(self, obs: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def velocity(self, obs: Any) -> np.ndarray:
+        """Rates of the proprio entries (``robot/state`` velocity)."""
+        return np.zeros(self.task.proprio_dim)
+
+    def state(self, obs: Any) -> np.ndarray:
+        """The privileged true state (``task.observations.state`` order): what the expert reads."""
+        return np.asarray(obs.state, dtype=np.float64)
+
+    def metric(self, obs: Any) -> float:
+        """The task's success metric (``task.success.metric``) at this observation."""
+        raise NotImplementedError
+
+    # -- generic ----------------------------------------------------------------------------------
+    def image_size(self, image_size: int | None = None) -> int:
+        return int(image_size or self.task.cameras[0].height)
+
+    def features(self, image_size: int | None = None) -> dict[str, dict]:
+        """The LeRobot features of an expert recording (cameras at ``image_size`` when given)."""
+        task = self.task
+        features: dict[str, dict] = {}
+        for cam in task.cameras:
+            h, w = (image_size, image_size) if image_size else (cam.height, cam.width)
+            features[camera_key(cam.name)] = {
+                "dtype": "video",
+                "shape": [h, w, 3],
+                "names": ["height", "width", "channels"],
+            }
+        proprio, actions, state = task.observations.proprio, task.action.names, task.observations.state
+        features["observation.state"] = {"dtype": "float32", "shape": [len(proprio)], "names": list(proprio)}
+        features["action"] = {"dtype": "float32", "shape": [len(actions)], "names": list(actions)}
+        features["intervention"] = {"dtype": "bool", "shape": [1], "names": None}
+        features["action.source"] = {"dtype": "int8", "shape": [1], "names": list(SOURCE_NAMES)}
+        features["observation.environment_state"] = {"dtype": "float32", "shape": [len(state)], "names": list(state)}
+        outcomes = (("reward", "float32"), (task.success.metric, "float32"), ("success", "bool"), ("done", "bool"))
+        for key, dtype in outcomes:
+            features[f"next.{key}"] = {"dtype": dtype, "shape": [1], "names": None}
+        return features
+
+    def frame(self, obs: Any, action: np.ndarray, nxt: Any, done: bool) -> dict[str, Any]:
+        """One recorded frame: observation ``obs``, the ``action`` taken there, its outcome ``nxt``
+        (every feature of :meth:`features` but ``intervention`` and ``action.source``)."""
+        row: dict[str, Any] = {camera_key(k): v for k, v in self.images(obs).items()}
+        success = bool(nxt.success)
+        row.update(
+            {
+                "observation.state": self.proprio(obs),
+                "action": np.asarray(action),
+                "observation.environment_state": self.state(obs),
+                "next.reward": float(success),
+                f"next.{self.task.success.metric}": self.metric(nxt),
+                "next.success": success,
+                "next.done": bool(done),
+            }
+        )
+        return row
+
+    def policy_observation(self, obs: Any) -> dict[str, Any]:
+        """What a policy sees: ``images`` per camera, ``image`` (the first camera) and ``state`` (proprio)."""
+        images = self.images(obs)
+        return {"images": images, "image": next(iter(images.values())), "state": self.proprio(obs)}
+
+    def topics(self) -> dict[str, str]:
+        """Relative topic names and types of the robot contract (outputs, then the command input)."""
+        out = {c.topic: "sensor_msgs/msg/Image" for c in self.task.cameras}
+        out.update(
+            {
+                "robot/state": "sensor_msgs/msg/JointState",
+                "task/state": "sensor_msgs/msg/JointState",
+                "task/status": "hiwm_msgs/msg/TaskStatus",
+                "robot/command": "hiwm_msgs/msg/ActionChunk",
+            }
+        )
+        return out
+
+    def observation_messages(
+        self, obs: Any, episode_id: str, stamp_ns: int, done: bool, max_metric: float, world: str = "real"
+    ) -> dict[str, Any]:
+        """The messages of one observation, one shared stamp, in publish order (images last).
+
+        ``task/status`` carries the task's success metric in its ``coverage`` fields."""
+        head = header(stamp_ns, "camera")
+        task = self.task
+        state = self.state(obs)
+        out: dict[str, Any] = {
+            "robot/state": new_message(
+                "sensor_msgs/msg/JointState",
+                header=head,
+                name=list(task.observations.proprio),
+                position=np.asarray(self.proprio(obs), dtype=np.float64),
+                velocity=np.asarray(self.velocity(obs), dtype=np.float64),
+                effort=np.zeros(0),
+            ),
+            "task/state": new_message(
+                "sensor_msgs/msg/JointState",
+                header=head,
+                name=list(task.observations.state),
+                position=state,
+                velocity=np.zeros(0),
+                effort=np.zeros(0),
+            ),
+            "task/status": new_message(
+                "hiwm_msgs/msg/TaskStatus",
+                header=head,
+                episode_id=episode_id,
+                step=int(obs.step),
+                coverage=float(self.metric(obs)),
+                max_coverage=float(max_metric),
+                success=bool(obs.success),
+                done=bool(done),
+                world=world,
+            ),
+        }
+        images = self.images(obs)
+        for cam in task.cameras:
+            out[cam.topic] = numpy_to_image(images[cam.name], header(stamp_ns, cam.name))
+        return out
+
+    def action_chunk(self, rows: np.ndarray, stamp_ns: int, source: int, source_id: str = "") -> Any:
+        """An ActionChunk carrying ``rows`` (horizon x action_dim, or one action)."""
+        dim = self.task.action_dim
+        rows = np.asarray(rows, dtype=np.float32).reshape(-1, dim)
+        return new_message(
+            "hiwm_msgs/msg/ActionChunk",
+            header=header(stamp_ns, "world"),
+            source=int(source),
+            source_id=source_id,
+            horizon=rows.shape[0],
+            action_dim=dim,
+            dt=1.0 / self.task.fps,
+            data=rows.reshape(-1),
+        )
+
+
+def load_world(task: Task) -> TaskWorld:
+    """The world of ``task`` (imports its module); ValueError if the task has none."""
+    if not task.world:
+        raise ValueError(f"task {task.name!r} has no world module (Task.world)")
+    try:
+        world = importlib.import_module(task.world).WORLD
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"task {task.name!r}: cannot load its world {task.world!r} ({exc})") from exc
+    if not isinstance(world, TaskWorld):
+        raise ValueError(f"task {task.name!r}: {task.world}.WORLD is not a TaskWorld")
+    return world
