@@ -3,7 +3,8 @@
 Targets (this 2-core CPU, small preset): Push-T (96x96, 2-D bump) step latency at batch 1 p50
 <= 10 ms, >= 300 frames/s at batch 64; an arm shape (one 128x128 camera, N-D actions, proprio)
 p50 <= 15 ms, >= 200 frames/s at batch 64; snapshot and restore <= 1 ms each, snapshot <= 64 KiB;
-probe success verdict agrees with the real env on >= 90 % of held-out real episodes.
+the success detector's verdict (Push-T: the probe's) agrees with the real env on >= 90 % of held-out
+real episodes.
 
     python bench/world_model.py --checkpoint DIR [--data HELDOUT_DATASET ...] [--episodes 20]
     python bench/world_model.py --untrained [--preset gpu] [--action-dim 6 --proprio-dim 6 --cameras front:128x128]
@@ -32,10 +33,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from hiwm.world_model import detector as detectors
 from hiwm.world_model.checkpoint import load
 from hiwm.world_model.config import CONDITIONING, PRESETS, ModelConfig, preset
 from hiwm.world_model.model import WorldModel
-from hiwm.world_model.probe import coverage_from_pose
 from hiwm.world_model.session import Session, step_many
 
 
@@ -117,8 +118,9 @@ def untrained_config(args: argparse.Namespace) -> ModelConfig:
     return preset(args.preset, **fields)
 
 
-def model_verdicts(model: WorldModel, probe, episodes) -> dict:
-    """Open-loop rollouts of recorded episodes in the model: probe verdict on generated frames vs. the real one."""
+def model_verdicts(model: WorldModel, detector, episodes) -> dict:
+    """Open-loop rollouts of recorded episodes in the model: the success detector's verdict on the
+    generated frames (Push-T: the probe's) vs. the real one."""
     agree, n = 0, 0
     for ep in tqdm(episodes, desc="model episodes", leave=False):
         k = model.cfg.context
@@ -131,11 +133,8 @@ def model_verdicts(model: WorldModel, probe, episodes) -> dict:
             prev_action=prev,
             proprio=None if ep.proprio is None else ep.proprio[k - 1],
         )
-        verdict = False
-        for a in ep.actions[k - 1 :]:
-            frame = s.step(a)
-            verdict = verdict or probe.success(coverage_from_pose(probe.predict(frame)[0, 2:]))
-        agree += verdict == ep.success
+        frames = np.stack([s.step(a) for a in ep.actions[k - 1 :]])
+        agree += detector.verdict(frames) == ep.success
         n += 1
     return {"episodes": n, "agreement": agree / max(1, n)}
 
@@ -163,9 +162,10 @@ def main() -> None:
     if not args.checkpoint and not args.untrained:
         parser.error("--checkpoint DIR or --untrained")
     torch.set_num_threads(args.threads)
-    probe = None
+    probe = detector = None
     if args.checkpoint:
         ckpt, model, probe = load(args.checkpoint)
+        detector = detectors.for_checkpoint(args.checkpoint, probe)
         out: dict = {"checkpoint": args.checkpoint, "train_step": ckpt.step}
     else:
         cfg = untrained_config(args)
@@ -189,7 +189,13 @@ def main() -> None:
         out["open_loop"] = {k: round(v, 3) if isinstance(v, float) else v for k, v in q.items()}
         if probe is not None:
             out["probe_errors_real_frames"] = probe_errors(probe, episodes)
-            out["probe_verdict_in_model"] = model_verdicts(model, probe, episodes)
+        if detector is not None:
+            key = "probe_verdict_in_model" if detector.kind == "probe" else "detector_verdict_in_model"
+            out[key] = model_verdicts(model, detector, episodes)
+        if detector is not None and detector.kind != "probe":
+            out["detector_real_episodes"] = detectors.evaluate(
+                detector, detectors.load_outcomes(args.data, detector.cfg.camera, bool(detector.cfg.proprio_dim))
+            )
     if probe is not None:
         from hiwm.world_model.verdict import agreement, real_episodes
 

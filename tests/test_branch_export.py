@@ -117,3 +117,19 @@ def test_export_segments_start_at_the_fork_and_correction_stops_at_the_last_huma
     with pytest.raises(InvalidInputError, match="segment must be"):
         export_branches(store, [branch.id], tmp_path / "bad", segment="tail", progress=False)
     assert not (tmp_path / "none").exists() and not (tmp_path / "bad").exists()
+
+
+def test_an_operator_label_overrides_the_detector_verdict_in_the_export(store, tmp_path):
+    """The sessions label each branch with the detector's verdict; the playground's label wins."""
+    main, _, forks = build(store)
+    store.label(forks[0], ["detector:failure"])  # the operator said success: it stands
+    store.label(forks[1], ["success"], remove=True)
+    store.label(forks[1], ["detector:success"])  # no operator label: the detector's verdict
+    result = export_branches(store, [main[0].branch, *forks], tmp_path / "ds", progress=False)
+    assert result.episodes == 3
+    entries = json.loads((tmp_path / "ds" / LINEAGE_PATH).read_text())["branches"]
+    verdicts = {e["branch_id"]: e["verdict"] for e in entries}
+    assert verdicts[main[0].branch] == {"success": False, "source": "operator"}
+    assert verdicts[forks[0]] == {"success": True, "source": "operator"}
+    assert verdicts[forks[1]] == {"success": True, "source": "detector"}
+    assert store.branch(forks[0]).labels == ["corrected", "detector:failure", "success"]  # both kept

@@ -11,7 +11,9 @@ lists the gap nodes of each episode). Per frame:
 - ``intervention`` (bool): the action came from a human (LeRobot's correction flag);
 - ``action.source`` (int8): 0 policy, 1 human, 2 scripted;
 - ``branch.lineage`` (int64): index into ``meta/branch_lineage.json``, which names the branch, its
-  session, its ancestry of branches, the fork node (the failure state it came from) and its labels;
+  session, its ancestry of branches, the fork node (the failure state it came from), its labels and its
+  final ``verdict`` (``success``: true, false or null; ``source``: ``operator`` when a ``success``/``failure``
+  label from the playground decided it, ``detector`` when the success detector's ``detector:*`` label did);
 - ``branch.after_fork`` (bool): the frame belongs to the branch's own continuation (its action led
   to a node the branch owns), not to the prefix it shares with its parent branch.
 
@@ -41,7 +43,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from hiwm.branch_cache.store import GAP_LABEL, SOURCE_HUMAN, BranchStore, InvalidInputError, TreeNode
+from hiwm.branch_cache.store import GAP_LABEL, SOURCE_HUMAN, BranchStore, InvalidInputError, TreeNode, branch_verdict
 from hiwm.comm import images
 from hiwm.comm.images import encode_png  # noqa: F401  (re-exported: the frame format of the cache)
 from hiwm.comm.interfaces import InterfaceError
@@ -153,6 +155,7 @@ def _lineage_entry(store: BranchStore, branch_id: str, store_path: str, segment:
         "fork_node": branch.base_node,  # the state the branch was forked from (the failure state)
         "ancestry": [b.id for b in ancestry],
         "labels": branch.labels,
+        "verdict": dict(zip(("success", "source"), branch_verdict(branch.labels), strict=True)),
         "store": store_path,
         "segment": segment,
     }

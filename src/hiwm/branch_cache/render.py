@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hiwm.branch_cache.store import SOURCE_HUMAN, SOURCE_POLICY, SOURCE_SCRIPTED, Branch, BranchStore
+from hiwm.branch_cache.store import SOURCE_HUMAN, SOURCE_POLICY, SOURCE_SCRIPTED, Branch, BranchStore, branch_verdict
 
 SOURCE_COLORS = {SOURCE_POLICY: "#1f77b4", SOURCE_HUMAN: "#ff7f0e", SOURCE_SCRIPTED: "#2ca02c"}
 FIRST_COLOR = "#7f7f7f"
@@ -19,7 +19,9 @@ OTHER_COLOR = "#b0b0b0"
 
 
 def outcome(labels: list[str]) -> str | None:
-    return "success" if "success" in labels else ("failure" if "failure" in labels else None)
+    """The branch's final verdict (an operator label over the detector's), as a colour key."""
+    success, _ = branch_verdict(labels)
+    return None if success is None else ("success" if success else "failure")
 
 
 def lanes(branches: list[Branch]) -> list[Branch]:

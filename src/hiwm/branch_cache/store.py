@@ -49,8 +49,10 @@ PAGE_SIZE = 2048
 SOURCE_POLICY, SOURCE_HUMAN, SOURCE_SCRIPTED = 0, 1, 2
 SOURCES = {SOURCE_POLICY: "policy", SOURCE_HUMAN: "human", SOURCE_SCRIPTED: "scripted"}
 #: Labels with a meaning elsewhere (colours, export weights); any other ``[a-z0-9_.:-]`` label is allowed too.
-KNOWN_LABELS = ("failure-prone", "corrected", "success", "failure", "gap")
+KNOWN_LABELS = ("failure-prone", "corrected", "success", "failure", "gap", "detector:success", "detector:failure")
 GAP_LABEL = "gap"  # on a node whose real parent was never recorded: it hangs under the last state the store had
+#: The success detector's verdict on a branch; an operator's ``success``/``failure`` overrides it.
+DETECTOR_SUCCESS, DETECTOR_FAILURE = "detector:success", "detector:failure"
 MAX_BLOB = 1 << 20  # snapshots are <= 64 KiB by contract; refuse anything absurd
 _LABEL_RE = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
 
@@ -214,6 +216,17 @@ def _labels(values: Iterable[str]) -> list[str]:
             raise InvalidInputError(f"invalid label {value!r}: use 1-64 of [a-z0-9_.:-], e.g. {KNOWN_LABELS}")
         out.append(label)
     return out
+
+
+def branch_verdict(labels: Sequence[str]) -> tuple[bool | None, str]:
+    """A branch's final verdict from its labels: (success, where it came from). An operator's
+    ``success``/``failure`` label wins over the detector's ``detector:*`` one; (None, "none") if neither.
+    An operator's two labels at once (a change of mind, both kept) count as failure: the cautious one."""
+    if "success" in labels or "failure" in labels:
+        return "failure" not in labels, "operator"
+    if DETECTOR_SUCCESS in labels or DETECTOR_FAILURE in labels:
+        return DETECTOR_FAILURE not in labels, "detector"
+    return None, "none"
 
 
 def _floats(values: Sequence[float] | None, what: str) -> list[float]:

@@ -1,4 +1,4 @@
-"""``hiwm train policy|world-model``: thin dispatchers; the work is in each model's package."""
+"""``hiwm train policy|world-model|detector``: thin dispatchers; the work is in each model's package."""
 
 from __future__ import annotations
 
@@ -38,6 +38,22 @@ def cmd_world_model(args: argparse.Namespace) -> int:
     from hiwm.world_model.train import run
 
     return run(args)
+
+
+def cmd_detector(args: argparse.Namespace) -> int:
+    from hiwm.world_model.detector import DetectorTrainConfig, run
+
+    cfg = DetectorTrainConfig(
+        steps=args.steps,
+        batch=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        threads=args.threads,
+        calibration_fraction=args.calibration_fraction,
+        test_fraction=args.test_fraction,
+    )
+    print(json.dumps(run(args.data, args.out, args.camera, args.proprio, args.image_size, cfg)))
+    return 0
 
 
 def world_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,3 +117,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     wm = group.add_parser("world-model", help="the action-conditioned world model and its state probe")
     world_model_arguments(wm)
     wm.set_defaults(func=cmd_world_model)
+
+    d = group.add_parser("detector", help="a task's success detector from real episodes' next.success, calibrated")
+    d.add_argument("--data", nargs="+", required=True, help="LeRobot datasets with next.success")
+    d.add_argument("--out", required=True, help="detector folder (created)")
+    d.add_argument("--camera", default="", help="camera to read (default: the first observation.images.*)")
+    d.add_argument("--proprio", action="store_true", help="read observation.state beside the frames")
+    d.add_argument("--image-size", type=int, default=64, help="frames are resized to this square")
+    d.add_argument("--steps", type=int, default=600)
+    d.add_argument("--batch-size", type=int, default=64)
+    d.add_argument("--lr", type=float, default=2e-3)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
+    d.add_argument("--calibration-fraction", type=float, default=0.2, help="held-out episodes to calibrate on")
+    d.add_argument("--test-fraction", type=float, default=0.2, help="held-out episodes the figures come from")
+    d.set_defaults(func=cmd_detector)

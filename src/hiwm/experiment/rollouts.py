@@ -4,8 +4,11 @@ lands in the branch cache, which is what exports the corrections as training epi
 
 The simulated operator sees only generated frames, through the state probe (as a human sees only
 the screen), and plans each correction with the scripted expert; its noise makes the forks of one
-failure state differ. A failure-prone moment is a stall: the probe's coverage has not improved by
-``min_progress`` over ``stall_steps`` steps.
+failure state differ. A failure-prone moment is a stall: the task's success detector
+(:mod:`hiwm.world_model.detector`, whose probability the world publishes as ``coverage``; Push-T's
+is the probe's coverage) has not risen by ``min_progress`` over ``stall_steps`` steps. Each branch
+is labelled with the detector's verdict (``detector:success``/``detector:failure``), which an
+operator's ``success``/``failure`` label overrides.
 
 The closed-loop baseline is the same rollout with no operator (``operator=None``).
 """
@@ -18,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from hiwm.branch_cache.store import SOURCE_HUMAN, SOURCE_POLICY, BranchStore
+from hiwm.branch_cache.store import DETECTOR_FAILURE, DETECTOR_SUCCESS, SOURCE_HUMAN, SOURCE_POLICY, BranchStore
 from hiwm.comm.images import encode_png
 from hiwm.pusht.env import Observation
 from hiwm.pusht.expert import ExpertConfig, ScriptedExpert
@@ -112,6 +115,7 @@ def run_policy(
 
 
 def stalled(history: list[float], step: int, cfg: SimulatedOperatorConfig) -> bool:
+    """No rise of the detector's running best probability (``max_coverage``) over ``cfg.stall_steps`` steps."""
     if step < cfg.min_step or len(history) <= cfg.stall_steps:
         return False
     return history[-1] - history[-1 - cfg.stall_steps] < cfg.min_progress
@@ -134,7 +138,7 @@ def run_session(
     obs, stall = run_policy(policy, world, rec, obs, max_steps, operator)
     result = SessionResult(session_id, seed)
     result.branches.append(BranchResult(root, "policy", bool(obs.success), obs.max_coverage, obs.step))
-    store.label(root, ["success" if obs.success else "failure"])
+    store.label(root, [DETECTOR_SUCCESS if obs.success else DETECTOR_FAILURE])
     if not stall or operator is None:
         return result
     result.failure_state = rec.cursor or ""
@@ -152,6 +156,6 @@ def run_session(
             obs = world.step(action)
             rec.add(obs, action, SOURCE_HUMAN)
         obs, _ = run_policy(policy, world, rec, obs, max_steps, None)  # handed back
-        store.label(branch.id, ["success" if obs.success else "failure"])
+        store.label(branch.id, [DETECTOR_SUCCESS if obs.success else DETECTOR_FAILURE])
         result.branches.append(BranchResult(branch.id, "correction", bool(obs.success), obs.max_coverage, obs.step))
     return result

@@ -2,7 +2,9 @@
 
 :class:`WorldModelSim` mirrors :class:`hiwm.pusht.robot.PushTRobot` (same reset/command/tick
 and the same :class:`Observation`), so a node can publish it with the robot's topic contract.
-The state probe turns each generated frame into the task state and coverage. Every step's
+The state probe turns each generated frame into the task state; the task's success detector
+(:mod:`hiwm.world_model.detector`; Push-T's is the probe's coverage) gives each frame's
+probability of success, published as ``coverage`` and judged at its threshold. Every step's
 snapshot is kept, by content id, in a bounded map so the branch cache can ask to restore it.
 """
 
@@ -19,8 +21,8 @@ import torch
 
 from hiwm.pusht.env import MAX_STEPS, Observation, PushTEnv
 from hiwm.pusht.robot import CLOCKS, BadCommand, parse_chunk
+from hiwm.world_model import detector as detectors
 from hiwm.world_model.checkpoint import load
-from hiwm.world_model.probe import coverage_from_pose
 from hiwm.world_model.session import Session
 
 
@@ -75,6 +77,9 @@ class WorldModelSim:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.clock = clock
         _, self.model, self.probe = load(checkpoint, device=device)
+        self.detector = detectors.for_checkpoint(checkpoint, self.probe, device)
+        # Push-T's detector reads the probe's state: read it once per frame
+        self._probe_detector = isinstance(self.detector, detectors.ProbeDetector)
         self.session = Session(self.model, seed=seed)
         self.rng = np.random.default_rng(seed)
         self.capacity = capacity
@@ -98,12 +103,15 @@ class WorldModelSim:
         if self.probe is not None:
             state = self.probe.predict(frame)[0]
             agent = state[:2]
-            coverage = coverage_from_pose(state[2:])
+        if self._probe_detector:
+            coverage = detectors.coverage_of_state(state)
+        elif self.detector is not None:
+            coverage = float(self.detector.probability(frame[None])[0])
         step = self.session.step_count
         vel = (agent - self.agent_pos) * 10.0 if step > 0 else np.zeros(2)  # 10 Hz control
         self.agent_pos = agent
         self.max_coverage = max(self.max_coverage, coverage)
-        success = self.probe is not None and self.probe.success(coverage)
+        success = self.detector is not None and self.detector.success(coverage)
         self.last = Observation(
             image=frame,
             agent_pos=agent,

@@ -2,9 +2,10 @@
 snapshot/restore (see :mod:`hiwm.worlds`).
 
 :class:`ModelWorld` is a thin adapter over :class:`hiwm.world_model.sim.WorldModelSim`, the
-world-model node's core: frames from the model, the rest (agent, block, coverage, success) from the
-state probe reading each frame. So one rollout loop (:func:`hiwm.worlds.run_episode`) runs in
-either world, and a seed starts both from the same real initial state.
+world-model node's core: frames from the model, the rest (agent, block) from the state probe reading
+each frame, success from the task's success detector (Push-T's: the probe's coverage). So one
+rollout loop (:func:`hiwm.worlds.run_episode`) runs in either world, and a seed starts both from the
+same real initial state.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ class ModelWorld:
         from hiwm.world_model.sim import WorldModelSim
 
         self.sim = WorldModelSim(checkpoint, "lockstep", device, seed, max_steps=max_steps)
-        if self.sim.probe is None:
-            raise ValueError(f"{checkpoint}: the world model has no state probe; success cannot be judged")
+        if self.sim.detector is None:
+            raise ValueError(
+                f"{checkpoint}: the world model has no success detector nor state probe; success cannot be judged"
+            )
 
     @property
     def last(self) -> Observation | None:
