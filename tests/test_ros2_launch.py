@@ -289,7 +289,7 @@ ENDPOINT = {
     "pusht_robot": "camera/image",
     "recorder": "recorder/stats",
     "arbiter": "arbiter/set_phase",
-    "teleop_web": "camera/image",
+    "teleop_web": "camera/camera/color/image_raw",  # the default task's camera topic
     "teleop_keyboard": "operator/action",
     "branch_cache": "branch_cache/rollback",
     "leader_arm": "leader/joint_states",
