@@ -56,7 +56,7 @@ setup(
         "PyYAML>=6",
         "rosbags==0.11.9",  # message definitions and CDR; typestore internals used for parsing .msg
         "cyclonedds==11.0.1",  # raw CDR writes/takes through the binding's private C layer
-        "gym-pusht==0.1.8",  # Push-T physics (pymunk) and rendering; hiwm.pusht wraps its env class
+        "gym-pusht==0.1.8",  # Push-T physics (pymunk) and rendering; hiwm.tasks.pusht wraps its env class
         "pymunk>=6.6,<7",  # the T's geometry for the scripted expert (gym-pusht's own pin)
         "shapely>=2",  # path planning around the block (expert)
         "tqdm>=4",  # progress bars

@@ -24,7 +24,8 @@ from hiwm.world_model import detector as det
 
 
 def pusht_episodes(n: int, levels: list[float], image_size: int, first_seed: int) -> list[det.Outcome]:
-    from hiwm.pusht import ExpertConfig, PushTEnv, ScriptedExpert
+    from hiwm.tasks.pusht.env import PushTEnv
+    from hiwm.tasks.pusht.expert import ExpertConfig, ScriptedExpert
 
     env, out = PushTEnv(image_size=image_size), []
     for i in range(n):

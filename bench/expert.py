@@ -15,7 +15,8 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from hiwm.pusht import ExpertConfig, PushTEnv, ScriptedExpert
+from hiwm.tasks.pusht.env import PushTEnv
+from hiwm.tasks.pusht.expert import ExpertConfig, ScriptedExpert
 
 
 def run_episode(env: PushTEnv, seed: int, config: ExpertConfig) -> dict:

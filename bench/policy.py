@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from hiwm.policy import ModelPolicy, build_model, load_model
-from hiwm.pusht.env import PushTEnv
+from hiwm.tasks.pusht.env import PushTEnv
 
 
 def measure(policy: ModelPolicy, observations: list[dict], queries: int, warmup: int = 10) -> dict:

@@ -30,7 +30,7 @@ os.environ.setdefault("HIWM_BACKEND", "dds")
 from hiwm.comm import create_node, new_message
 from hiwm.comm.qos import KEEP_ALL
 from hiwm.data.lerobot import LeRobotDatasetWriter, pusht_features
-from hiwm.pusht import PushTEnv
+from hiwm.tasks.pusht.env import PushTEnv
 
 
 def actions(n: int, seed: int = 0) -> np.ndarray:

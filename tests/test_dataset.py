@@ -190,7 +190,7 @@ def test_expert_episode_arrays_are_consistent():
 
 
 def test_clean_labels_record_the_noise_free_expert_on_noisy_states():
-    from hiwm.pusht.expert import ScriptedExpert
+    from hiwm.tasks.pusht.expert import ScriptedExpert
 
     taken = expert_episode(seed=4, noise=1.0, max_steps=30).frames
     dart = expert_episode(seed=4, noise=1.0, max_steps=30, labels="clean").frames

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hiwm.pusht import ExpertConfig, PushTEnv, ScriptedExpert
+from hiwm.tasks.pusht.env import PushTEnv
+from hiwm.tasks.pusht.expert import ExpertConfig, ScriptedExpert
 
 
 def rollout(seed: int, config: ExpertConfig | None = None) -> tuple[bool, list[np.ndarray]]:

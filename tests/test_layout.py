@@ -67,7 +67,7 @@ LAYERS = (
     ("paths", "progress", "files", "checkpoints", "training", "stats"),  # helpers that know no model or robot
     ("comm",),  # messages, DDS and ROS
     ("tasks",),  # what a task is: action spaces, cameras, chunks; its worlds
-    ("pusht", "robot", "leader", "camera"),  # devices
+    ("robot", "leader", "camera"),  # devices
     ("data", "worlds"),  # datasets; the worlds a policy acts in and the rollout loop
     ("world_model",),
     ("policy", "branch_cache", "teleop"),

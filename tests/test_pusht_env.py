@@ -8,8 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from hiwm.pusht import MAX_STEPS, PushTEnv, validate_action
-from hiwm.pusht.env import GOAL_POSE
+from hiwm.tasks.pusht.env import GOAL_POSE, MAX_STEPS, PushTEnv, validate_action
 
 
 def test_reset_and_step_fields():

@@ -10,8 +10,8 @@ import pytest
 from hiwm.comm import create_node, new_message
 from hiwm.comm.images import image_to_numpy
 from hiwm.comm.qos import KEEP_ALL
-from hiwm.pusht import ScriptedExpert
-from hiwm.pusht.robot import parse_chunk
+from hiwm.tasks.pusht.expert import ScriptedExpert
+from hiwm.tasks.pusht.robot import parse_chunk
 
 
 class Client:

@@ -15,7 +15,7 @@ from hiwm.comm.images import numpy_to_image
 from hiwm.comm.qos import KEEP_ALL
 from hiwm.data import LeRobotDataset, verify
 from hiwm.data.bag import bag_topics
-from hiwm.pusht import ScriptedExpert
+from hiwm.tasks.pusht.expert import ScriptedExpert
 
 NS = "/rec"
 NEAR_GOAL = [100.0, 400.0, 256.0 + 25.0, 256.0 - 10.0, np.pi / 4 + 0.15]

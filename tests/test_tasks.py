@@ -46,8 +46,8 @@ def test_json_summary(name, action_dim, camera, proprio_dim, fps):
 
 
 def test_pusht_description_matches_the_pusht_world_and_operator():
-    from hiwm.pusht.env import ACTION_HIGH, ACTION_LOW, CONTROL_HZ, MAX_STEPS, SUCCESS_COVERAGE
-    from hiwm.pusht.messages import AGENT_NAMES, TASK_STATE_NAMES
+    from hiwm.tasks.pusht.env import ACTION_HIGH, ACTION_LOW, CONTROL_HZ, MAX_STEPS, SUCCESS_COVERAGE
+    from hiwm.tasks.pusht.messages import AGENT_NAMES, TASK_STATE_NAMES
 
     task = get_task("pusht")
     assert task.action.low == (ACTION_LOW,) * 2 and task.action.high == (ACTION_HIGH,) * 2

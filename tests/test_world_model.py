@@ -156,7 +156,7 @@ def test_checkpoint_round_trip_with_optimizer_and_clear_errors(tmp_path):
 
 
 def test_coverage_from_pose_matches_the_real_env():
-    from hiwm.pusht.env import PushTEnv
+    from hiwm.tasks.pusht.env import PushTEnv
 
     env = PushTEnv(image_size=32)
     for seed in range(4):

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from hiwm.pusht.env import Observation
+from hiwm.tasks.pusht.env import Observation
 
 
 def _world(world: Any) -> Any:
@@ -93,7 +93,7 @@ class RealWorld:
     zero)."""
 
     def __init__(self, image_size: int = 96) -> None:
-        from hiwm.pusht.env import PushTEnv
+        from hiwm.tasks.pusht.env import PushTEnv
 
         self.env = PushTEnv(image_size)
 

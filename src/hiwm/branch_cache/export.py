@@ -134,7 +134,7 @@ def _env_states(store: BranchStore, traj: list[TreeNode], env_state: Callable[[b
 
 def _extras(states: np.ndarray, t: int) -> dict[str, Any]:
     """Frame ``t``'s privileged extras, as :mod:`hiwm.data.collect` writes them."""
-    from hiwm.pusht.env import SUCCESS_COVERAGE, outcome_fields  # lazily: gym-pusht is heavy to import
+    from hiwm.tasks.pusht.env import SUCCESS_COVERAGE, outcome_fields  # lazily: gym-pusht is heavy to import
 
     coverage = float(states[t + 1, 5])
     success = coverage > SUCCESS_COVERAGE

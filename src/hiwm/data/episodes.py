@@ -36,8 +36,8 @@ import numpy as np
 from hiwm.comm.images import image_to_numpy
 from hiwm.comm.interfaces import InterfaceError
 from hiwm.data.lerobot import SOURCE_HUMAN
-from hiwm.pusht.env import outcome_fields
-from hiwm.pusht.messages import TASK_STATE_NAMES as STATE_NAMES
+from hiwm.tasks.pusht.env import outcome_fields
+from hiwm.tasks.pusht.messages import TASK_STATE_NAMES as STATE_NAMES
 
 
 def stamp_ns(msg: Any) -> int:

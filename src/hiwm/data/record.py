@@ -17,7 +17,7 @@ from hiwm.comm.interfaces import deserialize
 from hiwm.data.bag import BagWriter
 from hiwm.data.episodes import EpisodeAssembler, EpisodeData
 from hiwm.data.lerobot import PUSHT_TASK, LeRobotDatasetWriter, pusht_features
-from hiwm.pusht.messages import TOPICS
+from hiwm.tasks.pusht.messages import TOPICS
 
 
 @dataclass
@@ -43,7 +43,7 @@ class RecorderConfig:
 class Recorder:
     """Feeds the episode assembler and the bag; every finished episode is committed at once.
 
-    ``topics`` maps the contract's relative names (see :data:`hiwm.pusht.messages.TOPICS`)
+    ``topics`` maps the contract's relative names (see :data:`hiwm.tasks.pusht.messages.TOPICS`)
     to the names written in the bag (the node's resolved names).
     """
 

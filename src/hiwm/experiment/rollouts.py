@@ -23,8 +23,8 @@ import numpy as np
 
 from hiwm.branch_cache.store import DETECTOR_FAILURE, DETECTOR_SUCCESS, SOURCE_HUMAN, SOURCE_POLICY, BranchStore
 from hiwm.comm.images import encode_png
-from hiwm.pusht.env import Observation
-from hiwm.pusht.expert import ExpertConfig, ScriptedExpert
+from hiwm.tasks.pusht.env import Observation
+from hiwm.tasks.pusht.expert import ExpertConfig, ScriptedExpert
 from hiwm.worlds import policy_steps
 
 log = logging.getLogger("hiwm.experiment")

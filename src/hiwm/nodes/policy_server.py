@@ -26,7 +26,7 @@ from hiwm.comm.images import image_to_numpy
 from hiwm.comm.qos import LATCHED, profile
 from hiwm.comm.runner import run_node
 from hiwm.data import SOURCE_POLICY
-from hiwm.pusht.messages import action_chunk
+from hiwm.tasks.pusht.messages import action_chunk
 from hiwm.teleop.arbiter import AUTONOMOUS
 
 

@@ -8,7 +8,7 @@ Topics (relative, so namespaces and remaps apply; the world-model node publishes
                         scripted expert and ``robot/reset`` use)
   out ``task/status``   hiwm_msgs/TaskStatus, world "real"
   in  ``robot/command`` hiwm_msgs/ActionChunk, action_dim 2 (target x, y in [0, 512]); one row per step
-(messages built by :mod:`hiwm.pusht.messages`, the contract the world-model node shares)
+(messages built by :mod:`hiwm.tasks.pusht.messages`, the contract the world-model node shares)
 Services: ``robot/reset`` hiwm_msgs/Reset (seed >= 0, or use_state + state[5]; seed < 0 continues the
 random stream); it answers the new episode_id and publishes the episode's initial observation.
 
@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from hiwm.comm import Node
 from hiwm.comm.qos import KEEP_ALL, QoSProfile, profile
 from hiwm.comm.runner import run_node
-from hiwm.pusht.env import Observation
-from hiwm.pusht.messages import OUTPUT_TOPICS, TOPICS, observation_messages
-from hiwm.pusht.robot import CLOCKS, BadCommand, PushTRobot
 from hiwm.robot.reset import serve_reset
+from hiwm.tasks.pusht.env import Observation
+from hiwm.tasks.pusht.messages import OUTPUT_TOPICS, TOPICS, observation_messages
+from hiwm.tasks.pusht.robot import CLOCKS, BadCommand, PushTRobot
 
 
 @dataclass

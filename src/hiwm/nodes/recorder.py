@@ -2,7 +2,7 @@
 
 Topics (in, relative names; remap to record another robot or the world model):
   ``camera/image``, ``robot/state``, ``task/state``, ``task/status``, ``robot/command``
-  (see :mod:`hiwm.pusht.messages`), all reliable keep-all so no step is lost.
+  (see :mod:`hiwm.tasks.pusht.messages`), all reliable keep-all so no step is lost.
 Services: ``~/stats`` (std_srvs/Trigger): episodes and frames saved, episodes dropped,
 messages per bag topic, as JSON in ``message``.
 
@@ -21,7 +21,7 @@ from hiwm.comm.runner import run_node
 from hiwm.data.bag import BagError
 from hiwm.data.lerobot import DatasetError
 from hiwm.data.record import Recorder, RecorderConfig
-from hiwm.pusht.messages import TOPICS
+from hiwm.tasks.pusht.messages import TOPICS
 
 
 class RecorderNode:

@@ -25,9 +25,9 @@ import yaml
 
 from hiwm.comm import KEEP_ALL, SENSOR_DATA, Node, new_message
 from hiwm.comm.runner import run_node
-from hiwm.pusht.messages import AGENT_NAMES
 from hiwm.robot.kinematics import Chain, chain_from_dicts, planar_chain
 from hiwm.robot.ros2_control import BadCommand, BridgeLimits, Ros2ControlBridge, forward_command, joint_trajectory
+from hiwm.tasks.pusht.messages import AGENT_NAMES
 
 CONTROLLERS = {
     "joint_trajectory": ("trajectory_msgs/msg/JointTrajectory", "/joint_trajectory_controller/joint_trajectory"),

@@ -28,8 +28,8 @@ from hiwm.comm import Node, new_message
 from hiwm.comm.images import encode_png
 from hiwm.comm.qos import KEEP_ALL, QoSProfile, profile
 from hiwm.comm.runner import run_node
-from hiwm.pusht.messages import OUTPUT_TOPICS, TOPICS, header, observation_messages
-from hiwm.pusht.robot import CLOCKS, BadCommand
+from hiwm.tasks.pusht.messages import OUTPUT_TOPICS, TOPICS, header, observation_messages
+from hiwm.tasks.pusht.robot import CLOCKS, BadCommand
 from hiwm.world_model.checkpoint import CheckpointError
 from hiwm.world_model.session import SnapshotError
 from hiwm.world_model.sim import Step, WorldModelSim, pick_device

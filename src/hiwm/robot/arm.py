@@ -22,10 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hiwm.tasks.chunks import BadCommand
+from hiwm.tasks.chunks import CLOCKS, BadCommand
 from hiwm.tasks.joint_env import JointEnv, JointObservation
-
-CLOCKS = ("lockstep", "realtime")
 
 
 @dataclass

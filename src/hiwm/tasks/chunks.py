@@ -14,6 +14,10 @@ import numpy as np
 from hiwm.comm.interfaces import new_message
 from hiwm.tasks.base import ActionSpace
 
+#: A robot core's clocks: ``lockstep`` runs a command's rows at once, one step each (the caller sets
+#: the pace); ``realtime`` queues them and steps at the control rate, holding the last target.
+CLOCKS = ("lockstep", "realtime")
+
 
 class BadCommand(ValueError):
     """A command refused whole (nothing of it runs): a chunk here, or a trajectory, a forward command,

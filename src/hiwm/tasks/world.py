@@ -21,6 +21,7 @@ import numpy as np
 
 from hiwm.comm.images import numpy_to_image
 from hiwm.comm.interfaces import new_message
+from hiwm.tasks import contract
 from hiwm.tasks.base import Task
 
 #: LeRobot's names of the action-source codes (hiwm_msgs/ActionChunk's SOURCE_*).
@@ -129,17 +130,8 @@ class TaskWorld:
         return {"images": images, "image": next(iter(images.values())), "state": self.proprio(obs)}
 
     def topics(self) -> dict[str, str]:
-        """Relative topic names and types of the robot contract (outputs, then the command input)."""
-        out = {c.topic: "sensor_msgs/msg/Image" for c in self.task.cameras}
-        out.update(
-            {
-                "robot/state": "sensor_msgs/msg/JointState",
-                "task/state": "sensor_msgs/msg/JointState",
-                "task/status": "hiwm_msgs/msg/TaskStatus",
-                "robot/command": "hiwm_msgs/msg/ActionChunk",
-            }
-        )
-        return out
+        """Relative topic names and types of the robot contract (:mod:`hiwm.tasks.contract`)."""
+        return contract.topics(self.task)
 
     def observation_messages(
         self, obs: Any, episode_id: str, stamp_ns: int, done: bool, max_metric: float, world: str = "real"

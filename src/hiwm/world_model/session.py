@@ -34,7 +34,7 @@ from dataclasses import asdict, fields
 import numpy as np
 import torch
 
-from hiwm.pusht.env import validate_state
+from hiwm.tasks.pusht.env import validate_state
 from hiwm.world_model.config import LATER_FIELDS, ModelConfig
 from hiwm.world_model.model import WorldModel
 
@@ -103,7 +103,7 @@ _RENDER_ENVS: dict[int, object] = {}
 
 def render_state(state: np.ndarray, image_size: int) -> np.ndarray:
     """The real camera frame of a Push-T state (gym-pusht renders it)."""
-    from hiwm.pusht.env import PushTEnv
+    from hiwm.tasks.pusht.env import PushTEnv
 
     if image_size not in _RENDER_ENVS:
         _RENDER_ENVS[image_size] = PushTEnv(image_size=image_size)

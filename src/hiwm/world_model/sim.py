@@ -1,6 +1,6 @@
 """The world model behind the robot's interface: episodes, validated commands, clocks, snapshot handles.
 
-:class:`WorldModelSim` mirrors :class:`hiwm.pusht.robot.PushTRobot` (same reset/command/tick
+:class:`WorldModelSim` mirrors :class:`hiwm.tasks.pusht.robot.PushTRobot` (same reset/command/tick
 and the same :class:`Observation`), so a node can publish it with the robot's topic contract.
 The state probe turns each generated frame into the task state; the task's success detector
 (:mod:`hiwm.world_model.detector`; Push-T's is the probe's coverage) gives each frame's
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hiwm.pusht.env import MAX_STEPS, Observation, PushTEnv
-from hiwm.pusht.robot import CLOCKS, BadCommand, parse_chunk
+from hiwm.tasks.pusht.env import MAX_STEPS, Observation, PushTEnv
+from hiwm.tasks.pusht.robot import CLOCKS, BadCommand, parse_chunk
 from hiwm.world_model import detector as detectors
 from hiwm.world_model.checkpoint import load
 from hiwm.world_model.session import Session

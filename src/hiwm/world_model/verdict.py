@@ -32,7 +32,8 @@ class RealEpisode:
 
 def real_episodes(image_size: int, episodes: int, first_seed: int, progress: bool = True) -> list[RealEpisode]:
     """Fresh episodes of the real env driven by the scripted expert at noise levels 0, 1, 2 in turn."""
-    from hiwm.pusht import ExpertConfig, PushTEnv, ScriptedExpert
+    from hiwm.tasks.pusht.env import PushTEnv
+    from hiwm.tasks.pusht.expert import ExpertConfig, ScriptedExpert
 
     env = PushTEnv(image_size=image_size)
     out = []

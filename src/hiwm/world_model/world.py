@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hiwm.pusht.env import MAX_STEPS, Observation
+from hiwm.tasks.pusht.env import MAX_STEPS, Observation
 
 
 class ModelWorld:

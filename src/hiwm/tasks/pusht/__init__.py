@@ -1,4 +1,4 @@
-"""Push-T as a task description: the numbers hiwm.pusht's world, expert and operator use today."""
+"""Push-T as a task description: the numbers its world (gym-pusht), expert and operator use."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ TASK = Task(
             LeaderJoint("shoulder_lift", "agent_y", _LEADER_PX_PER_RAD, 256.0),
         ),
     ),
-    world="hiwm.pusht.world",
+    world="hiwm.tasks.pusht.world",
     # The block pose is what a Push-T policy must read off the frame first; a chunk's shape
     # matters, not where it lies on the table.
     policy=PolicyOptions(state_head=True, relative_actions=True),

@@ -46,7 +46,7 @@ def header(stamp_ns: int, frame_id: str) -> Any:
 def observation_messages(
     obs: Any, episode_id: str, stamp_ns: int, world: str = "real", frame_id: str = "camera"
 ) -> dict[str, Any]:
-    """The messages of one observation (a :class:`hiwm.pusht.env.Observation`), one shared stamp.
+    """The messages of one observation (a :class:`hiwm.tasks.pusht.env.Observation`), one shared stamp.
 
     ``obs.state`` may be None (a world model without a state probe): ``task/state`` is then
     left out. Returned in publish order, the image last, so a reader that sees a step's

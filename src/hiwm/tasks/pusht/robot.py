@@ -14,12 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hiwm.pusht.env import Observation, PushTEnv
-from hiwm.tasks.chunks import BadCommand
+from hiwm.tasks.chunks import CLOCKS, BadCommand
 from hiwm.tasks.chunks import parse_chunk as parse_task_chunk
 from hiwm.tasks.pusht import TASK
+from hiwm.tasks.pusht.env import Observation, PushTEnv
 
-CLOCKS = ("lockstep", "realtime")
 ACTION_DIM = 2
 
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from hiwm.pusht.env import Observation, PushTEnv, outcome_fields
-from hiwm.pusht.expert import ExpertConfig, ScriptedExpert
-from hiwm.pusht.messages import TOPICS, observation_messages
 from hiwm.tasks.pusht import PUSHT_TASK, TASK, pusht_features
+from hiwm.tasks.pusht.env import Observation, PushTEnv, outcome_fields
+from hiwm.tasks.pusht.expert import ExpertConfig, ScriptedExpert
+from hiwm.tasks.pusht.messages import TOPICS, observation_messages
 from hiwm.tasks.world import Expert, TaskWorld
 
 IMAGE_KEY = "observation.image"

@@ -24,7 +24,7 @@ import shapely
 from shapely.affinity import affine_transform
 from shapely.geometry import Polygon
 
-from hiwm.pusht.env import ACTION_HIGH, ACTION_LOW, GOAL_POSE, _GymPushT
+from hiwm.tasks.pusht.env import ACTION_HIGH, ACTION_LOW, GOAL_POSE, _GymPushT
 
 AGENT_RADIUS = 15.0  # gym-pusht's agent circle
 WORKSPACE = (25.0, 487.0)  # where the agent centre fits inside the walls (5 and 506, radius 2)
