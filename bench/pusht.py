@@ -29,7 +29,8 @@ os.environ.setdefault("HIWM_BACKEND", "dds")
 
 from hiwm.comm import create_node, new_message
 from hiwm.comm.qos import KEEP_ALL
-from hiwm.data.lerobot import LeRobotDatasetWriter, pusht_features
+from hiwm.data.lerobot import LeRobotDatasetWriter
+from hiwm.tasks.pusht import pusht_features
 from hiwm.tasks.pusht.env import PushTEnv
 
 

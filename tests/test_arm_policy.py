@@ -228,7 +228,7 @@ def test_the_arm_experts_noise_knobs_and_clean_labels():
 
 
 def test_push_t_recordings_keep_their_layout():
-    from hiwm.data.lerobot import PUSHT_TASK, pusht_features
+    from hiwm.tasks.pusht import PUSHT_TASK, pusht_features
 
     world = load_world(get_task(DEFAULT_TASK))
     assert world.features() == pusht_features(96) and world.instruction == PUSHT_TASK

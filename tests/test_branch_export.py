@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from hiwm.branch_cache.export import LINEAGE_PATH, encode_png, export_branches
+from hiwm.branch_cache.export import LINEAGE_FEATURES, LINEAGE_PATH, encode_png, export_branches
 from hiwm.branch_cache.store import SOURCE_HUMAN, SOURCE_POLICY, BranchStore, InvalidInputError
-from hiwm.data.lerobot import LeRobotDataset
+from hiwm.data.lerobot import DEFAULT_FEATURES, LeRobotDataset, read_tasks
 
 
 def frame(step: int, size: int = 32) -> np.ndarray:
@@ -58,6 +58,15 @@ def test_export_writes_episodes_with_intervention_source_and_lineage(store, tmp_
     assert (result.episodes, result.frames) == (3, 10 + 9 + 9)
     ds = LeRobotDataset(out)
     assert ds.num_episodes == 3 and ds.num_frames == 28
+    # Push-T's layout as before (lerobot/pusht's names) with the lineage; its instruction
+    from hiwm.tasks.pusht import PUSHT_TASK, pusht_features
+
+    want = {**pusht_features(32, extras=False), **LINEAGE_FEATURES}
+    assert {k: (f["dtype"], f["shape"], f["names"]) for k, f in ds.features.items() if k in want} == {
+        k: (f["dtype"], f["shape"], f["names"]) for k, f in want.items()
+    }
+    assert set(ds.features) - set(want) == set(DEFAULT_FEATURES)
+    assert read_tasks(out) == [PUSHT_TASK] and ds.info["robot_type"] == "pusht"
     lineage = json.loads((out / LINEAGE_PATH).read_text())
     ep = ds.episode(0)
     assert not ep["intervention"].any() and (ep["action.source"] == SOURCE_POLICY).all()
@@ -133,3 +142,59 @@ def test_an_operator_label_overrides_the_detector_verdict_in_the_export(store, t
     assert verdicts[forks[0]] == {"success": True, "source": "operator"}
     assert verdicts[forks[1]] == {"success": True, "source": "detector"}
     assert store.branch(forks[0]).labels == ["corrected", "detector:failure", "success"]  # both kept
+
+
+def test_an_arm_task_exports_in_its_own_layout_with_its_physics_extras(store, tmp_path):
+    """so101_pick: six joints, the front camera's video, its 13-entry state and lift as the metric."""
+    from hiwm.tasks import get_task
+    from hiwm.tasks.world import camera_key, load_world
+
+    task = get_task("so101_pick")
+    world = load_world(task)
+    joints = len(task.action.names)
+    states = {}  # snapshot bytes -> (state, lift)
+
+    def append(parent, step):
+        data = f"arm state {step}".encode()
+        states[data] = (np.r_[np.full(joints, 0.1 * step), 0.2, 0.0, 0.02 + 0.01 * step, 1.0, 0, 0, 0], 0.01 * step)
+        return store.append(
+            "arm", data, parent=None if parent is None else parent.id, step=step,
+            action=None if parent is None else [0.1 * step] * joints, source=SOURCE_HUMAN,
+            frame=encode_png(frame(step)), state=[0.1 * step] * joints,
+        )  # fmt: skip
+
+    node = append(None, 0)
+    for step in range(1, 8):
+        node = append(node, step)
+    branch = node.branch
+    with pytest.raises(InvalidInputError, match=r"observation state .*so101_pick"):  # a Push-T layout refused
+        export_branches(store, [main_branch(store)], tmp_path / "bad", task=task.name, progress=False)
+    result = export_branches(
+        store, [branch], tmp_path / "arm", task=task.name, env_state=lambda data: states[data], progress=False
+    )
+    assert (result.episodes, result.frames) == (1, 7)
+    ds = LeRobotDataset(tmp_path / "arm")
+    features = world.features(32)
+    assert {k: ds.features[k]["shape"] for k in features} == {k: f["shape"] for k, f in features.items()}
+    assert ds.features["action"]["names"] == list(task.action.names) and "observation.image" not in ds.features
+    assert ds.info["robot_type"] == "so101_pick" and read_tasks(tmp_path / "arm") == [world.instruction]
+    ep = ds.episode(0)
+    assert ep[camera_key("front")].shape == (7, 32, 32, 3)
+    np.testing.assert_allclose(ep["action"][:, 0], [0.1 * s for s in range(1, 8)], atol=1e-6)
+    np.testing.assert_allclose(ep["observation.environment_state"][:, joints + 2], [0.02 + 0.01 * s for s in range(7)])
+    np.testing.assert_allclose(ep["next.lift"], [0.01 * s for s in range(1, 8)], atol=1e-7)
+    # success is the metric past the task's threshold (5 cm): the step to 0.06 m; done there
+    assert (
+        ep["next.success"].tolist() == [False] * 5 + [True] * 2 and ep["next.done"].tolist() == [False] * 5 + [True] * 2
+    )
+    np.testing.assert_allclose(ep["next.reward"], ep["next.success"].astype(float))
+    assert "next.coverage" not in ds.features
+
+
+def main_branch(store) -> str:
+    """A two-dimensional (Push-T) branch in the same store."""
+    root = store.append("flat", b"flat 0", frame=encode_png(frame(0)), state=[0.0, 0.0])
+    store.append(
+        "flat", b"flat 1", parent=root.id, step=1, action=[1.0, 1.0], frame=encode_png(frame(1)), state=[1.0, 1.0]
+    )
+    return root.branch

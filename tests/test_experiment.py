@@ -16,6 +16,7 @@ from hiwm.data import LeRobotDataset, verify
 from hiwm.experiment.pipeline import Experiment
 from hiwm.experiment.profiles import PROFILES
 from hiwm.experiment.rollouts import SimulatedOperatorConfig, stalled
+from hiwm.tasks import get_task
 from hiwm.worlds import RealWorld
 
 
@@ -54,7 +55,7 @@ def test_a_physics_session_exports_with_its_states_for_world_model_training(tmp_
             seen.append(obs)
         root = store.session("s").root_branch
         export_branches(store, [root], tmp_path / "ds", env_state=RealWorld.state_of, progress=False)
-        with pytest.raises(InvalidInputError, match="no Push-T state"):  # a model's snapshot has none
+        with pytest.raises(InvalidInputError, match="no pusht state"):  # a model's snapshot has none
             store.append("s", b"latent bytes", parent=rec.cursor, step=13, action=[1.0, 2.0], source=0,
                          frame=encode_png(obs.image), state=[1.0, 2.0])  # fmt: skip
             export_branches(store, [root], tmp_path / "bad", env_state=RealWorld.state_of, progress=False)
@@ -72,6 +73,17 @@ def test_stall_detection():
     assert not stalled([0.1] * 4, 3, cfg)  # too early to judge
     assert stalled([0.1] * 10, 9, cfg)
     assert not stalled([0.1] * 5 + [0.2] * 5, 9, cfg)
+
+
+def test_a_task_the_loop_cannot_run_is_refused_at_once(tmp_path, capsys):
+    out = tmp_path / "arm"
+    assert hiwm(["experiment", "--task", "so101_pick", "--profile", "smoke", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("hiwm experiment: error: task 'so101_pick'")
+    assert "session world" in err and "simulated operator" in err
+    assert not out.exists()  # nothing made
+    with pytest.raises(ValueError, match="unknown task"):
+        PROFILES["smoke"].replace(task="nope")
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +117,8 @@ def test_smoke_runs_the_whole_loop(smoke):
     assert headline["pearson_r"]["checkpoints"] == 4
     assert results["paired"]["act"]["hiwm_vs_base"]["a"] == "hiwm_r1"
     report = (smoke / "report.md").read_text()
+    assert report.startswith("# Hi-WM on pusht: profile `smoke`")
+    assert get_task("pusht").description in report and "real mean max coverage" in report
     assert "| act | hiwm_r1 |" in report and "Pearson r" in report and "| act | hiwm_r1 vs base | real | 2 |" in report
     for plot in ("success.png", "correlation.png", "corrections.png"):
         assert (smoke / plot).stat().st_size > 5000

@@ -140,6 +140,47 @@ def test_calibration_yaml_and_action_maps(tmp_path):
         load_calibration(tmp_path / "missing.yaml")
 
 
+def test_the_default_action_map_is_the_task_leader_map(tmp_path):
+    """Without an action section a calibration drives its task's leader-arm map within the task's limits:
+    by joint name, else (names the map does not know) by position."""
+    from hiwm.leader.mapping import default_section
+    from hiwm.tasks import DEFAULT_TASK, get_task
+
+    pusht = get_task("pusht")
+    cal = parse_calibration(calibration_doc("feetech", "/dev/null"))  # joints pan, lift, elbow
+    assert default_section(cal) == default_section(cal, DEFAULT_TASK)
+    section = default_section(cal, "pusht")
+    assert section["task"] == "pusht"
+    assert [(m["joint"], m["action"], m["scale"], m["offset"]) for m in section["joint_map"]] == [
+        (joint, j.action, j.scale, j.offset) for joint, j in zip(("pan", "lift"), pusht.leader_arm.joints, strict=True)
+    ]
+    amap = build_action_map(cal, "pusht")
+    np.testing.assert_allclose((amap.low, amap.high), (pusht.action.low, pusht.action.high))
+    np.testing.assert_allclose(amap(np.array([0.1, -0.2, 1.0])), [256 + 325.95 * 0.1, 256 - 325.95 * 0.2])
+    # named as the task's map names them: matched by name, in any order
+    doc = calibration_doc("feetech", "/dev/null")
+    doc["joints"][0]["name"], doc["joints"][1]["name"] = "shoulder_lift", "shoulder_pan"
+    np.testing.assert_allclose(build_action_map(parse_calibration(doc))(np.array([0.1, -0.2, 0.0])),
+                               [256 - 325.95 * 0.2, 256 + 325.95 * 0.1])  # fmt: skip
+    doc["joints"][0]["name"] = "wrist"  # one of the map's joints, not the other: which is which is unknown
+    with pytest.raises(CalibrationError, match="shoulder_lift"):
+        build_action_map(parse_calibration(doc))
+    # the arm task's map drives its six joints one to one, clipped to its limits
+    arm = get_task("so101_pick")
+    with pytest.raises(CalibrationError, match="drives 6 joints"):
+        build_action_map(cal, "so101_pick")
+    doc = arm_calibration("/dev/null")
+    del doc["action"]
+    amap = build_action_map(parse_calibration(doc), "so101_pick")
+    np.testing.assert_allclose((amap.low, amap.high), (arm.action.low, arm.action.high))
+    q = np.array([0.3, -0.4, 1.0, -1.2, 2.0, 0.8])
+    np.testing.assert_allclose(amap(q), q)
+    # a section without a task or limits: the map's task gives both (its action names too)
+    doc = {**calibration_doc("feetech", ""), "action": {"joint_map": [{"joint": "pan", "action": "agent_y"}]}}
+    amap = build_action_map(parse_calibration(doc))
+    assert amap.dim == 2 and amap.entries[0].axis == 1
+
+
 @pytest.mark.parametrize("protocol", ["dynamixel", "feetech"])
 def test_vendor_sdks_read_and_write_the_emulator(protocol, emulator):
     """Robotis' and Feetech's own SDKs against the emulator: its wire format is the servos' wire format."""

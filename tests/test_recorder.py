@@ -1,4 +1,4 @@
-"""The recorder node beside the Push-T robot node, each in its own process over DDS."""
+"""The recorder node beside a task's robot node (Push-T's, the SO-101 arm's), each in its own process over DDS."""
 
 from __future__ import annotations
 
@@ -15,9 +15,13 @@ from hiwm.comm.images import numpy_to_image
 from hiwm.comm.qos import KEEP_ALL
 from hiwm.data import LeRobotDataset, verify
 from hiwm.data.bag import bag_topics
+from hiwm.tasks import contract, get_task
 from hiwm.tasks.pusht.expert import ScriptedExpert
 
 NS = "/rec"
+#: Push-T's camera on the topic contract; its robot node is remapped there until it publishes there itself.
+CAMERA = contract.camera_topics(get_task("pusht"))["top"]
+TO_CAMERA = ["-r", f"camera/image:={CAMERA}"]
 NEAR_GOAL = [100.0, 400.0, 256.0 + 25.0, 256.0 - 10.0, np.pi / 4 + 0.15]
 
 
@@ -33,7 +37,7 @@ class Driver:
         )
         self.node.create_subscription("hiwm_msgs/msg/TaskStatus", f"{ns}/task/status", self.statuses.append, KEEP_ALL)
         self.command = self.node.create_publisher("hiwm_msgs/msg/ActionChunk", f"{ns}/robot/command", KEEP_ALL)
-        self.image = self.node.create_publisher("sensor_msgs/msg/Image", f"{ns}/camera/image", KEEP_ALL)
+        self.image = self.node.create_publisher("sensor_msgs/msg/Image", f"{ns}/{CAMERA}", KEEP_ALL)
         self.reset_client = self.node.create_client("hiwm_msgs/srv/Reset", f"{ns}/robot/reset")
         self.stats_client = self.node.create_client("std_srvs/srv/Trigger", f"{ns}/recorder/stats")
 
@@ -75,7 +79,9 @@ class Driver:
 
 @pytest.fixture
 def graph(procs, tmp_path):
-    robot = procs.python("hiwm.nodes.pusht_robot", "--ros-args", "-r", f"__ns:={NS}", "-p", "clock:=lockstep")
+    robot = procs.python(
+        "hiwm.nodes.pusht_robot", "--ros-args", "-r", f"__ns:={NS}", *TO_CAMERA, "-p", "clock:=lockstep"
+    )
     recorder = procs.python(
         "hiwm.nodes.recorder",
         "--ros-args",
@@ -126,7 +132,7 @@ def test_recorder_saves_whole_episodes_and_a_bag(graph, procs):
     assert second["observation.image"].shape == (12, 96, 96, 3) and not second["intervention"].any()
     # the bag is complete after a clean stop, and holds every step the recorder accepted
     meta = bag_topics(tmp / "bag")["topics"]
-    assert meta["/rec/camera/image"]["count"] == (solved + 1) + 13 + 9
+    assert meta[f"/rec/{CAMERA}"]["count"] == (solved + 1) + 13 + 9
     assert meta["/rec/robot/command"]["count"] == solved + 12 + 8
     assert robot.poll() is None
 
@@ -172,7 +178,9 @@ def test_robot_and_recorder_under_hiwm_launch(procs, tmp_path):
                    "the episode is kept from the first step received, not dropped as a gap")  # fmt: skip
 def test_recorder_keeps_an_episode_whose_first_steps_it_missed(procs, tmp_path):
     ns = "/late"
-    robot = procs.python("hiwm.nodes.pusht_robot", "--ros-args", "-r", f"__ns:={ns}", "-p", "clock:=realtime")
+    robot = procs.python(
+        "hiwm.nodes.pusht_robot", "--ros-args", "-r", f"__ns:={ns}", *TO_CAMERA, "-p", "clock:=realtime"
+    )
     driver = Driver(ns)
     try:
         assert driver.reset_client.wait_for_service(30.0), procs.output(robot)
@@ -200,3 +208,71 @@ def test_recorder_keeps_an_episode_whose_first_steps_it_missed(procs, tmp_path):
         assert first_step > 0 and robot.poll() is None
     finally:
         driver.node.destroy()
+
+
+def test_recorder_records_the_arm_task_from_its_topic_contract(procs, tmp_path):
+    """The so101_pick contract (one camera on realsense-ros's topic, six joints, a 13-entry state, lift as
+    the metric), published from its world's messages: one video per camera and the task's names."""
+    from hiwm.data.lerobot import SOURCE_SCRIPTED, read_tasks
+    from hiwm.tasks.world import camera_key, load_world
+
+    ns, task = "/arm_rec", get_task("so101_pick")
+    world = load_world(task)
+    recorder = procs.python(
+        "hiwm.nodes.recorder", "--ros-args", "-r", f"__ns:={ns}", "-p", f"task:={task.name}",
+        "-p", f"dataset:={tmp_path / 'ds'}", "-p", f"bag:={tmp_path / 'bag'}",
+    )  # fmt: skip
+    node = create_node("arm_contract_publisher")
+    try:
+        pubs = {t: node.create_publisher(kind, f"{ns}/{t}", KEEP_ALL) for t, kind in contract.topics(task).items()}
+        stats = node.create_client("std_srvs/srv/Trigger", f"{ns}/recorder/stats")
+        assert stats.wait_for_service(30.0), procs.output(recorder)
+        assert node.spin_until(lambda: all(p.matched_count() >= 1 for p in pubs.values()), 10.0)
+        time.sleep(0.5)
+        env, expert = world.make_env(), world.make_expert(0.0, seed=2)
+        obs = env.reset(seed=2)
+        start, dt, steps = time.time_ns(), 100_000_000, 6
+        seen, actions, best = [obs], [], world.metric(obs)
+
+        def publish(o, t: int, done: bool) -> None:
+            for topic, msg in world.observation_messages(o, "arm-ep", start + t * dt, done, best).items():
+                pubs[topic].publish(msg)
+
+        publish(obs, 0, False)
+        for t in range(steps):
+            action = expert.act(world.state(obs))
+            pubs[contract.ROBOT_COMMAND].publish(world.action_chunk(action, start + t * dt + dt // 2, SOURCE_SCRIPTED))
+            obs = env.step(action)
+            best = max(best, world.metric(obs))
+            publish(obs, t + 1, t == steps - 1)  # the episode ends here
+            actions.append(action)
+            seen.append(obs)
+            node.spin_until(lambda: False, 0.02)
+
+        def saved() -> int:
+            reply = stats.call(new_message("std_srvs/srv/Trigger_Request"), timeout=10.0)
+            return json.loads(reply.message)["episodes"]
+
+        assert node.spin_until(lambda: saved() == 1, 15.0), procs.output(recorder)
+        env.close()
+    finally:
+        node.destroy()
+    recorder.send_signal(signal.SIGTERM)
+    assert recorder.wait(15) == 0, procs.output(recorder)
+
+    ds = LeRobotDataset(tmp_path / "ds")
+    assert verify(tmp_path / "ds").ok and ds.info["robot_type"] == "so101_pick"
+    want = world.features()
+    assert {k: ds.features[k]["shape"] for k in want} == {k: f["shape"] for k, f in want.items()}
+    assert ds.features["observation.state"]["names"] == list(task.observations.proprio)
+    ep = ds.episode(0)
+    assert ep[camera_key("front")].shape == (steps, 128, 128, 3)
+    np.testing.assert_allclose(ep["action"], np.asarray(actions, np.float32), atol=1e-6)
+    np.testing.assert_allclose(ep["observation.state"], [world.proprio(o) for o in seen[:-1]], atol=1e-5)
+    np.testing.assert_allclose(ep["observation.environment_state"], [world.state(o) for o in seen[:-1]], atol=1e-5)
+    np.testing.assert_allclose(ep["next.lift"], [world.metric(o) for o in seen[1:]], atol=1e-6)
+    assert ep["next.done"].tolist() == [False] * (steps - 1) + [True]
+    assert read_tasks(tmp_path / "ds") == [world.instruction]
+    meta = bag_topics(tmp_path / "bag")["topics"]
+    assert meta[f"{ns}/camera/front/color/image_raw"]["count"] == steps + 1
+    assert meta[f"{ns}/robot/command"]["count"] == steps

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hiwm.branch_cache.export import DEFAULT_TASK, LINEAGE_PATH, export_branches
+from hiwm.branch_cache.export import DEFAULT_INSTRUCTION, LINEAGE_PATH, export_branches
 from hiwm.branch_cache.store import (
     SOURCES,
     BranchCacheError,
@@ -41,6 +41,7 @@ from hiwm.branch_cache.store import (
     TreeNode,
     parse_id,
 )
+from hiwm.tasks import DEFAULT_TASK
 
 Restore = Callable[[str], tuple[bool, str]]
 LIST_WHATS = ("sessions", "branches", "nodes", "trajectory", "node", "children")
@@ -75,8 +76,9 @@ class BranchCacheCore:
         pending_timeout: float = 30.0,
         resume_after: float = 2.0,
         fork_restores: bool = True,
-        export_fps: int = 10,
-        task: str = DEFAULT_TASK,
+        export_fps: int = 0,  # 0: the task's control rate
+        task: str = DEFAULT_TASK,  # the registered task of the sessions (the exports' layout)
+        instruction: str = DEFAULT_INSTRUCTION,  # the exported episodes' language task ("": the task's)
         export_root: str | Path | None = None,
         log: Callable[[str, str], None] | None = None,
     ) -> None:
@@ -84,6 +86,7 @@ class BranchCacheCore:
         self.max_pending, self.pending_timeout, self.resume_after = max_pending, pending_timeout, resume_after
         self.max_pending_snapshots = max_pending_snapshots
         self.fork_restores, self.export_fps, self.task = fork_restores, export_fps, task
+        self.instruction = instruction
         # exports requested over the graph land only under this folder (default: next to the store)
         self.export_root = Path(export_root) if export_root else Path(store.path).resolve().parent / "exports"
         self.log = log or (lambda key, message: None)
@@ -292,8 +295,9 @@ class BranchCacheCore:
         self.drain()
         target.parent.mkdir(parents=True, exist_ok=True)
         result = export_branches(
-            self.store, list(branch_ids), target, fps=self.export_fps, task=self.task, progress=False
-        )
+            self.store, list(branch_ids), target, fps=self.export_fps or None, task=self.task,
+            instruction=self.instruction, progress=False,
+        )  # fmt: skip
         return result.episodes, result.frames, result.skipped
 
 

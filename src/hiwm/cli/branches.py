@@ -87,7 +87,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from hiwm.branch_cache.export import export_branches
 
     with _open(args) as store:
-        result = export_branches(store, args.branches, args.output, fps=args.fps, task=args.task, segment=args.segment)
+        result = export_branches(
+            store, args.branches, args.output, fps=args.fps, task=args.task, instruction=args.instruction,
+            segment=args.segment,
+        )  # fmt: skip
     print(
         f"{result.root}: wrote {result.episodes} episodes, {result.frames} frames (episodes {result.episode_indices})"
     )
@@ -103,7 +106,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from hiwm.branch_cache.export import DEFAULT_TASK, SEGMENTS
+    from hiwm.branch_cache.export import DEFAULT_INSTRUCTION, SEGMENTS
+    from hiwm.tasks import DEFAULT_TASK, task_names
 
     top = sub.add_parser("branches", help="inspect, draw and export the branch cache store (offline)")
     bsub = top.add_subparsers(dest="branches_command", required=True, metavar="SUBCOMMAND")
@@ -130,8 +134,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = parser("export", "branches -> episodes of a LeRobot v3 dataset (appends if it exists)")
     p.add_argument("branches", nargs="+", help="branch ids (b..)")
     p.add_argument("-o", "--output", required=True, help="dataset folder")
-    p.add_argument("--fps", type=int, default=10)
-    p.add_argument("--task", default=DEFAULT_TASK)
+    p.add_argument("--fps", type=int, help="dataset frame rate (default: the task's control rate)")
+    p.add_argument("--task", choices=task_names(), default=DEFAULT_TASK, help="the task the sessions act in")
+    p.add_argument("--instruction", default=DEFAULT_INSTRUCTION,
+                   help="the episodes' language task (default: the task world's)")  # fmt: skip
     p.add_argument("--segment", choices=SEGMENTS, default="trajectory",
                    help="trajectory: from the session start; branch: from the fork node; correction: the "
                    "fork node through the last human action")  # fmt: skip

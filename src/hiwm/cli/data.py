@@ -9,7 +9,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-DEFAULT_DATASET = "data/pusht_expert"
+
+def default_dataset(task: str) -> str:
+    """Where ``hiwm collect`` writes a task's expert data unless told."""
+    return f"data/{task}_expert"
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
@@ -26,6 +29,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         flush_every=args.flush_every,
         task=args.task,
     )
+    args.out = args.out or default_dataset(args.task)
     if args.bag and Path(args.bag).exists():
         print(f"error: {args.bag} already exists (bags are written once)", file=sys.stderr)
         return 2
@@ -98,15 +102,27 @@ def cmd_bag_info(args: argparse.Namespace) -> int:
 def cmd_bag_convert(args: argparse.Namespace) -> int:
     from hiwm.data.bag import bag_topics
     from hiwm.data.convert import RobotTopics, bag_to_dataset
+    from hiwm.tasks import get_task
 
-    topics = RobotTopics(image=args.image, state=args.state, status=args.status, command=args.command)
+    topics = RobotTopics.for_task(get_task(args.task), args.namespace) if args.namespace else RobotTopics()
+    for spec in args.camera or []:
+        name, _, topic = spec.partition("=")
+        if not name or not topic:
+            print(f"error: --camera takes CAMERA=TOPIC, got {spec!r}", file=sys.stderr)
+            return 2
+        topics.cameras[name] = topic
+    for key in ("state", "status", "command"):
+        if getattr(args, key):
+            setattr(topics, key, getattr(args, key))
     total = bag_topics(args.bag)["messages"]
     with tqdm(total=total, unit="msg", desc="convert", disable=args.quiet) as bar:
 
         def progress(n: int) -> None:
             bar.update(n - bar.n)
 
-        summary = bag_to_dataset(args.bag, args.out, topics, task=args.task, fps=args.fps, progress=progress)
+        summary = bag_to_dataset(
+            args.bag, args.out, topics, task=args.task, instruction=args.instruction, fps=args.fps, progress=progress
+        )
     print(json.dumps(summary.__dict__))
     return 0
 
@@ -117,7 +133,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("collect", help="scripted-expert episodes of a task into a LeRobot v3 dataset (and a bag)")
     p.add_argument("--task", choices=task_names(), default=DEFAULT_TASK, help="the task whose expert runs")
     p.add_argument("--episodes", type=int, default=200)
-    p.add_argument("--out", default=DEFAULT_DATASET, help="dataset folder, created or appended to")
+    p.add_argument("--out", help="dataset folder, created or appended to (default data/<task>_expert)")
     p.add_argument("--bag", help="also record the robot traffic into this new rosbag2 MCAP folder")
     p.add_argument("--seed", type=int, default=0, help="first seed; episode i uses seed + i")
     p.add_argument("--noise", type=float, default=0.0, help="expert sloppiness: 0 clean, 1 sloppy, 2+ mostly failing")
@@ -154,11 +170,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = bsub.add_parser("convert", help="assemble the recorded robot episodes into a LeRobot v3 dataset")
     p.add_argument("bag")
     p.add_argument("out", help="dataset folder, created or appended to")
-    p.add_argument("--image", default="/camera/image")
-    p.add_argument("--state", default="/task/state")
-    p.add_argument("--status", default="/task/status")
-    p.add_argument("--command", default="/robot/command")
-    p.add_argument("--task", default="")
-    p.add_argument("--fps", type=int, default=10)
+    p.add_argument("--task", choices=task_names(), default=DEFAULT_TASK, help="the task recorded (its topics, layout)")
+    p.add_argument("--namespace", default="", help="the recorded robot's namespace (default: the root)")
+    p.add_argument("--camera", action="append", metavar="CAMERA=TOPIC",
+                   help="a camera's image topic (default: the task's contract topic); repeat per camera")  # fmt: skip
+    p.add_argument("--state", help="task/state topic (default: the contract's)")
+    p.add_argument("--status", help="task/status topic")
+    p.add_argument("--command", help="robot/command topic")
+    p.add_argument("--instruction", default="", help="the episodes' language task (default: the task world's)")
+    p.add_argument("--fps", type=int, default=0, help="dataset frame rate (default: the task's control rate)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_bag_convert)

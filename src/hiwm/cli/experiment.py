@@ -1,4 +1,4 @@
-"""``hiwm experiment``: the Hi-WM post-training loop end to end, with a report."""
+"""``hiwm experiment``: the Hi-WM post-training loop end to end on a task, with a report."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from hiwm.experiment.pipeline import Experiment
     from hiwm.experiment.profiles import PROFILES
 
-    profile = PROFILES[args.profile]
+    profile = PROFILES[args.profile].replace(task=args.task)
     if args.backbones:
         profile = profile.replace(backbones=args.backbones)
     if args.workers:
@@ -37,8 +37,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         raise SystemExit(f"hiwm experiment: error: --results-json {results_json}: a folder, not a file")
     from hiwm.checkpoints import CheckpointError
 
-    experiment = Experiment(profile, args.out or f"runs/experiment-{profile.name}")
     try:
+        experiment = Experiment(profile, args.out or f"runs/experiment-{profile.name}")  # refuses a task it can't run
         experiment.check()
     except (ValueError, CheckpointError) as exc:  # a checkpoint given to the run that it cannot use
         raise SystemExit(f"hiwm experiment: error: {exc}") from None
@@ -53,8 +53,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from hiwm.experiment.profiles import PROFILES
+    from hiwm.tasks import DEFAULT_TASK, task_names
 
     p = sub.add_parser("experiment", help="the Hi-WM loop end to end: data, world model, policies, corrections, table")
+    p.add_argument("--task", choices=task_names(), default=DEFAULT_TASK, help="the task the loop runs on")
     p.add_argument("--profile", choices=sorted(PROFILES), default="quick",
                    help="quick: ~20 min on 2 cores; full: the table; smoke: CI-sized")  # fmt: skip
     p.add_argument("--out", help="run folder (default runs/experiment-<profile>); a rerun resumes")
@@ -69,5 +71,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "in the physics (the profile's number unless given)")  # fmt: skip
     p.add_argument("--results-json", metavar="PATH",
                    help="also write the headline figures (headline.json of the run folder: paired differences "
-                        "per backbone, Pearson r) to PATH, e.g. docs/results/pusht.json")  # fmt: skip
+                        "per backbone, Pearson r) to PATH, e.g. docs/results/<task>.json")  # fmt: skip
     p.set_defaults(func=cmd_experiment)

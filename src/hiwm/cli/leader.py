@@ -6,6 +6,8 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from hiwm.tasks import DEFAULT_TASK, task_names
+
     leader = sub.add_parser("leader", help="leader arms: calibrate from the bus, emulate a servo bus")
     lsub = leader.add_subparsers(dest="leader_command", required=True, metavar="SUBCOMMAND")
 
@@ -18,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--directions", default="", help="comma-separated 1/-1 per joint (default all 1)")
     p.add_argument("--seconds", type=float, default=15.0, help="time to sweep every joint through its range")
     p.add_argument("--out", required=True, help="calibration YAML to write")
+    p.add_argument("--task", choices=task_names(), default=DEFAULT_TASK,
+                   help="the task whose leader-arm map the file gets (its action section)")  # fmt: skip
     p.set_defaults(func=_calibrate)
 
     p = lsub.add_parser("emulate", help="a servo bus on a pseudo-terminal (see python -m hiwm.leader.emulator -h)")

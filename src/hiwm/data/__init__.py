@@ -7,7 +7,6 @@ from hiwm.data.lerobot import (
     DatasetError,
     LeRobotDataset,
     LeRobotDatasetWriter,
-    pusht_features,
 )
 from hiwm.data.verify import VerifyReport, verify
 
@@ -19,6 +18,5 @@ __all__ = [
     "LeRobotDataset",
     "LeRobotDatasetWriter",
     "VerifyReport",
-    "pusht_features",
     "verify",
 ]

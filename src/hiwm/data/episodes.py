@@ -1,25 +1,26 @@
-"""Assemble dataset episodes from robot traffic (live or from a bag), without middleware.
+"""Assemble dataset episodes of a task from robot traffic (live or from a bag), without middleware.
 
-Inputs are the robot's messages: ``camera/image`` (sensor_msgs/Image), ``task/state``
-(sensor_msgs/JointState; ``robot/state`` works too but carries no block pose),
-``task/status`` (hiwm_msgs/TaskStatus) and ``robot/command``
-(hiwm_msgs/ActionChunk). The contract they follow:
+Inputs are the robot's messages on the task's topic contract (:mod:`hiwm.tasks.contract`): one
+sensor_msgs/Image per task camera, ``task/state`` (sensor_msgs/JointState with the task's state
+names, which include its proprio names), ``task/status`` (hiwm_msgs/TaskStatus, whose ``coverage``
+carries the task's success metric) and ``robot/command`` (hiwm_msgs/ActionChunk of the task's
+action_dim). The contract they follow:
 
-* one observation per physics step: an image, a state and a status whose header stamps
+* one observation per physics step: an image per camera, a state and a status whose header stamps
   are equal (or within ``sync_tolerance_s``); ``status.step`` counts from 0 after a reset;
 * a command's stamp lies after the observation it answers; row ``k`` of a chunk is
   executed ``k`` steps after it, the last row is held when the chunk runs out (what the
-  Push-T robot does in both clocks);
+  robot nodes do in both clocks);
 * an episode ends with ``status.done`` or when ``status.episode_id`` changes;
 * a step at or before the last one (a world-model rollback, or a republished state) replaces the
   steps from there on: the episode is the path finally taken.
 
 Frame ``t`` of an episode is observation ``t``, the action executed next, and ``next.*``
-from the status after it (so an episode of ``T`` frames uses ``T + 1`` observations, as
-in lerobot/pusht). Episodes with a gap in ``step`` are dropped, never stored partially; an
-episode whose first steps never reached the assembler (the recorder started, or its subscriptions
-matched, after the robot had begun: with the real-time clock the robot steps on its own) is kept
-from the first step received, which the log says.
+from the status after it (the task world's :meth:`~hiwm.tasks.world.TaskWorld.outcome`), so an
+episode of ``T`` frames uses ``T + 1`` observations, as in LeRobot's datasets. Episodes with a gap
+in ``step`` are dropped, never stored partially; an episode whose first steps never reached the
+assembler (the recorder started, or its subscriptions matched, after the robot had begun: with the
+real-time clock the robot steps on its own) is kept from the first step received, which the log says.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ import numpy as np
 from hiwm.comm.images import image_to_numpy
 from hiwm.comm.interfaces import InterfaceError
 from hiwm.data.lerobot import SOURCE_HUMAN
-from hiwm.tasks.pusht.env import outcome_fields
-from hiwm.tasks.pusht.messages import TASK_STATE_NAMES as STATE_NAMES
+from hiwm.tasks.base import Task
+from hiwm.tasks.world import TaskWorld
 
 
 def stamp_ns(msg: Any) -> int:
@@ -45,33 +46,35 @@ def stamp_ns(msg: Any) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
-def state_vectors(msg: Any) -> tuple[np.ndarray, np.ndarray | None]:
-    """(agent position (2,), full Push-T state (5,) or None) from a JointState.
+def state_vectors(msg: Any, task: Task) -> tuple[np.ndarray, np.ndarray | None]:
+    """(proprio, the task's full state or None) from a ``task/state`` JointState.
 
-    Joints named ``agent_x, agent_y, block_x, block_y, block_theta`` are looked up by
-    name; without names the first two (and, if present, five) positions are used.
-    """
+    Joints are looked up by the task's names (``task.observations``); a message without names
+    holds the task's state in order (its first entries at least: the proprio's)."""
     pos = np.asarray(msg.position, dtype=np.float64).reshape(-1)
+    proprio, state = task.observations.proprio, task.observations.state
     names = list(msg.name)
-    if names and all(n in names for n in STATE_NAMES[:2]):
-        if len(names) != len(pos):
-            raise InterfaceError(f"JointState has {len(names)} names but {len(pos)} positions")
-        full = [pos[names.index(n)] for n in STATE_NAMES if n in names]
-        agent = np.array(full[:2])
-        return agent, np.array(full) if len(full) == 5 else None
-    if len(pos) < 2:
-        raise InterfaceError(f"JointState needs at least 2 positions (agent x, y), got {len(pos)}")
-    return pos[:2].copy(), pos[:5].copy() if len(pos) >= 5 else None
+    if not names:  # the state in order: as many of its entries as there are positions
+        pos = pos[: len(state)]
+        names = list(state[: len(pos)])
+    if len(names) != len(pos):
+        raise InterfaceError(f"JointState has {len(names)} names but {len(pos)} positions")
+    index = {n: i for i, n in enumerate(names)}
+    missing = [n for n in proprio if n not in index]
+    if missing:
+        raise InterfaceError(f"JointState lacks the task's {', '.join(missing)} (names {names}, {len(pos)} positions)")
+    full = pos[[index[n] for n in state]] if all(n in index for n in state) else None
+    return pos[[index[n] for n in proprio]], full
 
 
 @dataclass
 class StampedObservation:
     stamp: int
     step: int
-    image: np.ndarray
-    agent: np.ndarray
+    images: dict[str, np.ndarray]  # camera name -> (H, W, 3) uint8
+    proprio: np.ndarray
     env_state: np.ndarray | None
-    coverage: float
+    metric: float  # the task's success metric (task/status ``coverage``)
     success: bool
     done: bool
 
@@ -100,34 +103,50 @@ class _Open:
 
 
 class EpisodeAssembler:
-    """Feed messages in with ``on_*``; finished episodes go to ``on_episode``.
+    """Feed a task's messages in with ``on_*``; finished episodes go to ``on_episode``.
 
-    ``features`` are the dataset's (see :func:`hiwm.data.lerobot.pusht_features`): the
-    assembler fills those it knows and nothing else.
+    ``world`` is the task's (:func:`hiwm.tasks.world.load_world`): its cameras' features and its
+    ``next.*`` values. ``features`` are the dataset's (``world.features(...)``): the assembler
+    fills those it knows and nothing else; each camera's image size is its feature's.
     """
 
     def __init__(
         self,
+        world: TaskWorld,
         features: dict[str, dict],
         on_episode: Callable[[EpisodeData], None],
         *,
-        fps: float = 10.0,
+        fps: float | None = None,
         sync_tolerance_s: float | None = None,
         keep_truncated: bool = True,
         min_frames: int = 1,
         logger: logging.Logger | None = None,
     ) -> None:
+        task = world.task
+        if not set(task.observations.proprio) <= set(task.observations.state):
+            raise ValueError(
+                f"task {task.name!r}: recording reads the proprio from task/state, but its state names "
+                f"{list(task.observations.state)} lack some of {list(task.observations.proprio)}"
+            )
+        self.world, self.task = world, task
         self.features = features
         self.on_episode = on_episode
-        shape = features["observation.image"]["shape"]
-        self.image_size = (int(shape[0]), int(shape[1]))
+        self.camera_features = world.camera_features()
+        missing = [key for key in self.camera_features.values() if key not in features]
+        if missing:
+            raise ValueError(f"features lack the task's camera videos {missing}")
+        self.image_sizes = {
+            cam: (int(features[key]["shape"][0]), int(features[key]["shape"][1]))
+            for cam, key in self.camera_features.items()
+        }
+        fps = fps or task.fps
         self.tolerance = int((sync_tolerance_s if sync_tolerance_s is not None else 0.4 / fps) * 1e9)
         self.keep_truncated = keep_truncated
         self.min_frames = max(1, min_frames)
         self.log = logger or logging.getLogger("hiwm.data.episodes")
-        self._images: deque[tuple[int, np.ndarray]] = deque(maxlen=4096)
+        self._images: dict[str, deque[tuple[int, np.ndarray]]] = {c: deque(maxlen=4096) for c in self.camera_features}
         self._states: deque[tuple[int, Any]] = deque(maxlen=4096)
-        self._statuses: list[tuple[int, Any]] = []  # waiting for their image and state
+        self._statuses: list[tuple[int, Any]] = []  # waiting for their images and state
         self._commands: list[Command] = []
         self._open: _Open | None = None
         self._closed_ids: deque[str] = deque(maxlen=64)
@@ -135,15 +154,22 @@ class EpisodeAssembler:
         self.warned: set[str] = set()
 
     # -- inputs --------------------------------------------------------------
-    def on_image(self, msg: Any) -> None:
-        image = image_to_numpy(msg, expect=self.image_size)
+    def on_image(self, msg: Any, camera: str | None = None) -> None:
+        """An image of ``camera`` (a task camera's name; None: the task's only camera)."""
+        if camera is None:
+            if len(self._images) != 1:
+                raise ValueError(f"task {self.task.name!r} has cameras {list(self._images)}: say whose image")
+            camera = next(iter(self._images))
+        if camera not in self._images:
+            raise ValueError(f"no camera {camera!r} in task {self.task.name!r} (cameras {list(self._images)})")
+        image = image_to_numpy(msg, expect=self.image_sizes[camera])
         if msg.encoding != "rgb8":
             raise InterfaceError(f"image encoding must be rgb8, got {msg.encoding!r}")
-        self._images.append((stamp_ns(msg), image.copy()))
+        self._images[camera].append((stamp_ns(msg), image.copy()))
         self._match()
 
     def on_state(self, msg: Any) -> None:
-        state_vectors(msg)  # validate now so a bad message is reported where it arrives
+        state_vectors(msg, self.task)  # validate now so a bad message is reported where it arrives
         self._states.append((stamp_ns(msg), msg))
         self._match()
 
@@ -156,6 +182,10 @@ class EpisodeAssembler:
         data = np.asarray(msg.data, dtype=np.float32).reshape(-1)
         if horizon < 1 or dim < 1 or data.size != horizon * dim:
             raise InterfaceError(f"ActionChunk data has {data.size} values for horizon {horizon} x dim {dim}")
+        if dim != self.task.action_dim:
+            raise InterfaceError(
+                f"ActionChunk action_dim {dim}; task {self.task.name!r} acts in {self.task.action_dim}"
+            )
         if not np.all(np.isfinite(data)):
             raise InterfaceError("ActionChunk has non-finite values (the robot refuses it)")
         cmd = Command(stamp_ns(msg), data.reshape(horizon, dim), int(msg.source))
@@ -184,31 +214,29 @@ class EpisodeAssembler:
         return best
 
     def _match(self) -> None:
+        streams = [*self._images.values(), self._states]
         while self._statuses:
             stamp, status = self._statuses[0]
-            i, j = self._nearest(self._images, stamp), self._nearest(self._states, stamp)
-            if i is None or j is None:
-                late = any(s > stamp + self.tolerance for s, _ in self._images) and any(
-                    s > stamp + self.tolerance for s, _ in self._states
-                )
+            found = [self._nearest(items, stamp) for items in streams]
+            if any(i is None for i in found):
+                late = all(any(s > stamp + self.tolerance for s, _ in items) for items in streams)
                 if not late:
-                    return  # its image or state may still come
+                    return  # its images or state may still come
                 self._warn("unmatched", f"status step {status.step} at {stamp} has no image/state; skipped")
                 self._statuses.pop(0)
                 continue
             self._statuses.pop(0)
-            image = self._images[i][1]
-            state_msg = self._states[j][1]
-            for _ in range(i + 1):
-                self._images.popleft()
-            for _ in range(j + 1):
-                self._states.popleft()
-            agent, env_state = state_vectors(state_msg)
+            picked = [items[i][1] for items, i in zip(streams, found, strict=True)]
+            for items, i in zip(streams, found, strict=True):
+                for _ in range(i + 1):
+                    items.popleft()
+            images = dict(zip(self._images, picked[:-1], strict=True))
+            proprio, env_state = state_vectors(picked[-1], self.task)
             obs = StampedObservation(
                 stamp,
                 int(status.step),
-                image,
-                agent,
+                images,
+                proprio,
                 env_state,
                 float(status.coverage),
                 bool(status.success),
@@ -281,17 +309,19 @@ class EpisodeAssembler:
             row = cmd.rows[min(t - started, len(cmd.rows) - 1)]
             nxt = obs[t + 1]
             frame = {
-                "observation.image": obs[t].image,
-                "observation.state": obs[t].agent.astype(np.float32),
-                "action": row[:2],
+                **{self.camera_features[c]: image for c, image in obs[t].images.items()},
+                "observation.state": obs[t].proprio.astype(np.float32),
+                "action": row,
                 "intervention": cmd.source == SOURCE_HUMAN,
                 "action.source": cmd.source,
                 "observation.environment_state": obs[t].env_state,
-                **outcome_fields(nxt.coverage, nxt.success, nxt.done and t == len(obs) - 2),
+                **self.world.outcome(nxt.metric, nxt.success, nxt.done and t == len(obs) - 2),
             }
             if frame["observation.environment_state"] is None and "observation.environment_state" in self.features:
-                self._warn("env_state", "robot/state has no block pose; observation.environment_state left at zeros")
-                frame["observation.environment_state"] = np.zeros(5, np.float32)
+                state = self.task.observations.state
+                self._warn("env_state", f"task/state lacks the task's state {list(state)}; "
+                           "observation.environment_state left at zeros")  # fmt: skip
+                frame["observation.environment_state"] = np.zeros(len(state), np.float32)
             frames.append({k: v for k, v in frame.items() if k in self.features})
         if skipped:
             self.log.info(f"episode {episode_id}: {skipped} leading observation(s) before the first command skipped")

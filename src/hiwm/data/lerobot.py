@@ -36,10 +36,6 @@ from hiwm.data import stats as st
 from hiwm.data.video import INFO_CODEC, VideoEncoder, decode_frames
 from hiwm.files import atomic_write_json, is_tmp, replacing, tmp_name
 
-# Push-T's recording layout lives with its task description; re-exported for the dataset code
-from hiwm.tasks.pusht import PUSHT_TASK as PUSHT_TASK
-from hiwm.tasks.pusht import pusht_features as pusht_features
-
 CODEBASE_VERSION = "v3.0"
 CHUNK_FILE = "chunk-{chunk_index:03d}/file-{file_index:03d}"
 DATA_PATH = "data/" + CHUNK_FILE + ".parquet"
@@ -254,7 +250,7 @@ class LeRobotDatasetWriter:
         root: str | Path,
         fps: int | None = None,
         features: dict[str, dict] | None = None,
-        robot_type: str = "pusht",
+        robot_type: str | None = None,  # hiwm writes the task's name; None: unknown
         *,
         vcodec: str = "h264",
         pix_fmt: str = "yuv420p",
@@ -285,7 +281,7 @@ class LeRobotDatasetWriter:
         self._batch: _Batch | None = None
 
     # -- setup ---------------------------------------------------------------
-    def _create(self, fps: int, features: dict[str, dict], robot_type: str, chunks_size: int) -> None:
+    def _create(self, fps: int, features: dict[str, dict], robot_type: str | None, chunks_size: int) -> None:
         user = {k: _normalize_feature(k, f) for k, f in features.items() if k not in DEFAULT_FEATURES}
         for key, feature in user.items():
             if feature["dtype"] == "video":

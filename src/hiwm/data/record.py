@@ -7,6 +7,7 @@ either output, so the bag stays readable by others' tools.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -16,25 +17,28 @@ from pathlib import Path
 from hiwm.comm.interfaces import deserialize
 from hiwm.data.bag import BagWriter
 from hiwm.data.episodes import EpisodeAssembler, EpisodeData
-from hiwm.data.lerobot import PUSHT_TASK, LeRobotDatasetWriter, pusht_features
-from hiwm.tasks.pusht.messages import TOPICS
+from hiwm.data.lerobot import LeRobotDatasetWriter
+from hiwm.tasks import DEFAULT_TASK, contract, get_task
+from hiwm.tasks.world import load_world
 
 
 @dataclass
 class RecorderConfig:
     dataset: str = ""  # LeRobot v3 dataset to create or append to; "" records none
     bag: str = ""  # rosbag2 MCAP folder to create ("{time}" expands to a timestamp); "" records none
-    image_size: int = 96
-    fps: int = 10
-    task: str = PUSHT_TASK
+    task: str = DEFAULT_TASK  # the registered task (hiwm tasks): its topics and its datasets' layout
+    image_size: int = 0  # square frames of this size; 0: each camera's own size
+    fps: int = 0  # the dataset's frame rate; 0: the task's control rate
+    instruction: str = ""  # the episodes' language task in the dataset; "": the task world's
     keep_truncated: bool = True  # keep episodes cut short by a reset (they end without done)
     min_frames: int = 1
 
     def __post_init__(self) -> None:
         if not self.dataset and not self.bag:
             raise ValueError("set dataset and/or bag: the recorder has nowhere to write")
-        if self.fps < 1 or self.image_size < 8:
-            raise ValueError(f"fps must be >= 1 and image_size >= 8, got {self.fps}, {self.image_size}")
+        get_task(self.task)  # ValueError naming the known tasks
+        if self.fps < 0 or (self.image_size and self.image_size < 8):
+            raise ValueError(f"fps must be >= 0 and image_size 0 or >= 8, got {self.fps}, {self.image_size}")
 
     def bag_path(self) -> str:
         return self.bag.replace("{time}", time.strftime("%Y%m%d-%H%M%S")) if self.bag else ""
@@ -43,41 +47,53 @@ class RecorderConfig:
 class Recorder:
     """Feeds the episode assembler and the bag; every finished episode is committed at once.
 
-    ``topics`` maps the contract's relative names (see :data:`hiwm.tasks.pusht.messages.TOPICS`)
+    ``topics`` maps the task's contract topics (relative names, :func:`hiwm.tasks.contract.topics`)
     to the names written in the bag (the node's resolved names).
     """
 
     def __init__(self, cfg: RecorderConfig, topics: dict[str, str] | None = None, log: logging.Logger | None = None):
         self.cfg = cfg
         self.log = log or logging.getLogger("hiwm.recorder")
-        self.topics = topics or {t: "/" + t for t in TOPICS}
+        task = get_task(cfg.task)
+        self.world = load_world(task)
+        self.contract = contract.topics(task)
+        self.topics = topics or {t: "/" + t for t in self.contract}
+        self.fps = cfg.fps or round(task.fps)
+        self.instruction = cfg.instruction or self.world.instruction
         self.writer: LeRobotDatasetWriter | None = None
         self.bag: BagWriter | None = None
         self.episodes = self.frames = 0
+        features = self.world.features(cfg.image_size or None)
         if cfg.dataset:
             # flush every episode: a killed recorder loses at most the episode in progress
             self.writer = LeRobotDatasetWriter(
-                cfg.dataset, fps=cfg.fps, features=pusht_features(cfg.image_size), flush_every=1
+                cfg.dataset, fps=self.fps, features=features, robot_type=task.name, flush_every=1
             )
+            features = self.writer.features
         if cfg.bag:
             self.bag = BagWriter(Path(cfg.bag_path()))
-            for rel, msgtype in TOPICS.items():
+            for rel, msgtype in self.contract.items():
                 self.bag.add_topic(self.topics[rel], msgtype)
-        features = self.writer.features if self.writer else pusht_features(cfg.image_size)
         self.assembler = EpisodeAssembler(
+            self.world,
             features,
             self._save,
-            fps=cfg.fps,
+            fps=self.fps,
             keep_truncated=cfg.keep_truncated,
             min_frames=cfg.min_frames,
             logger=self.log,
         )
         self._handlers = {
-            "camera/image": self.assembler.on_image,
-            "task/state": self.assembler.on_state,
-            "task/status": self.assembler.on_status,
-            "robot/command": self.assembler.on_command,
+            topic: functools.partial(self.assembler.on_image, camera=camera)
+            for camera, topic in contract.camera_topics(task).items()
         }
+        self._handlers.update(
+            {
+                contract.TASK_STATE: self.assembler.on_state,
+                contract.TASK_STATUS: self.assembler.on_status,
+                contract.ROBOT_COMMAND: self.assembler.on_command,
+            }
+        )
 
     def on_message(self, topic: str, data: bytes, stamp_ns: int) -> None:
         """One payload received on the contract topic ``topic`` (relative name) at ``stamp_ns``.
@@ -85,8 +101,7 @@ class Recorder:
         Raises :class:`hiwm.comm.InterfaceError` for a payload that does not decode or does
         not fit the contract (wrong image size, say); nothing is written for it.
         """
-        msgtype = TOPICS[topic]
-        msg = deserialize(data, msgtype)
+        msg = deserialize(data, self.contract[topic])
         handler = self._handlers.get(topic)
         if handler is not None and self.writer is not None:
             handler(msg)
@@ -97,7 +112,7 @@ class Recorder:
         assert self.writer is not None
         for frame in episode.frames:
             self.writer.add_frame(frame)
-        index = self.writer.save_episode(task=self.cfg.task)
+        index = self.writer.save_episode(task=self.instruction)
         self.episodes += 1
         self.frames += len(episode.frames)
         ending = "done" if episode.complete else "cut short by a reset"

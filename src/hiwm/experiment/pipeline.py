@@ -1,4 +1,4 @@
-"""``hiwm experiment``: the Hi-WM post-training loop end to end, and the Push-T results table.
+"""``hiwm experiment``: the Hi-WM post-training loop end to end on a task, and its results table.
 
 Stages, each skipped when its output already exists (a run resumes where it stopped):
 
@@ -22,6 +22,11 @@ Stages, each skipped when its output already exists (a run resumes where it stop
 
 Each stage that starts says which of how many it is and how long the rest should take: the training
 budgets of the stages to come, or the measured durations of stages of their kind.
+
+The task is the profile's (``Profile.task``). The loop needs the task's physics as a session world
+(:class:`hiwm.worlds.RealWorld`: snapshot, restore) and the simulated operator
+(:mod:`hiwm.experiment.rollouts`), which serve the default task so far: :func:`missing_parts` says what
+another task lacks, and an :class:`Experiment` of it is refused before anything is done.
 """
 
 from __future__ import annotations
@@ -40,14 +45,35 @@ from tqdm import tqdm
 from hiwm.experiment.profiles import Profile
 from hiwm.files import atomic_write_json
 from hiwm.progress import redraw_interval
+from hiwm.tasks import DEFAULT_TASK, Task, get_task
 
 log = logging.getLogger("hiwm.experiment")
 
 DEMO_SEED, WM_SEED, ROLLOUT_SEED, TAKEOVER_SEED = 0, 50_000, 20_000, 30_000
 
 
+def missing_parts(task: Task) -> list[str]:
+    """What the loop lacks to run ``task`` (none: it runs). Its physics as a session world
+    (:class:`hiwm.worlds.RealWorld`) and the simulated operator (:mod:`hiwm.experiment.rollouts`,
+    the scripted expert planning on the world model's frames) are the default task's so far."""
+    if task.name == DEFAULT_TASK:
+        return []
+    return [
+        "its physics as a session world (snapshot and restore: hiwm.worlds.RealWorld)",
+        "a simulated operator of its own (hiwm.experiment.rollouts)",
+    ]
+
+
 class Experiment:
     def __init__(self, profile: Profile, out: str | Path, progress: bool = True) -> None:
+        self.task = get_task(profile.task)
+        missing = missing_parts(self.task)
+        if missing:  # before anything is made
+            raise ValueError(
+                f"task {self.task.name!r}: the Hi-WM loop cannot run it yet; it lacks {' and '.join(missing)} "
+                f"(those exist for {DEFAULT_TASK} only)"
+            )
+        self.metric = self.task.success.metric
         self.p, self.out, self.progress = profile, Path(out), progress
         self.out.mkdir(parents=True, exist_ok=True)
         self.timings: dict[str, float] = {}
@@ -157,11 +183,12 @@ class Experiment:
         # what this run trains is collected
         need_demos = not p.world_model or any(b not in p.base_policies for b in p.backbones)
         if need_demos and not self.path("data", "demos", "meta", "info.json").exists():
-            collect(
-                CollectConfig(episodes=p.demo_episodes, seed=DEMO_SEED, workers=p.workers), self.path("data", "demos")
-            )
+            cfg = CollectConfig(episodes=p.demo_episodes, seed=DEMO_SEED, workers=p.workers, task=p.task)
+            collect(cfg, self.path("data", "demos"))
         if not p.world_model and not self.path("data", "wm_noisy", "meta", "info.json").exists():
-            cfg = CollectConfig(episodes=p.wm_noisy_episodes, seed=WM_SEED, noise=p.wm_noise, workers=p.workers)
+            cfg = CollectConfig(
+                episodes=p.wm_noisy_episodes, seed=WM_SEED, noise=p.wm_noise, workers=p.workers, task=p.task
+            )
             collect(cfg, self.path("data", "wm_noisy"))
 
     def world_model(self) -> Path:
@@ -212,6 +239,7 @@ class Experiment:
             threads=self.p.threads,
             intervention_weight=self.p.intervention_weight,
             init=str(init) if init else "",
+            task=self.p.task,
             **tuning,
         )
         train(cfg)
@@ -289,7 +317,9 @@ class Experiment:
         if not summary["kept_branches"]:
             return out.joinpath("meta", "info.json").exists()
         with BranchStore(summary["store"], readonly=True) as store:
-            export_branches(store, summary["kept_branches"], out, segment=segment, progress=self.progress)
+            export_branches(
+                store, summary["kept_branches"], out, task=self.p.task, segment=segment, progress=self.progress
+            )
         marker.write_text("")
         return True
 
@@ -312,11 +342,10 @@ class Experiment:
             branches = store.branches()
             roots = [b.id for b in branches if b.parent_branch is None]
             forks = [b.id for b in branches if b.parent_branch is not None]
-            export_branches(store, roots, out, env_state=RealWorld.state_of, progress=self.progress)
+            common = {"task": self.p.task, "env_state": RealWorld.state_of, "progress": self.progress}
+            export_branches(store, roots, out, **common)
             if forks:
-                export_branches(
-                    store, forks, out, segment="branch", env_state=RealWorld.state_of, progress=self.progress
-                )
+                export_branches(store, forks, out, segment="branch", **common)
         out.joinpath(".done").write_text("")
 
     def base_policy(self, backbone: str) -> tuple[Path, list[tuple[str, float]]]:
@@ -403,18 +432,19 @@ class Experiment:
             for world in ("real", "model"):  # a row from before rows kept each seed's outcome
                 episodes = self.path("eval", f"{backbone}_{method}_{world}", "episodes.json")
                 if "per_seed" not in row[world] and episodes.exists():
-                    kept = ("seed", "success", "max_coverage")
+                    kept = ("seed", "success", f"max_{self.metric}")
                     row[world]["per_seed"] = [{k: e[k] for k in kept} for e in json.loads(episodes.read_text())]
             return row
         path.parent.mkdir(parents=True, exist_ok=True)
         p = self.p
         seeds = f"{p.eval_first_seed}:{p.eval_first_seed + p.eval_episodes}"
         common = {"policy": str(ckpt), "seeds": seeds, "workers": p.workers, "max_steps": p.max_steps, "videos": 2}
+        common["task"] = p.task
         real = evaluate(EvalConfig(**common, out=str(self.path("eval", f"{backbone}_{method}_real"))))
         model = evaluate(
             EvalConfig(**common, world=str(self.world), out=str(self.path("eval", f"{backbone}_{method}_model")))
         )
-        kept = ("success_rate", "success_ci95", "mean_max_coverage", "episodes", "per_seed")
+        kept = ("success_rate", "success_ci95", f"mean_max_{self.metric}", "episodes", "per_seed")
         row = {
             "backbone": backbone,
             "method": method,

@@ -6,11 +6,13 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from hiwm.experiment.rollouts import SimulatedOperatorConfig
+from hiwm.tasks import DEFAULT_TASK, get_task
 
 
 @dataclass
 class Profile:
     name: str
+    task: str = DEFAULT_TASK  # the registered task (hiwm tasks) the loop runs on; the profiles are sizes, any task
     backbones: list[str] = field(default_factory=lambda: ["diffusion", "act"])
     # data (expert seeds from 0; world-model extra data and rollout/eval seeds are disjoint ranges)
     demo_episodes: int = 60  # the base policy's limited demonstrations
@@ -59,6 +61,7 @@ class Profile:
     threads: int = 2
 
     def __post_init__(self) -> None:
+        get_task(self.task)  # ValueError naming the known tasks
         if self.wm_takeover_sessions < 0:
             raise ValueError(f"wm_takeover_sessions must be >= 0, got {self.wm_takeover_sessions}")
         if self.keep_corrections not in ("successful", "all"):

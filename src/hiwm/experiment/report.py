@@ -17,6 +17,7 @@ import numpy as np
 from hiwm.experiment.profiles import Profile
 from hiwm.files import atomic_write_json, atomic_write_text
 from hiwm.stats import BOOTSTRAP_RESAMPLES, outcomes_by_seed, paired_difference, pearson
+from hiwm.tasks import get_task
 
 METHOD_ORDER = ("base", "baseline", "oracle")
 # the comparisons the report makes, per backbone: (name, method, against); "hiwm" is the last round
@@ -181,22 +182,26 @@ def write_report(
     plot_success(rows, out / "success.png")
     plot_correlation(rows, corr, out / "correlation.png")
     plot_corrections(summaries, out / "corrections.png")
+    task = get_task(profile.task)
+    metric = task.success.metric
     lines = [
-        f"# Hi-WM on Push-T: profile `{profile.name}`",
+        f"# Hi-WM on {task.name}: profile `{profile.name}`",
         "",
-        f"Wall time {seconds / 60:.1f} min on this machine. Real success: gym-pusht physics, "
-        f"{profile.eval_episodes} held-out seeds from {profile.eval_first_seed}; world-model success: the same "
-        "initial states, judged by the state probe on generated frames. 95 % Wilson intervals.",
+        f"Task: {task.description} Success: {task.success.description}.",
         "",
-        "| backbone | method | real success % | 95 % CI | world-model success % | 95 % CI | real mean max coverage |",
+        f"Wall time {seconds / 60:.1f} min on this machine. Real success: the task's own world (its physics, "
+        f"{task.world}), {profile.eval_episodes} held-out seeds from {profile.eval_first_seed}; world-model "
+        "success: the same initial states, judged by the state probe on generated frames. 95 % Wilson intervals.",
+        "",
+        f"| backbone | method | real success % | 95 % CI | world-model success % | 95 % CI | real mean max {metric} |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in sorted(rows, key=lambda r: (r["backbone"], _order(r["method"]))):
         rc, mc = r["real"]["success_ci95"], r["model"]["success_ci95"]
-        real_cov = r["real"]["mean_max_coverage"]
+        real_max = r["real"][f"mean_max_{metric}"]
         lines.append(
             f"| {r['backbone']} | {r['method']} | {_pct(r['real']['success_rate'])} | {_pct(rc[0])}-{_pct(rc[1])} "
-            f"| {_pct(r['model']['success_rate'])} | {_pct(mc[0])}-{_pct(mc[1])} | {real_cov:.3f} |"
+            f"| {_pct(r['model']['success_rate'])} | {_pct(mc[0])}-{_pct(mc[1])} | {real_max:.3f} |"
         )
     lines += ["", *paired_lines(pairs)]
     r = corr["r"]

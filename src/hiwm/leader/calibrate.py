@@ -2,7 +2,7 @@
 
 The operator holds the arm in its zero pose (homing = median of the first reads), then moves every joint
 through its full range for ``seconds`` (range = the extremes seen). The result is a calibration YAML
-with the default Push-T joint map, ready for the ``leader_arm`` node.
+with the task's leader-arm map (``--task``, the default task unless given), ready for the ``leader_arm`` node.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import numpy as np
 from tqdm import tqdm
 
 from hiwm.leader.bus import BusError, ServoBus
-from hiwm.leader.calibration import Calibration, JointCalibration, save_calibration
+from hiwm.leader.calibration import Calibration, CalibrationError, JointCalibration, save_calibration
 from hiwm.leader.mapping import default_section
 from hiwm.leader.protocol import make_protocol
+from hiwm.tasks import DEFAULT_TASK
 
 
 def record(
@@ -62,6 +63,7 @@ def build(
     directions: list[int],
     homing: dict[int, int],
     ranges: dict[int, tuple[int, int]],
+    task: str = DEFAULT_TASK,
 ) -> Calibration:
     joints = []
     for i, name, direction in zip(ids, names, directions, strict=True):
@@ -70,9 +72,10 @@ def build(
             hi = lo + 1  # a joint that never moved: a one-tick range, so the file stays valid (and it shows)
         joints.append(JointCalibration(name, i, homing[i], direction, (lo, hi)))
     cal = Calibration(protocol, tuple(joints), port, baudrate)
-    if len(joints) >= 2:
-        cal = Calibration(protocol, tuple(joints), port, baudrate, default_section(cal))
-    return cal
+    try:
+        return Calibration(protocol, tuple(joints), port, baudrate, default_section(cal, task))
+    except CalibrationError:
+        return cal  # too few joints for the task's map: the file says so by having no action section
 
 
 def run(args) -> int:
@@ -92,7 +95,7 @@ def run(args) -> int:
         return 1
     finally:
         bus.close()
-    cal = build(args.protocol, args.port, args.baudrate, ids, names, directions, homing, ranges)
+    cal = build(args.protocol, args.port, args.baudrate, ids, names, directions, homing, ranges, args.task)
     save_calibration(cal, args.out)
     still = [j.name for j in cal.joints if j.range[1] - j.range[0] <= 1]
     print(f"wrote {args.out}" + (f"; these joints never moved: {still}" if still else ""), flush=True)

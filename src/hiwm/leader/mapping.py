@@ -15,16 +15,19 @@ The calibration file's ``action`` section::
         scale: [1280, 1280]
         offset: [0, 256]
 
-``task: <name>`` (e.g. ``so101_pick``) takes ``low`` and ``high`` from that task's action space and lets a
-joint_map entry name its action dimension (``action: shoulder_pan``) instead of its index: joint to joint,
-the leader's calibrated radians clipped to the task's joint limits, with no kinematics in between.
+``task: <name>`` (e.g. ``so101_pick``; else the task the map is built for, the default task unless
+named) gives ``low`` and ``high`` unless the section does (that task's action limits) and lets a joint_map
+entry name its action dimension (``action: shoulder_pan``) instead of its index: joint to joint, the
+leader's calibrated radians clipped to the task's joint limits, with no kinematics in between.
 
-Without a section, the first two joints drive Push-T's x and y: +-45 degrees span [0, 512].
+Without a section, the task's own leader-arm map (:attr:`hiwm.tasks.base.Task.leader_arm`, the default
+task unless one is named) drives its action space within its limits: each of the map's joints is the
+calibrated joint of that name, or, when the calibration names none of them, the calibrated joint in the
+same place (a calibration recorded with ``joint<id>`` names drives the map's joints in servo order).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,9 +35,8 @@ import numpy as np
 
 from hiwm.leader.calibration import Calibration, CalibrationError
 from hiwm.robot.kinematics import Chain, chain_from_dicts
-from hiwm.tasks import get_task
+from hiwm.tasks import DEFAULT_TASK, get_task
 
-PUSHT_LOW, PUSHT_HIGH = (0.0, 0.0), (512.0, 512.0)
 COORDS = {"x": 0, "y": 1, "z": 2}
 
 
@@ -67,27 +69,42 @@ class ActionMap:
         return np.clip(action, self.low, self.high)
 
 
-def default_section(cal: Calibration) -> dict[str, Any]:
-    if len(cal.joints) < 2:
-        raise CalibrationError("the default action map needs two joints; give an 'action' section")
-    scale = 256.0 / (math.pi / 4)
+def default_section(cal: Calibration, task: str = DEFAULT_TASK) -> dict[str, Any]:
+    """The ``action`` section of the task's leader-arm map for this calibration (module docstring)."""
+    spec = get_task(task)
+    leader = spec.leader_arm
+    if leader is None:
+        raise CalibrationError(f"task {spec.name!r} has no leader-arm map; give the calibration an 'action' section")
+    wanted = [j.joint for j in leader.joints]
+    named = [j for j in wanted if j in cal.names]
+    if named and len(named) < len(wanted):
+        missing = [j for j in wanted if j not in cal.names]
+        raise CalibrationError(
+            f"task {spec.name!r}'s leader map needs joints {missing}; the calibration has {cal.names}"
+        )
+    if not named and len(cal.names) < len(wanted):
+        raise CalibrationError(
+            f"task {spec.name!r}'s leader map drives {len(wanted)} joints; the calibration has {len(cal.names)}: "
+            "give it an 'action' section"
+        )
+    joints = wanted if named else cal.names[: len(wanted)]
     return {
-        "low": list(PUSHT_LOW),
-        "high": list(PUSHT_HIGH),
-        "joint_map": [{"joint": cal.names[i], "axis": i, "scale": scale, "offset": 256.0} for i in range(2)],
+        "task": spec.name,
+        "joint_map": [
+            {"joint": joint, "action": j.action, "scale": j.scale, "offset": j.offset}
+            for joint, j in zip(joints, leader.joints, strict=True)
+        ],
     }
 
 
-def build_action_map(cal: Calibration) -> ActionMap:
-    section = cal.action or default_section(cal)
+def build_action_map(cal: Calibration, task: str = DEFAULT_TASK) -> ActionMap:
+    """The calibration's action map: its ``action`` section, else ``task``'s leader-arm map."""
+    section = cal.action or default_section(cal, task)
     try:
-        names: tuple[str, ...] = ()
-        default_low, default_high = PUSHT_LOW, PUSHT_HIGH
-        if "task" in section:
-            space = get_task(str(section["task"])).action
-            names, default_low, default_high = space.names, space.low, space.high
-        low = np.asarray(section.get("low", default_low), float)
-        high = np.asarray(section.get("high", default_high), float)
+        space = get_task(str(section.get("task", task))).action
+        names = space.names
+        low = np.asarray(section.get("low", space.low), float)
+        high = np.asarray(section.get("high", space.high), float)
         if low.shape != high.shape or low.ndim != 1 or not np.all(low < high):
             raise ValueError(f"action low {low.tolist()} and high {high.tolist()} must be same-length, low < high")
         has_map, has_fk = "joint_map" in section, "kinematics" in section
@@ -102,7 +119,7 @@ def build_action_map(cal: Calibration) -> ActionMap:
                     if spec["action"] not in names:
                         raise ValueError(
                             f"joint_map[{i}]: action {spec['action']!r} is not an action of the section's task"
-                            f" ({list(names) or 'no task given'})"
+                            f" ({list(names)})"
                         )
                     axis = names.index(spec["action"])
                 else:

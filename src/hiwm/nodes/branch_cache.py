@@ -27,11 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from hiwm.branch_cache.core import BadInput, BranchCacheCore, as_handle, details
-from hiwm.branch_cache.export import DEFAULT_TASK
+from hiwm.branch_cache.export import DEFAULT_INSTRUCTION
 from hiwm.branch_cache.store import BranchCacheError, BranchStore
 from hiwm.comm import Node, ServiceCallError, new_message
 from hiwm.comm.qos import KEEP_ALL
 from hiwm.comm.runner import run_node
+from hiwm.tasks import DEFAULT_TASK, get_task
 
 SERVICE_GRACE = 0.5  # seconds for a world model's restore service to show up on the graph
 
@@ -45,8 +46,9 @@ class BranchCacheConfig:
     fork_restores: bool = True  # a fork puts the world model at the fork point, so the next steps go there
     pending_timeout: float = 30.0  # seconds a StateHandle waits for its snapshot or parent
     resume_after: float = 2.0  # seconds before a state whose parent never came re-anchors its session
-    export_fps: int = 10
-    task: str = DEFAULT_TASK
+    export_fps: int = 0  # 0: the task's control rate
+    task: str = DEFAULT_TASK  # the registered task (hiwm tasks) the sessions act in: the exports' layout
+    instruction: str = DEFAULT_INSTRUCTION  # the exported episodes' language task; "": the task world's
     export_root: str = ""  # the only folder exports go under; "": ``exports`` next to the store file
 
     def __post_init__(self) -> None:
@@ -56,8 +58,9 @@ class BranchCacheConfig:
             raise ValueError("restore_timeout and pending_timeout must be > 0")
         if not 0 <= self.resume_after < self.pending_timeout:
             raise ValueError("resume_after must be >= 0 and below pending_timeout")
-        if self.export_fps < 1:
-            raise ValueError(f"export_fps must be >= 1, got {self.export_fps}")
+        if self.export_fps < 0:
+            raise ValueError(f"export_fps must be >= 0 (0: the task's control rate), got {self.export_fps}")
+        get_task(self.task)  # ValueError naming the known tasks
 
 
 class BranchCacheNode:
@@ -71,7 +74,8 @@ class BranchCacheNode:
         self.core = BranchCacheCore(
             self.store, self.restore, pending_timeout=cfg.pending_timeout, resume_after=cfg.resume_after,
             fork_restores=cfg.fork_restores,
-            export_fps=cfg.export_fps, task=cfg.task, export_root=cfg.export_root or None,
+            export_fps=cfg.export_fps, task=cfg.task, instruction=cfg.instruction,
+            export_root=cfg.export_root or None,
             log=node.bad_input.warning,
         )  # fmt: skip
         node.create_subscription("hiwm_msgs/msg/StateSnapshot", "world_model/snapshot", self.on_snapshot, KEEP_ALL)

@@ -3,7 +3,8 @@
 Topics (relative, so namespaces and remaps apply):
   out ``leader/joint_states``  sensor_msgs/JointState: calibrated joint angles (rad) and velocities (rad/s)
   out ``operator/action``      hiwm_msgs/ActionChunk, source HUMAN, horizon 1: the calibration's action map
-                               (Push-T's [0, 512]^2 by default), at ``action_rate_hz``
+                               (by default the ``task``'s leader-arm map onto its action space), at
+                               ``action_rate_hz`` (the task's control rate unless given)
 The calibration YAML (``calibration`` parameter; see ``config/leader/``) names the protocol, port,
 servos and action map. Checksum errors are retried and counted; a silent or vanished bus is reported
 once and reopened with backoff, the node keeps running and resumes publishing when the servos answer.
@@ -22,6 +23,7 @@ from hiwm.data.lerobot import SOURCE_HUMAN
 from hiwm.leader.bus import LeaderArmReader
 from hiwm.leader.calibration import load_calibration
 from hiwm.leader.mapping import build_action_map
+from hiwm.tasks import DEFAULT_TASK, get_task
 
 
 @dataclass
@@ -35,7 +37,8 @@ class LeaderArmConfig:
     frame_id: str = "leader"
     source_id: str = "leader_arm"
     publish_actions: bool = True
-    action_rate_hz: float = 10.0  # operator actions at the task's control rate (Push-T: 10 Hz); 0: every read
+    action_rate_hz: float = -1.0  # operator actions per second; < 0: the task's control rate; 0: every read
+    task: str = DEFAULT_TASK  # the registered task (hiwm tasks) driven when the calibration maps no action
     stats_period_s: float = 10.0  # log read statistics this often (0: never)
 
     def __post_init__(self) -> None:
@@ -43,15 +46,16 @@ class LeaderArmConfig:
             raise ValueError("set the 'calibration' parameter to a leader-arm YAML file (see config/leader/)")
         if not self.rate_hz > 0:
             raise ValueError(f"rate_hz must be > 0, got {self.rate_hz}")
+        spec = get_task(self.task)  # ValueError naming the known tasks
         if self.action_rate_hz < 0:
-            raise ValueError(f"action_rate_hz must be >= 0, got {self.action_rate_hz}")
+            self.action_rate_hz = spec.fps
 
 
 class LeaderArmNode:
     def __init__(self, node: Node, cfg: LeaderArmConfig) -> None:
         self.node, self.cfg = node, cfg
         self.cal = load_calibration(cfg.calibration)
-        self.action_map = build_action_map(self.cal)
+        self.action_map = build_action_map(self.cal, cfg.task)
         self.reader = LeaderArmReader(
             self.cal, cfg.port, cfg.timeout_ms / 1000.0, cfg.retries, cfg.max_timeouts, logger=node.logger
         )

@@ -1,8 +1,11 @@
-"""Records the robot contract's traffic: episodes into a LeRobot v3 dataset, raw messages into MCAP.
+"""Records a task's robot traffic: episodes into a LeRobot v3 dataset, raw messages into MCAP.
 
-Topics (in, relative names; remap to record another robot or the world model):
-  ``camera/image``, ``robot/state``, ``task/state``, ``task/status``, ``robot/command``
-  (see :mod:`hiwm.tasks.pusht.messages`), all reliable keep-all so no step is lost.
+Parameters: ``task`` (a registered task, ``hiwm tasks``; the default task unless given) decides the
+topics and the dataset's layout; ``dataset``, ``bag``, ``instruction`` etc. as :class:`RecorderConfig`.
+Topics (in, relative names; remap to record another robot or the world model): the task's contract
+(:mod:`hiwm.tasks.contract`): one image per task camera (``camera/<name>/color/image_raw`` unless the
+task says otherwise), ``robot/state``, ``task/state``, ``task/status``, ``robot/command``, all
+reliable keep-all so no step is lost. The dataset gets one video per camera.
 Services: ``~/stats`` (std_srvs/Trigger): episodes and frames saved, episodes dropped,
 messages per bag topic, as JSON in ``message``.
 
@@ -21,14 +24,15 @@ from hiwm.comm.runner import run_node
 from hiwm.data.bag import BagError
 from hiwm.data.lerobot import DatasetError
 from hiwm.data.record import Recorder, RecorderConfig
-from hiwm.tasks.pusht.messages import TOPICS
+from hiwm.tasks import contract, get_task
 
 
 class RecorderNode:
     def __init__(self, node: Node, cfg: RecorderConfig) -> None:
         self.node = node
-        self.recorder = Recorder(cfg, {t: node.resolve(t) for t in TOPICS}, node.logger)
-        for topic, msgtype in TOPICS.items():
+        topics = contract.topics(get_task(cfg.task))
+        self.recorder = Recorder(cfg, {t: node.resolve(t) for t in topics}, node.logger)
+        for topic, msgtype in topics.items():
             node.create_subscription(msgtype, topic, self._callback(topic), KEEP_ALL, raw=True)
         node.create_service("std_srvs/srv/Trigger", "~/stats", self.on_stats)
 

@@ -6,7 +6,7 @@ query per chunk step cross-attends to it. Loss: masked L1 on the chunk + ``kl_we
 Inference: z = 0; the runtime averages overlapping chunks (temporal ensembling).
 
 The main encoder's observation tokens are, by default (``conditioning="state"``), one token of
-the task state the conv encoder's state head reads off the frame (Push-T's block pose; see
+the task state the conv encoder's state head reads off the frame (e.g. where an object lies; see
 ``diffusion`` for why), or the conv feature maps' cells of every camera (``"image"``), as in the
 original. Actions and proprio have any number of dimensions.
 """

@@ -5,7 +5,7 @@ frame t of a training episode: the ``n_obs_steps`` observations ending at t (the
 before the episode start) and ``horizon`` actions from ``t - action_start`` (the last repeated past
 the episode end, and flagged in ``action_pad``). Batches draw their dataset by the mixing ratios,
 then a frame uniformly; each sample carries a loss weight (``intervention_weight`` on frames a
-human corrected). A policy with the auxiliary state head (a Push-T option) also gets, where a
+human corrected). A policy with the auxiliary state head (a task's policy option) also gets, where a
 dataset records the true state (``observation.environment_state``), that state as the head's
 target (NaN where unknown).
 
@@ -27,7 +27,7 @@ from hiwm.policy.encoder import resize_images
 from hiwm.world_model.probe import state_to_targets
 
 ENV_STATE_KEY = "observation.environment_state"
-SINGLE_IMAGE_KEY = "observation.image"  # a one-camera dataset's video (lerobot/pusht's layout): camera "image"
+SINGLE_IMAGE_KEY = "observation.image"  # a one-camera dataset's video (LeRobot's older layout): camera "image"
 IMAGES_PREFIX = "observation.images."
 
 

@@ -5,11 +5,12 @@ action sequence starting at the oldest observation; steps ``n_obs_steps - 1`` on
 ``n_action_steps`` of them. Trained as DDPM (epsilon prediction, squared-cosine schedule), sampled
 with DDIM in ``inference_steps`` steps.
 
-Each observation is, by default (``conditioning="state"``), the Push-T state the conv encoder's
-state head reads off the frame plus the agent position: a 6-value bottleneck the encoder learns
+Each observation is, by default (``conditioning="state"``), the task state the conv encoder's
+state head reads off the frame: a bottleneck of a few values the encoder learns
 from the datasets' true states, while the U-Net learns from true states (noised) on whole batches.
 This trains in CPU minutes what end-to-end image conditioning (``"keypoints"``: every camera's
-keypoints and the proprio, the task option without a state head) needs GPU days for on Push-T.
+keypoints and the proprio, the task option without a state head) needs GPU days for on a task
+whose action is a point in the image.
 """
 
 from __future__ import annotations

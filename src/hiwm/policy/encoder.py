@@ -35,7 +35,8 @@ class ConvBackbone(nn.Module):
 
 
 class SpatialSoftmax(nn.Module):
-    """Feature map -> expected (x, y) of ``keypoints`` learned attention maps: positions, which Push-T is about."""
+    """Feature map -> expected (x, y) of ``keypoints`` learned attention maps: positions, what a task of
+    moving things in the image is about."""
 
     def __init__(self, channels: int, keypoints: int) -> None:
         super().__init__()
@@ -87,15 +88,16 @@ STATE_DIM = 6  # the state the encoder's state head reads: agent xy, block xy, s
 
 
 class ImageEncoder(nn.Module):
-    """Frames of ``cameras`` cameras -> spatial-softmax keypoints (-> the true Push-T state read off them).
+    """Frames of ``cameras`` cameras -> spatial-softmax keypoints (-> the task's true state read off them).
 
     Frames arrive as (N, 3 * cameras, S, S), the cameras stacked along channels; one backbone and
     one keypoint layer serve every camera, whose keypoints are concatenated.
 
-    With ``state_head``, a head reads the true state (agent xy, block xy in [-1, 1], sin and cos of
-    the block angle) off the keypoints, trained on what the Push-T datasets record. Reading the block
-    pose off the image is what a Push-T policy must learn first; a direct target teaches it in a few
-    thousand steps instead of the hundreds of thousands the action loss alone needs.
+    With ``state_head``, a head reads the true state (positions in [-1, 1], sin and cos of angles)
+    off the keypoints, trained on the true states the task's datasets record. Reading an object's
+    pose off the image is what a policy of a task whose action is a point in the image must learn
+    first; a direct target teaches it in a few thousand steps instead of the hundreds of thousands
+    the action loss alone needs.
     """
 
     def __init__(

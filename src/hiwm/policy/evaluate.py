@@ -5,8 +5,8 @@ Episodes run in parallel worker processes, each with its own env (the task's,
 :func:`hiwm.tasks.world.load_world`) and its own copy of the policy; an episode's result depends
 only on its seed (and the policy's sampling seed). Outputs under ``out``: ``episodes.csv`` and
 ``episodes.json`` (one row per episode), ``summary.json`` (each seed's outcome too, ``per_seed``),
-``episodes.mp4`` (the first ``videos`` episodes tiled) and ``<metric>.png`` (the metric per step;
-Push-T's is coverage).
+``episodes.mp4`` (the first ``videos`` episodes tiled) and ``<metric>.png`` (the task's success
+metric per step).
 """
 
 from __future__ import annotations

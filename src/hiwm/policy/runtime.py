@@ -1,7 +1,7 @@
 """The :class:`Policy` seam and the runtime that turns a model into one.
 
 A policy sees one observation at a time, ``{"image": (H, W, 3) uint8 RGB, "state": (state_dim,)
-proprio}`` (Push-T: agent x, y), or with several cameras ``{"images": {camera: (H, W, 3)}, "state":
+proprio}`` (e.g. an agent's x, y), or with several cameras ``{"images": {camera: (H, W, 3)}, "state":
 ...}``, and answers a chunk of actions ``(k, action_dim)`` (the task's action space) to execute in
 order. Callers that run a chunk of several steps pass the observations in between to ``observe``
 (when the policy has it) so histories stay complete.

@@ -177,7 +177,7 @@ class PolicyOptions:
     """What a task asks of the policies trained on it (defaults for ``hiwm train policy --task``)."""
 
     #: An auxiliary head reads the task's true state off the image, trained on the dataset's
-    #: ``observation.environment_state`` (a Push-T policy must find the block pose first).
+    #: ``observation.environment_state`` (a policy that pushes an object must find its pose first).
     state_head: bool = False
     #: Predict actions as offsets from the current proprio (needs actions in the proprio's space).
     relative_actions: bool = False

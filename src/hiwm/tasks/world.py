@@ -124,6 +124,24 @@ class TaskWorld:
         )
         return row
 
+    def camera_features(self) -> dict[str, str]:
+        """``{camera name: its video feature}`` in the task's camera order (what :meth:`features` names)."""
+        return {c.name: camera_key(c.name) for c in self.task.cameras}
+
+    def outcome(self, metric: float, success: bool, done: bool) -> dict[str, float | bool]:
+        """A recorded frame's ``next.*`` values from the outcome of its action: the success metric's
+        value, success and the episode's end (the ``next.*`` features of :meth:`features`)."""
+        return {
+            "next.reward": float(success),
+            f"next.{self.task.success.metric}": float(metric),
+            "next.success": bool(success),
+            "next.done": bool(done),
+        }
+
+    def metric_from_state(self, state: np.ndarray) -> float:
+        """The success metric (``task.success.metric``) of a true state: how a state probe's reading is judged."""
+        raise NotImplementedError(f"task {self.task.name!r} cannot compute its {self.task.success.metric} from a state")
+
     def policy_observation(self, obs: Any) -> dict[str, Any]:
         """What a policy sees: ``images`` per camera, ``image`` (the first camera) and ``state`` (proprio)."""
         images = self.images(obs)

@@ -9,7 +9,7 @@ Handover is smooth: for ``blend_steps`` steps after a phase change, each command
 moves at most ``max_step`` from the previous one, so a policy chunk computed from an old frame,
 or a leader arm held somewhere else, cannot make the robot jump. The step is measured in the
 task's action space with every dimension scaled by its range (``max_step`` 0.05: 5 % of the range),
-so one limit serves Push-T's x, y in pixels and an arm's joints in radians, and a limited step keeps
+so one limit serves a point in the image in pixels and an arm's joints in radians, and a limited step keeps
 its direction.
 """
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from hiwm.tasks.pusht import PUSHT_TASK, TASK, pusht_features
-from hiwm.tasks.pusht.env import Observation, PushTEnv, outcome_fields
+from hiwm.tasks.pusht.env import Observation, PushTEnv, coverage_from_pose, outcome_fields
 from hiwm.tasks.pusht.expert import ExpertConfig, ScriptedExpert
 from hiwm.tasks.pusht.messages import TOPICS, observation_messages
 from hiwm.tasks.world import Expert, TaskWorld
@@ -50,6 +50,16 @@ class PushTWorld(TaskWorld):
             "observation.environment_state": obs.state,
             **outcome_fields(nxt.coverage, nxt.success, done),
         }
+
+    def camera_features(self) -> dict[str, str]:
+        return {self.task.cameras[0].name: IMAGE_KEY}
+
+    def outcome(self, metric: float, success: bool, done: bool) -> dict[str, float | bool]:
+        return outcome_fields(float(metric), bool(success), bool(done))
+
+    def metric_from_state(self, state: np.ndarray) -> float:
+        """Coverage of the state's block pose (entries 2-4)."""
+        return coverage_from_pose(np.asarray(state, dtype=np.float64)[2:])
 
     def policy_observation(self, obs: Observation) -> dict[str, Any]:
         return {"image": obs.image, "state": obs.agent_pos}
