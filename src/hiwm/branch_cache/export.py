@@ -118,7 +118,7 @@ def _episode(store: BranchStore, branch_id: str, segment: str = "trajectory") ->
 
 def _env_states(store: BranchStore, traj: list[TreeNode], env_state: Callable[[bytes], np.ndarray]) -> np.ndarray:
     """The Push-T state of every node of ``traj`` read from its snapshot, with its coverage."""
-    from hiwm.world_model.probe import coverage_from_pose
+    from hiwm.tasks.pusht.env import coverage_from_pose
 
     rows = []
     for node in traj:

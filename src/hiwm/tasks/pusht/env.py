@@ -11,12 +11,14 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # pygame/pkg_resources deprecation noise on import
     from gym_pusht.envs.pusht import PushTEnv as _GymPushT
+    from gym_pusht.envs.pusht import pymunk_to_shapely
 
 #: Workspace bounds of an action (target agent position, pixels of the 512x512 table).
 ACTION_LOW, ACTION_HIGH = 0.0, 512.0
@@ -108,6 +110,31 @@ def gym_reset_state(state: np.ndarray) -> np.ndarray:
     rotated = np.array([c * BLOCK_COG[0] - s * BLOCK_COG[1], s * BLOCK_COG[0] + c * BLOCK_COG[1]])
     out[2:4] = out[2:4] - BLOCK_COG + rotated
     return out
+
+
+@lru_cache(maxsize=1)
+def _tee_geometry() -> tuple[list, object, float]:
+    """gym-pusht's own T shapes and goal polygon (built once from its env class)."""
+    env = _GymPushT(obs_type="state")
+    env.reset(seed=0)
+    shapes = list(env.block.shapes)
+    goal = pymunk_to_shapely(_GymPushT.get_goal_pose_body(np.asarray(env.goal_pose, dtype=np.float64)), shapes)
+    env.close()
+    return shapes, goal, float(goal.area)
+
+
+def coverage_from_pose(block_pose: object) -> float:
+    """Coverage of a block pose (x, y of the body origin, angle), computed as gym-pusht does.
+
+    The T's polygons come from gym-pusht's env; the block is placed like its goal body and
+    intersected with the goal with shapely, so the result equals ``info["coverage"]``.
+    """
+    pose = np.asarray(block_pose, dtype=np.float64).reshape(-1)
+    if pose.shape != (3,) or not np.all(np.isfinite(pose)):
+        raise ValueError(f"block_pose must be 3 finite numbers (x, y, angle), got {pose.tolist()}")
+    shapes, goal, area = _tee_geometry()
+    block = pymunk_to_shapely(_GymPushT.get_goal_pose_body(pose), shapes)
+    return float(goal.intersection(block).area / area)
 
 
 class PushTEnv:
