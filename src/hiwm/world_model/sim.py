@@ -173,11 +173,6 @@ class WorldModelSim:
         )
         return self.last
 
-    @property
-    def image(self) -> np.ndarray:
-        """The first camera's current frame."""
-        return self.session.frame
-
     def _record(self, action: np.ndarray | None, source: int) -> Handle:
         data = self.session.snapshot()
         sid = snapshot_id(data)
