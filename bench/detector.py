@@ -20,45 +20,29 @@ import time
 import numpy as np
 import torch
 
+from hiwm.tasks import get_task, task_names
 from hiwm.world_model import detector as det
 
-
-def pusht_episodes(n: int, levels: list[float], image_size: int, first_seed: int) -> list[det.Outcome]:
-    from hiwm.tasks.pusht.env import PushTEnv
-    from hiwm.tasks.pusht.expert import ExpertConfig, ScriptedExpert
-
-    env, out = PushTEnv(image_size=image_size), []
-    for i in range(n):
-        expert = ScriptedExpert(ExpertConfig.noisy(levels[i % len(levels)]), seed=first_seed + i)
-        obs = env.reset(seed=first_seed + i)
-        frames, proprio = [obs.image], [obs.agent_pos]
-        while not obs.done:
-            obs = env.step(expert.act(obs.state))
-            frames.append(obs.image)
-            proprio.append(obs.agent_pos)
-        labels = np.zeros(len(frames), dtype=bool)
-        labels[-1] = obs.success
-        out.append(
-            det.Outcome(np.stack(frames), labels, np.asarray(proprio, dtype=np.float32), f"seed {first_seed + i}")
-        )
-    env.close()
-    return out
+SIZES = {"so101_pick": 64}  # frames the env renders unless --image-size says: the arm's at half its camera's
 
 
-def arm_episodes(n: int, levels: list[float], image_size: int, first_seed: int) -> list[det.Outcome]:
-    from hiwm.tasks.so101.env import CAMERA, So101PickEnv
-    from hiwm.tasks.so101.expert import ArmExpert, ArmExpertConfig
+def task_episodes(task: str, n: int, levels: list[float], image_size: int, first_seed: int) -> list[det.Outcome]:
+    """Fresh episodes of the task's real env and scripted expert, the first camera's frames."""
+    from hiwm.tasks import get_task
+    from hiwm.tasks.world import load_world
 
-    env, out = So101PickEnv(image_size=image_size), []
+    world = load_world(get_task(task))
+    camera = world.task.cameras[0].name
+    env, out = world.make_env(image_size), []
     for i in range(n):
         seed = first_seed + i
-        expert = ArmExpert(ArmExpertConfig.noisy(levels[i % len(levels)]), seed=seed)
+        expert = world.make_expert(levels[i % len(levels)], seed=seed)
         obs = env.reset(seed=seed)
-        frames, proprio, labels = [obs.images[CAMERA]], [obs.joints], [obs.success]
+        frames, proprio, labels = [world.images(obs)[camera]], [world.proprio(obs)], [obs.success]
         while not obs.done:
-            obs = env.step(expert.act(obs.state))
-            frames.append(obs.images[CAMERA])
-            proprio.append(obs.joints)
+            obs = env.step(expert.act(world.state(obs)))
+            frames.append(world.images(obs)[camera])
+            proprio.append(world.proprio(obs))
             labels.append(obs.success)
         out.append(
             det.Outcome(
@@ -68,15 +52,20 @@ def arm_episodes(n: int, levels: list[float], image_size: int, first_seed: int) 
                 f"seed {seed}",
             )
         )
+    close = getattr(env, "close", None)
+    if close is not None:
+        close()
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", choices=["pusht", "so101_pick"], default="so101_pick")
+    parser.add_argument("--task", choices=task_names(), default="so101_pick")
     parser.add_argument("--episodes", type=int, default=120)
     parser.add_argument("--levels", type=float, nargs="+", default=[0.0, 1.0, 2.0])
-    parser.add_argument("--image-size", type=int, default=0, help="env camera size (default: the task's 96 / 64)")
+    parser.add_argument(
+        "--image-size", type=int, default=0, help="env camera size (default: the task's, 64 for the arm)"
+    )
     parser.add_argument("--detector-size", type=int, default=48, help="the detector's input size")
     parser.add_argument("--proprio", action="store_true", help="the detector reads proprio too")
     parser.add_argument("--steps", type=int, default=300)
@@ -85,9 +74,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     t0 = time.monotonic()
-    make = pusht_episodes if args.task == "pusht" else arm_episodes
-    size = args.image_size or (96 if args.task == "pusht" else 64)
-    episodes = make(args.episodes, args.levels, size, args.first_seed)
+    size = args.image_size or SIZES.get(args.task) or get_task(args.task).cameras[0].height
+    episodes = task_episodes(args.task, args.episodes, args.levels, size, args.first_seed)
     if not args.proprio:
         episodes = [det.Outcome(e.frames, e.labels, None, e.source) for e in episodes]
     collect_s = time.monotonic() - t0

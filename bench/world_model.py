@@ -1,25 +1,26 @@
 """World-model benchmark: speed of sessions and quality of a trained checkpoint. Prints one JSON object.
 
-Targets (this 2-core CPU, small preset): Push-T (96x96, 2-D bump) step latency at batch 1 p50
-<= 10 ms, >= 300 frames/s at batch 64; an arm shape (one 128x128 camera, N-D actions, proprio)
-p50 <= 15 ms, >= 200 frames/s at batch 64; snapshot and restore <= 1 ms each, snapshot <= 64 KiB;
-the success detector's verdict (Push-T: the probe's) agrees with the real env on >= 90 % of held-out
-real episodes.
+Targets (this 2-core CPU, small preset): the default task's shape (96x96, 2-D bump) step latency at
+batch 1 p50 <= 10 ms, >= 300 frames/s at batch 64; an arm shape (one 128x128 camera, N-D actions,
+proprio) p50 <= 15 ms, >= 200 frames/s at batch 64; snapshot and restore <= 1 ms each, snapshot
+<= 64 KiB; the success detector's verdict (by default the probe's) agrees with the real env on
+>= 90 % of held-out real episodes.
 
     python bench/world_model.py --checkpoint DIR [--data HELDOUT_DATASET ...] [--episodes 20]
-    python bench/world_model.py --untrained [--preset gpu] [--action-dim 6 --proprio-dim 6 --cameras front:128x128]
+    python bench/world_model.py --untrained [--preset gpu] [--task so101_pick]
+    python bench/world_model.py --untrained [--action-dim 6 --proprio-dim 6 --cameras front:128x128]
 
 Speed is measured on the checkpoint's model (or, with ``--untrained``, a fresh one of the preset
-and interface given: Push-T's by default; N-D actions are in [-1, 1] and use the "mlp"
-conditioning unless ``--conditioning`` says otherwise). Quality:
+and the interface given: the task's (``--task``, default the default task's), or N-D actions in
+[-1, 1] with the "mlp" conditioning unless ``--conditioning`` says otherwise). Quality:
 PSNR/SSIM of open-loop predictions at horizons 1, 10, 50 on the held-out datasets' episodes,
 driven by their recorded actions (with the copy-the-last-frame baseline; averaged over cameras),
 the predicted proprio's mean absolute error (and copying the last one) where the model has
 proprio, and how far from the
-recorded states the probe reads the predicted agent and block there; the probe's errors on
-their real frames; its success verdict (at its calibrated threshold) vs. the real env on fresh
-expert episodes (clean, sloppy and failing, seeds used neither for training nor for calibration),
-and the verdict inside the model on those datasets.
+recorded states the probe reads the predicted frames there (the task's state errors, e.g. agent
+and block px); the probe's errors on their real frames; its success verdict (at its calibrated
+threshold) vs. the task's real env on fresh expert episodes (clean, sloppy and failing, seeds used
+neither for training nor for calibration), and the verdict inside the model on those datasets.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from hiwm.tasks import DEFAULT_TASK, task_names
 from hiwm.world_model import detector as detectors
 from hiwm.world_model.checkpoint import load
 from hiwm.world_model.config import CONDITIONING, PRESETS, ModelConfig, preset
@@ -46,7 +48,7 @@ def percentiles(times: list[float]) -> dict[str, float]:
 
 
 def random_actions(cfg: ModelConfig, rng: np.random.Generator, n: int) -> np.ndarray:
-    """Actions inside the middle 80 % of the limits (Push-T: the workspace away from the walls)."""
+    """Actions inside the middle 80 % of the limits (away from a workspace's walls, a joint's stops)."""
     low, high = np.asarray(cfg.low), np.asarray(cfg.high)
     return rng.uniform(low + 0.1 * (high - low), high - 0.1 * (high - low), (n, cfg.action_dim))
 
@@ -105,31 +107,42 @@ def parse_cameras(text: str) -> list[tuple[str, int, int]]:
 
 
 def untrained_config(args: argparse.Namespace) -> ModelConfig:
-    """The preset with the interface asked for: Push-T's when nothing is asked."""
+    """The preset with the interface asked for: the task's when nothing is asked."""
+    from hiwm.tasks import get_task
+    from hiwm.tasks.world import load_world
+
     fields: dict = {}
     if (args.action_dim is not None and args.action_dim != 2) or args.conditioning == "mlp":
         n = args.action_dim or 2
         fields.update(action_dim=n, action_low=[-1.0] * n, action_high=[1.0] * n)
-    fields["action_conditioning"] = args.conditioning or ("mlp" if fields else "bump")
+    if args.conditioning or fields:
+        fields["action_conditioning"] = args.conditioning or "mlp"
     if args.proprio_dim:
         fields["proprio_dim"] = args.proprio_dim
     if args.cameras:
         fields["cameras"] = args.cameras
+    if not fields:  # nothing asked: the task's interface
+        fields = {**load_world(get_task(args.task)).model_interface(), "task": args.task}
     return preset(args.preset, **fields)
 
 
 def model_verdicts(model: WorldModel, detector, episodes) -> dict:
     """Open-loop rollouts of recorded episodes in the model: the success detector's verdict on the
-    generated frames (Push-T: the probe's) vs. the real one."""
+    generated frames (by default the probe's) vs. the real one."""
+    from hiwm.world_model.session import model_world
+
+    world = model_world(model.cfg)
     agree, n = 0, 0
     for ep in tqdm(episodes, desc="model episodes", leave=False):
         k = model.cfg.context
         if len(ep.frames) <= k:
             continue
         s = Session(model)
-        prev = ep.actions[k - 2] if k >= 2 else ep.states[0, :2]
+        # the action before the first frame: the one holding still there, when the state says
+        state = ep.states[0] if ep.states.size else None
+        prev = ep.actions[k - 2] if k >= 2 else world.state_entries(state, world.task.action.names)
         s.reset(
-            frames=[v[:k] for v in ep.views],
+            frames={name: v[:k] for (name, _, _), v in zip(model.cfg.camera_list, ep.views, strict=True)},
             prev_action=prev,
             proprio=None if ep.proprio is None else ep.proprio[k - 1],
         )
@@ -144,10 +157,11 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="trained checkpoint directory")
     parser.add_argument("--untrained", action="store_true", help="a fresh model of --preset and the interface below")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="small", help="with --untrained")
-    parser.add_argument("--action-dim", type=int, help="with --untrained: action values (default Push-T's 2)")
+    parser.add_argument("--task", default=DEFAULT_TASK, choices=task_names(), help="with --untrained: its interface")
+    parser.add_argument("--action-dim", type=int, help="with --untrained: action values (default the task's)")
     parser.add_argument("--proprio-dim", type=int, default=0, help="with --untrained: proprio values")
     parser.add_argument("--cameras", type=parse_cameras, help="with --untrained: NAME:HxW,... (default image:96x96)")
-    parser.add_argument("--conditioning", choices=CONDITIONING, help="with --untrained: bump (Push-T) or mlp")
+    parser.add_argument("--conditioning", choices=CONDITIONING, help="with --untrained: bump or mlp")
     parser.add_argument("--data", nargs="*", default=[], help="held-out LeRobot datasets for quality")
     parser.add_argument("--episodes", type=int, default=60, help="fresh real episodes for the probe verdict")
     parser.add_argument("--first-seed", type=int, default=900_000)
@@ -177,6 +191,7 @@ def main() -> None:
         "action_conditioning": cfg.action_conditioning,
         "proprio_dim": cfg.proprio_dim,
         "cameras": cfg.camera_list,
+        "task": cfg.task,
     }
     out["speed"] = speed(model, args.steps, args.batch, args.batch_frames)
     if args.data:
@@ -199,7 +214,7 @@ def main() -> None:
     if probe is not None:
         from hiwm.world_model.verdict import agreement, real_episodes
 
-        real = real_episodes(probe.cfg.image_size, args.episodes, args.first_seed)
+        real = real_episodes(probe.cfg.image_size, args.episodes, args.first_seed, task=probe.cfg.task)
         out["probe_verdict_real_env"] = agreement(probe, real)
     print(json.dumps(out, default=lambda x: None if isinstance(x, float) and math.isnan(x) else str(x)))
 

@@ -1,5 +1,5 @@
-"""The success detector: learned on outcomes, calibrated, saved without pickle; the Push-T probe behind
-the same interface; operator labels over the detector's verdict in a branch export."""
+"""The success detector: learned on outcomes, calibrated, saved without pickle; the state probe (the
+task's metric of the state it reads) behind the same interface."""
 
 from __future__ import annotations
 
@@ -120,9 +120,10 @@ def test_learned_detector_agrees_with_real_push_t_outcomes(pusht_episodes):
 
 
 def test_the_probe_detector_gives_what_the_probe_gives(pusht_episodes, tmp_path):
+    from hiwm.tasks.pusht.env import coverage_from_pose
     from hiwm.world_model.config import ProbeConfig
-    from hiwm.world_model.probe import StateProbe, coverage_from_pose
-    from hiwm.world_model.verdict import max_probe_coverage
+    from hiwm.world_model.probe import StateProbe
+    from hiwm.world_model.verdict import max_probe_metric
 
     torch.manual_seed(0)
     probe = StateProbe(ProbeConfig(channels=(4, 4, 4, 4), hidden=8, success_threshold=0.3)).eval()
@@ -131,7 +132,7 @@ def test_the_probe_detector_gives_what_the_probe_gives(pusht_episodes, tmp_path)
     expected = [coverage_from_pose(s[2:]) for s in probe.predict(frames)]
     np.testing.assert_allclose(detector.probability(frames), expected)
     for e in pusht_episodes[:6]:
-        assert detector.verdict(e.frames) == probe.success(max_probe_coverage(probe, e.frames))
+        assert detector.verdict(e.frames) == probe.success(max_probe_metric(probe, e.frames))
     detector.save(tmp_path / "p")
     again = det.load(tmp_path / "p")
     assert isinstance(again, det.ProbeDetector) and again.threshold == 0.3
@@ -139,10 +140,11 @@ def test_the_probe_detector_gives_what_the_probe_gives(pusht_episodes, tmp_path)
 
 
 def test_the_world_model_sim_judges_success_with_the_checkpoints_detector(tmp_path):
+    from hiwm.tasks.pusht.env import coverage_from_pose
     from hiwm.world_model import checkpoint as ckpt_io
     from hiwm.world_model.config import ModelConfig, ProbeConfig
     from hiwm.world_model.model import WorldModel
-    from hiwm.world_model.probe import StateProbe, coverage_from_pose
+    from hiwm.world_model.probe import StateProbe
     from hiwm.world_model.sim import WorldModelSim
 
     torch.manual_seed(0)
@@ -178,3 +180,22 @@ def test_cli_trains_a_detector_on_a_collected_dataset(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "detector", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "e")]) == 2
     assert "not a LeRobot dataset" in capsys.readouterr().err and not (tmp_path / "e").exists()
+
+
+def test_the_probe_detector_of_another_task_reads_that_tasks_metric(tmp_path):
+    from hiwm.tasks.so101.scene import CUBE_HALF
+    from hiwm.world_model.config import ProbeConfig
+    from hiwm.world_model.probe import StateProbe
+
+    torch.manual_seed(0)
+    probe = StateProbe(ProbeConfig(image_size=32, channels=(4, 4, 4, 4), hidden=8, task="so101_pick")).eval()
+    assert probe.coding.dim == 13  # 6 joints, the cube's position and quaternion: every entry a position
+    detector = det.ProbeDetector(probe)
+    frames = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    states = detector.states(frames)
+    assert states.shape == (4, 13)
+    np.testing.assert_allclose(detector.probability(frames), states[:, 8] - CUBE_HALF)  # the cube's lift
+    detector.save(tmp_path / "p")
+    again = det.load(tmp_path / "p")
+    assert isinstance(again, det.ProbeDetector) and again.probe.cfg.task == "so101_pick"
+    np.testing.assert_allclose(again.probability(frames), detector.probability(frames))

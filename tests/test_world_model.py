@@ -1,4 +1,5 @@
-"""World model core: exact snapshot/restore, batched stepping, checkpoints, probe geometry, training CLI."""
+"""World model core: exact snapshot/restore, batched stepping, checkpoints, the task plug-in (state
+coding, coverage, task field), training CLI."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from hiwm.tasks.pusht.env import coverage_from_pose
 from hiwm.world_model import checkpoint as ckpt_io
 from hiwm.world_model.config import ModelConfig, ProbeConfig, WorldModelTrainConfig
 from hiwm.world_model.metrics import psnr, ssim
 from hiwm.world_model.model import WorldModel
-from hiwm.world_model.probe import StateProbe, coverage_from_pose
+from hiwm.world_model.probe import StateProbe
 from hiwm.world_model.session import Session, SnapshotError, step_many
 
 torch.set_num_threads(1)  # a shared 2-core machine: OpenMP spinning on a busy core costs more than it gains
@@ -169,6 +171,99 @@ def test_coverage_from_pose_matches_the_real_env():
         coverage_from_pose([1.0, math.nan, 0.0])
 
 
+# block poses and the coverage gym-pusht's geometry gave them before the coverage moved into the task
+COVERAGES = (
+    ((256.0, 256.0, math.pi / 4), 1.0),
+    ((250.0, 262.0, 0.8), 0.8245274764201078),
+    ((300.0, 200.0, 1.3), 0.09659155606725899),
+    ((100.0, 400.0, 5.9), 0.0),
+    ((256.0, 300.0, math.pi / 4 + 0.05), 0.16405483785003025),
+)
+
+
+def test_the_push_t_task_world_judges_a_state_as_before():
+    from hiwm.tasks import get_task
+    from hiwm.tasks.world import load_world
+
+    world = load_world(get_task("pusht"))
+    for pose, coverage in COVERAGES:
+        assert coverage_from_pose(pose) == pytest.approx(coverage, abs=1e-12)
+        assert world.metric_from_state([100.0, 100.0, *pose]) == pytest.approx(coverage, abs=1e-12)
+    # the probe's coding: positions over the 512 px table, the angle as (sin, cos), the loss weights
+    coding = world.state_coding()
+    states = np.array([[0.0, 512.0, 256.0, 128.0, 0.5], [10.0, 20.0, 30.0, 40.0, 6.0]])
+    targets = coding.targets(states)
+    expected = np.concatenate([states[:, :4] / 512.0, np.sin(states[:, 4:]), np.cos(states[:, 4:])], axis=1)
+    assert targets.dtype == np.float32 and np.array_equal(targets, expected.astype(np.float32))
+    np.testing.assert_allclose(coding.states(targets.astype(np.float64)), states, atol=1e-5)
+    assert (coding.position_weight, coding.angle_weight) == (20.0, 1.0)
+    with pytest.raises(ValueError, match="5 finite"):
+        world.validate_state([1.0, 2.0])
+
+
+def test_state_coding_round_trips_and_refuses_bad_shapes():
+    from hiwm.tasks.world import StateCoding
+    from hiwm.world_model.probe import probe_loss
+
+    coding = StateCoding(scale=(2.0, 1.0, 0.5, 1.0), angles=(1, 3), position_weight=3.0, angle_weight=0.5)
+    assert coding.positions == (0, 2) and coding.dim == 6
+    states = np.array([[1.0, 0.3, -0.2, 6.0], [-4.0, 3.0, 0.1, 0.0]])
+    targets = coding.targets(states)
+    np.testing.assert_allclose(targets[:, :2], [[0.5, -0.4], [-2.0, 0.2]], rtol=1e-6)
+    np.testing.assert_allclose(coding.states(targets.astype(np.float64)), states, atol=1e-6)
+    pred, target = torch.zeros(2, 6), torch.from_numpy(targets)
+    want = 3.0 * (target[:, :2] ** 2).mean() + 0.5 * (target[:, 2:] ** 2).mean()
+    assert probe_loss(pred, target, coding).item() == pytest.approx(want.item())
+    with pytest.raises(ValueError, match="states must be"):
+        coding.targets(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="outputs must be"):
+        coding.states(np.zeros((2, 4)))
+    for bad in ({"scale": (1.0, 0.0)}, {"scale": (1.0,), "angles": (1,)}, {"scale": (1.0, 1.0), "angles": (0, 0)}):
+        with pytest.raises(ValueError, match="state coding"):
+            StateCoding(**bad)
+
+
+def test_a_checkpoint_records_its_task_and_old_ones_are_the_default_tasks(tmp_path):
+    import hashlib
+    from dataclasses import asdict, fields
+
+    from hiwm.tasks import DEFAULT_TASK
+    from hiwm.world_model.session import model_fingerprint
+
+    model = tiny_model()
+    probe = StateProbe(ProbeConfig(channels=(4, 4, 4, 4), hidden=8))
+    ckpt_io.save(tmp_path, ckpt_io.Checkpoint(TINY, probe=probe.cfg), model, probe)
+    doc = json.loads((tmp_path / "config.json").read_text())
+    assert doc["model"]["task"] == doc["probe"]["task"] == DEFAULT_TASK
+    del doc["model"]["task"], doc["probe"]["task"]  # as written before the field
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    saved, loaded, loaded_probe = ckpt_io.load(tmp_path)
+    assert saved.model.task == saved.probe.task == DEFAULT_TASK and saved.model == TINY
+    frames = np.random.default_rng(0).integers(0, 255, (3, 96, 96, 3), dtype=np.uint8)
+    assert np.array_equal(loaded_probe.predict(frames), probe.eval().predict(frames))
+    # the fingerprint, which every snapshot carries, is the one computed before the task field existed
+    old_later = ("action_low", "action_high", "action_conditioning", "proprio_dim", "proprio_low", "proprio_high",
+                 "cameras", "cond_hidden", "action_map_channels")  # fmt: skip
+    old = asdict(TINY)
+    del old["task"]
+    defaults = {f.name: f.default for f in fields(ModelConfig)}
+    for name in old_later:
+        if old[name] == defaults[name]:
+            del old[name]
+    h = hashlib.sha256(json.dumps(old, sort_keys=True).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().contiguous().numpy().tobytes())
+    assert model_fingerprint(loaded) == model_fingerprint(model) == h.digest()[:8]
+    arm = WorldModel(ModelConfig(**{**asdict(TINY), "task": "so101_pick"}))
+    arm.load_state_dict(model.state_dict())
+    assert model_fingerprint(arm) != model_fingerprint(model)  # the same weights for another task: another model
+    with pytest.raises(ValueError, match="unknown task"):
+        ModelConfig(task="no_such_task")
+    with pytest.raises(ValueError, match="unknown task"):
+        ProbeConfig(task="no_such_task")
+
+
 def test_psnr_and_ssim():
     a = torch.rand(2, 3, 32, 32)
     assert torch.allclose(ssim(a, a), torch.ones(2))
@@ -185,9 +280,9 @@ def test_probe_threshold_fit_separates_episodes_by_max_coverage():
     assert agreement == 1.0 and 0.90 < threshold < 0.93
     threshold, agreement = fit_threshold(np.array([0.96, 0.94]), np.array([False, True]))  # inseparable
     assert agreement == 0.5
-    with pytest.raises(ValueError, match="one max coverage per episode"):
+    with pytest.raises(ValueError, match="one max metric per episode"):
         fit_threshold(np.array([0.9]), np.array([True, False]))
-    with pytest.raises(ValueError, match="one max coverage per episode"):
+    with pytest.raises(ValueError, match="one max metric per episode"):
         fit_threshold(np.array([]), np.array([]))
 
 

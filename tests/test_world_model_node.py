@@ -1,8 +1,10 @@
-"""The world-model node in its own process over DDS, lockstep: robot contract, handles, exact restore."""
+"""The world-model node in its own process over DDS, lockstep: the task's robot contract, handles,
+exact restore; a Push-T model and an SO-101 arm model."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -11,6 +13,8 @@ import torch
 from hiwm.comm import create_node, new_message
 from hiwm.comm.images import image_to_numpy
 from hiwm.comm.qos import KEEP_ALL
+from hiwm.tasks import get_task
+from hiwm.tasks.world import load_world
 from hiwm.world_model import checkpoint as ckpt_io
 from hiwm.world_model.config import ModelConfig, ProbeConfig, WorldModelTrainConfig
 from hiwm.world_model.model import WorldModel
@@ -20,34 +24,39 @@ NS = "/wm1"
 TINY = ModelConfig(latent_channels=4, enc_channels=(8, 8, 8), dyn_channels=8, dyn_blocks=1, dec_channels=(8, 8, 8))
 
 
-def tiny_checkpoint(path) -> None:
+def tiny_checkpoint(path, cfg: ModelConfig = TINY, probe_cfg: ProbeConfig | None = None) -> None:
     """An untrained but non-trivial model and probe (random weights): the contract does not need skill."""
     torch.manual_seed(0)
-    model = WorldModel(TINY)
-    probe = StateProbe(ProbeConfig(channels=(4, 4, 4, 4), hidden=8))
+    model = WorldModel(cfg)
+    probe = StateProbe(probe_cfg or ProbeConfig(channels=(4, 4, 4, 4), hidden=8))
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    ckpt_io.save(path, ckpt_io.Checkpoint(TINY, WorldModelTrainConfig(), probe.cfg), model, probe)
+    ckpt_io.save(path, ckpt_io.Checkpoint(cfg, WorldModelTrainConfig(), probe.cfg), model, probe)
+
+
+def image_topic(task: str) -> str:
+    """The task's (first) camera topic, as its world's contract names it."""
+    return next(t for t, kind in load_world(get_task(task)).topics().items() if kind == "sensor_msgs/msg/Image")
 
 
 class Client:
-    def __init__(self, node) -> None:
-        self.node = node
+    def __init__(self, node, ns: str = NS, task: str = "pusht") -> None:
+        self.node, self.ns = node, ns
         self.images: list = []
         self.states: list = []
         self.task_states: list = []
         self.statuses: list = []
         self.handles: list = []
         sub = node.create_subscription
-        sub("sensor_msgs/msg/Image", f"{NS}/camera/image", self.images.append, KEEP_ALL)
-        sub("sensor_msgs/msg/JointState", f"{NS}/robot/state", self.states.append, KEEP_ALL)
-        sub("sensor_msgs/msg/JointState", f"{NS}/task/state", self.task_states.append, KEEP_ALL)
-        sub("hiwm_msgs/msg/TaskStatus", f"{NS}/task/status", self.statuses.append, KEEP_ALL)
-        sub("hiwm_msgs/msg/StateHandle", f"{NS}/world_model/state", self.handles.append, KEEP_ALL)
-        self.command = node.create_publisher("hiwm_msgs/msg/ActionChunk", f"{NS}/robot/command", KEEP_ALL)
-        self.reset_client = node.create_client("hiwm_msgs/srv/Reset", f"{NS}/robot/reset")
-        self.restore_client = node.create_client("hiwm_msgs/srv/Restore", f"{NS}/world_model/restore")
+        sub("sensor_msgs/msg/Image", f"{ns}/{image_topic(task)}", self.images.append, KEEP_ALL)
+        sub("sensor_msgs/msg/JointState", f"{ns}/robot/state", self.states.append, KEEP_ALL)
+        sub("sensor_msgs/msg/JointState", f"{ns}/task/state", self.task_states.append, KEEP_ALL)
+        sub("hiwm_msgs/msg/TaskStatus", f"{ns}/task/status", self.statuses.append, KEEP_ALL)
+        sub("hiwm_msgs/msg/StateHandle", f"{ns}/world_model/state", self.handles.append, KEEP_ALL)
+        self.command = node.create_publisher("hiwm_msgs/msg/ActionChunk", f"{ns}/robot/command", KEEP_ALL)
+        self.reset_client = node.create_client("hiwm_msgs/srv/Reset", f"{ns}/robot/reset")
+        self.restore_client = node.create_client("hiwm_msgs/srv/Restore", f"{ns}/world_model/restore")
 
     def counts(self) -> tuple[int, ...]:
         return len(self.images), len(self.states), len(self.task_states), len(self.statuses), len(self.handles)
@@ -189,3 +198,61 @@ def test_reset_states_outside_the_workspace_are_refused(world, procs):
         assert not bad.success and "[0, 512]" in bad.message and "refused" in bad.message, bad.message
     assert client.reset(use_state=True, state=np.array([100.0, 100.0, 300.0, 300.0, 0.5])).success
     assert "refused reset" in procs.output(proc) and proc.poll() is None
+
+
+# -- a world model of the SO-101 arm ------------------------------------------------------------
+ARM_NS = "/wm_arm"
+
+
+@pytest.fixture
+def arm_world(procs, tmp_path):
+    iface = load_world(get_task("so101_pick")).model_interface()
+    cfg = ModelConfig(**{**asdict(TINY), **iface, "cameras": [["front", 32, 32]], "task": "so101_pick"})
+    probe = ProbeConfig(image_size=32, channels=(4, 4, 4, 4), hidden=8, task="so101_pick", success_threshold=0.05)
+    tiny_checkpoint(tmp_path / "arm", cfg, probe)
+    args = ["--ros-args", "-r", f"__ns:={ARM_NS}", "-p", "clock:=lockstep", "-p", f"checkpoint:={tmp_path / 'arm'}"]
+    proc = procs.python("hiwm.nodes.world_model", *args, "-p", "seed:=2", "-p", "task:=so101_pick")
+    node = create_node("world_model_arm_client")
+    client = Client(node, ARM_NS, "so101_pick")
+    assert client.reset_client.wait_for_service(60.0), procs.output(proc)
+    node.spin_until(lambda: client.command.matched_count() > 0, 10.0)
+    yield proc, client, tmp_path / "arm"
+    node.destroy()
+    assert proc.poll() is None, "the world-model node died:\n" + procs.output(proc)
+
+
+def test_an_arm_world_model_serves_the_arm_tasks_contract(arm_world, procs):
+    proc, client, ckpt = arm_world
+    task = get_task("so101_pick")
+    assert image_topic("so101_pick") == "camera/front/color/image_raw"
+    client.clear()
+    state = [0.1, -0.2, 0.3, 0.0, 0.2, 0.5, 0.2, 0.0, 0.02, 1.0, 0.0, 0.0, 0.0]
+    response = client.reset(use_state=True, state=np.array(state))
+    assert response.success, response.message
+    assert client.wait_counts(1), client.counts()
+    assert list(client.states[-1].name) == list(task.observations.proprio)
+    np.testing.assert_allclose(client.states[-1].position, state[:6], atol=1e-6)  # the reset's joints
+    assert list(client.task_states[-1].name) == list(task.observations.state)
+    assert image_to_numpy(client.images[-1], expect=(32, 32)).dtype == np.uint8
+    plan = np.random.default_rng(1).uniform(-0.5, 0.5, size=(3, 6))
+    client.send(plan.reshape(-1), horizon=3, action_dim=6)
+    assert client.wait_counts(4), client.counts()
+    assert [h.step for h in client.handles] == [0, 1, 2, 3]
+    np.testing.assert_allclose(client.handles[2].action, plan[1], rtol=1e-6)
+    frames = [image_to_numpy(m) for m in client.images]
+    answer = client.restore(client.handles[1].snapshot_id)
+    assert answer.success and answer.step == 1, answer.message
+    client.send(plan[1:].reshape(-1), horizon=2, action_dim=6)
+    assert client.wait_counts(7), client.counts()
+    assert np.array_equal(image_to_numpy(client.images[-1]), frames[3])  # the same steps again, bit for bit
+    client.clear()
+    client.send([100.0, 100.0])  # a Push-T-sized command: refused
+    assert not client.node.spin_until(lambda: max(client.counts()) > 0, 0.7)
+    bad = client.reset(use_state=True, state=np.array([0.0] * 5))
+    assert not bad.success and "13" in bad.message
+    assert client.reset(seed=5).success
+    assert "action_dim must be 6" in procs.output(proc)
+    # a node told to serve another task than its checkpoint's refuses to start, saying why
+    other = procs.python("hiwm.nodes.world_model", "--ros-args", "-p", f"checkpoint:={ckpt}", "-p", "task:=pusht")
+    assert other.wait(60) != 0
+    assert "of task 'so101_pick', not 'pusht'" in procs.output(other)

@@ -163,7 +163,10 @@ def _arm_dataset(root, episodes: int = 3, steps: int = 14) -> None:
     writer.close()
 
 
-def test_train_cli_on_an_arm_shaped_dataset_predicts_proprio_and_every_camera(tmp_path):
+def test_training_on_an_arm_shaped_dataset_predicts_proprio_and_every_camera(tmp_path):
+    from hiwm.world_model.config import WorldModelTrainConfig, preset
+    from hiwm.world_model.train import train
+
     _arm_dataset(tmp_path / "arm")
     arm = {
         **json.loads(TINY),
@@ -172,10 +175,10 @@ def test_train_cli_on_an_arm_shaped_dataset_predicts_proprio_and_every_camera(tm
         "cameras": [["front", 32, 32], ["wrist", 16, 24]],
     }  # fmt: skip
     out = tmp_path / "run"
-    args = ["train", "world-model", "--data", str(tmp_path / "arm"), "--out", str(out), "--model", json.dumps(arm)]
-    assert main([*args, "--steps", "3", "--batch", "2", "--rollout", "2", "--horizons", "1", "5"]) == 0
+    cfg = WorldModelTrainConfig(steps=3, batch=2, rollout=2, horizons=(1, 5), val_every=3, checkpoint_every=3)
+    train([tmp_path / "arm"], out, preset("small", **arm), cfg, progress=False)
     saved, _ = ckpt_io.read_config(out)
-    assert saved.step == 3 and saved.probe is None  # the Push-T probe has nothing to read here
+    assert saved.step == 3 and saved.probe is None  # no probe asked for
     for h in (1, 5):
         assert saved.metrics[f"proprio_mae@{h}"] >= 0 and saved.metrics[f"copy_proprio_mae@{h}"] > 0
         assert 0 < saved.metrics[f"psnr@{h}"] < 100
@@ -187,9 +190,65 @@ def test_train_cli_on_an_arm_shaped_dataset_predicts_proprio_and_every_camera(tm
     assert session.step([0.5] * 7).shape == (32, 32, 3) and session.views["wrist"].shape == (16, 24, 3)
     assert session.proprio.shape == (7,)
     wrong = {**arm, "proprio_dim": 6, "proprio_low": [-3] * 6, "proprio_high": [3] * 6}
-    # --debug: the refusal itself (SystemExit with its message), not its one-line report and exit 2
+    with pytest.raises(ValueError, match=r"observation\.state has 7 values"):
+        train([tmp_path / "arm"], tmp_path / "bad", preset("small", **wrong), cfg, progress=False)
+    with pytest.raises(ValueError, match="camera 'side'"):
+        train(
+            [tmp_path / "arm"],
+            tmp_path / "bad",
+            preset("small", **{**arm, "cameras": [["side", 32, 32]]}),
+            cfg,
+            progress=False,
+        )
+    # the command line trains a world of a task: an interface that is not the task's is refused
     bad = ["--debug", "train", "world-model", "--data", str(tmp_path / "arm"), "--out", str(tmp_path / "bad")]
-    with pytest.raises(SystemExit, match=r"observation\.state has 7 values"):
-        main([*bad, "--model", json.dumps(wrong), "--steps", "1"])
-    with pytest.raises(SystemExit, match="camera 'side'"):
-        main([*bad, "--model", json.dumps({**arm, "cameras": [["side", 32, 32]]}), "--steps", "1"])
+    with pytest.raises(SystemExit, match="needs its interface: action_dim 7"):
+        main([*bad, "--model", json.dumps(arm), "--steps", "1"])
+    with pytest.raises(SystemExit, match="not --task"):
+        main([*bad, "--model", json.dumps({"task": "so101_pick"}), "--steps", "1"])
+
+
+@pytest.fixture(scope="module")
+def so101_data(tmp_path_factory):
+    """Two short scripted SO-101 episodes at 32x32 (real MuJoCo): frames, joints, the cube's pose."""
+    root = tmp_path_factory.mktemp("so101") / "ds"
+    collect(CollectConfig(episodes=2, max_steps=14, seed=0, task="so101_pick", image_size=32), root)
+    return root
+
+
+def test_train_cli_makes_a_world_model_of_the_arm_task_with_its_state_probe(so101_data, tmp_path):
+    from hiwm.tasks import get_task
+    from hiwm.tasks.chunks import BadCommand
+    from hiwm.world_model.sim import WorldModelSim
+
+    task = get_task("so101_pick")
+    out = tmp_path / "run"
+    args = ["train", "world-model", "--task", "so101_pick", "--data", str(so101_data), "--out", str(out)]
+    small = ["--model", TINY, "--steps", "2", "--batch", "2", "--rollout", "2", "--horizons", "1", "3"]
+    assert main([*args, *small, "--val-windows", "2", "--probe-steps", "3", "--probe-calibration", "2"]) == 0
+    saved, _ = ckpt_io.read_config(out)
+    # the task's interface, the camera at the size the dataset records
+    m = saved.model
+    assert (m.task, m.action_dim, m.proprio_dim, m.action_conditioning) == ("so101_pick", 6, 6, "mlp")
+    assert m.cameras == (("front", 32, 32),) and m.low == task.action.low
+    assert saved.probe is not None and (saved.probe.task, saved.probe.image_size) == ("so101_pick", 32)
+    assert set(saved.metrics["probe"]) >= {"joints_rad", "cube_m", "calibration"}
+    assert saved.metrics["probe"]["calibration"]["episodes"] == 2
+
+    sim = WorldModelSim(out)  # the robot core serves the checkpoint's task
+    first = sim.reset(seed=4)
+    obs = first.obs
+    assert type(obs).__name__ == "ArmObservation" and obs.images["front"].shape == (32, 32, 3)
+    assert obs.state.shape == (13,) and obs.joints.shape == (6,) and sim.max_steps == task.episode_steps
+    plan = np.random.default_rng(0).uniform(-0.5, 0.5, size=(4, 6))
+    steps = sim.command(4, 6, plan.reshape(-1)).steps
+    assert [s.obs.step for s in steps] == [1, 2, 3, 4] and np.allclose(steps[-1].handle.action, plan[-1])
+    sim.restore(steps[1].handle.snapshot_id)
+    again = sim.command(2, 6, plan[2:].reshape(-1)).steps
+    assert [s.handle.snapshot_id for s in again] == [s.handle.snapshot_id for s in steps[2:]]
+    assert np.array_equal(again[-1].obs.images["front"], steps[-1].obs.images["front"])
+    with pytest.raises(BadCommand, match="action_dim must be 6"):
+        sim.command(1, 2, [100.0, 100.0])
+    with pytest.raises(ValueError, match="of task 'so101_pick', not 'pusht'"):
+        WorldModelSim(out, task="pusht")
+    assert main([*args, "--probe-only", "--probe-steps", "2", "--probe-calibration", "0"]) == 0  # the same task

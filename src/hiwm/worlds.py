@@ -1,9 +1,11 @@
 """Worlds a policy acts in, and the closed loop that runs it there.
 
-A world has ``reset(seed=, state=)`` and ``step(action)`` returning an :class:`Observation` as
-:class:`PushTEnv` does; a session world adds ``snapshot()`` (bytes) and ``restore(bytes)``, which
-is what the branch cache records and rolls back to. :class:`RealWorld` is the gym-pusht physics as
-such a world, the oracle control of the experiment (a perfect world model);
+A world has ``reset(seed=, state=)`` and ``step(action)`` returning the task's observation as its
+env does; a session world adds ``snapshot()`` (bytes) and ``restore(bytes)``, which is what the
+branch cache records and rolls back to, ``task_world`` (its task's
+:class:`~hiwm.tasks.world.TaskWorld`) and ``max_metric`` (the episode's best success metric so far).
+:class:`RealWorld` is a task's physics as such a world, the oracle control of the experiment (a
+perfect world model);
 :class:`hiwm.world_model.world.ModelWorld` is the world model as one. :func:`policy_steps` and
 :func:`run_episode` run a policy closed loop in any of them, seeing what the task's
 :class:`~hiwm.tasks.world.TaskWorld` shows it: policy evaluation and the Hi-WM sessions share them.
@@ -17,16 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from hiwm.tasks.pusht.env import Observation
+from hiwm.tasks import DEFAULT_TASK, Task, get_task
+from hiwm.tasks.world import TaskWorld, load_world
 
 
 def _world(world: Any) -> Any:
-    if world is None:
-        from hiwm.tasks import DEFAULT_TASK, get_task
-        from hiwm.tasks.world import load_world
-
-        world = load_world(get_task(DEFAULT_TASK))
-    return world
+    return load_world(get_task(DEFAULT_TASK)) if world is None else world
 
 
 def policy_steps(
@@ -63,7 +61,7 @@ def run_episode(
     policy: Any, env: Any, seed: int, max_steps: int, record: bool = False, world: Any = None
 ) -> dict[str, Any]:
     """One episode from ``seed``'s initial state (see :func:`policy_steps`); the task's success metric
-    per step under its name (Push-T: ``coverage``, ``max_coverage``, ``final_coverage``)."""
+    per step under its name (e.g. ``coverage``, ``max_coverage``, ``final_coverage``)."""
     world = _world(world)
     metric = world.task.success.metric
     policy.reset()
@@ -88,31 +86,43 @@ def run_episode(
 
 
 class RealWorld:
-    """The Push-T physics as a session world. A snapshot is the 5-vector state, the step and the
-    episode's best coverage (JSON); restoring resets gym-pusht to that state (velocities restart at
-    zero)."""
+    """A task's physics as a session world. A snapshot is the task world's true state, the step and
+    the episode's best metric (JSON); restoring resets the env to that state through the task world
+    (:meth:`~hiwm.tasks.world.TaskWorld.restore_env`: velocities restart at zero)."""
 
-    def __init__(self, image_size: int = 96) -> None:
-        from hiwm.tasks.pusht.env import PushTEnv
+    def __init__(self, task: Task | str = DEFAULT_TASK, image_size: int | None = None) -> None:
+        self.task_world: TaskWorld = load_world(get_task(task) if isinstance(task, str) else task)
+        self.env = self.task_world.make_env(image_size)
+        self.max_metric = 0.0
+        self._last: Any = None
 
-        self.env = PushTEnv(image_size)
+    def _seen(self, obs: Any) -> Any:
+        self.max_metric = max(self.max_metric, self.task_world.metric(obs))
+        self._last = obs
+        return obs
 
-    def reset(self, seed: int | None = None, state: np.ndarray | None = None) -> Observation:
-        return self.env.reset(seed=seed, state=state)
+    def reset(self, seed: int | None = None, state: np.ndarray | None = None) -> Any:
+        self.max_metric = 0.0
+        return self._seen(self.env.reset(seed=seed, state=state))
 
-    def step(self, action: np.ndarray) -> Observation:
-        return self.env.step(action)
+    def step(self, action: np.ndarray) -> Any:
+        return self._seen(self.env.step(action))
 
     def snapshot(self) -> bytes:
-        obs = self.env.last
-        return json.dumps({"state": obs.state.tolist(), "step": obs.step, "max_coverage": obs.max_coverage}).encode()
+        if self._last is None:
+            raise RuntimeError("call reset() first")
+        state = self.task_world.state(self._last).tolist()
+        return json.dumps({"state": state, "step": self._last.step, "max_coverage": self.max_metric}).encode()
 
-    def restore(self, data: bytes) -> Observation:
-        return self.env.restore(*self.parse(data))
+    def restore(self, data: bytes) -> Any:
+        state, step, best = self.parse(data)
+        obs = self.task_world.restore_env(self.env, state, step, best)
+        self.max_metric = best
+        return self._seen(obs)
 
     @staticmethod
     def parse(data: bytes) -> tuple[np.ndarray, int, float]:
-        """A snapshot's state, step and best coverage; ValueError if it is not a RealWorld snapshot."""
+        """A snapshot's state, step and best metric; ValueError if it is not a RealWorld snapshot."""
         try:
             doc = json.loads(data)
             return np.asarray(doc["state"], dtype=np.float64), int(doc["step"]), float(doc["max_coverage"])
@@ -121,5 +131,5 @@ class RealWorld:
 
     @staticmethod
     def state_of(data: bytes) -> np.ndarray:
-        """The Push-T state (agent xy, block xy, angle) in a snapshot: ``export_branches``'s ``env_state``."""
+        """The task's true state in a snapshot: ``export_branches``'s ``env_state``."""
         return RealWorld.parse(data)[0]

@@ -67,8 +67,16 @@ def world_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default="{}",
-        help="model fields over the preset as JSON: sizes, or the task's interface, e.g. "
-        '\'{"action_dim": 7, "action_conditioning": "mlp", "proprio_dim": 7, "cameras": [["front", 128, 128]]}\'',
+        help="model fields over the preset and the task's interface as JSON: sizes, or interface fields, e.g. "
+        '\'{"action_conditioning": "mlp", "cameras": [["front", 128, 128]]}\'',
+    )
+    from hiwm.tasks import DEFAULT_TASK, task_names
+
+    parser.add_argument(
+        "--task",
+        choices=task_names(),
+        help=f"the task the model is a world of: its interface (default {DEFAULT_TASK}; "
+        "with --probe-only or --resume, the checkpoint's)",
     )
     parser.add_argument("--no-probe", action="store_true", help="skip training the state probe")
     parser.add_argument("--probe-only", action="store_true", help="(re)train only the probe of the checkpoint in --out")

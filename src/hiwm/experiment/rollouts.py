@@ -3,10 +3,11 @@ steps in at failure-prone moments, rolls back, forks several corrections, hands 
 lands in the branch cache, which is what exports the corrections as training episodes.
 
 The simulated operator sees only generated frames, through the state probe (as a human sees only
-the screen), and plans each correction with the scripted expert; its noise makes the forks of one
-failure state differ. A failure-prone moment is a stall: the task's success detector
-(:mod:`hiwm.world_model.detector`, whose probability the world publishes as ``coverage``; Push-T's
-is the probe's coverage) has not risen by ``min_progress`` over ``stall_steps`` steps. Each branch
+the screen), and plans each correction with the task's scripted expert (its task world's
+``make_expert``); its noise makes the forks of one failure state differ. A failure-prone moment is
+a stall: the task's success detector (:mod:`hiwm.world_model.detector`, whose probability the world
+reports as the task's metric; by default the metric of the probe's state) has not risen by
+``min_progress`` over ``stall_steps`` steps. Each branch
 is labelled with the detector's verdict (``detector:success``/``detector:failure``), which an
 operator's ``success``/``failure`` label overrides.
 
@@ -23,8 +24,6 @@ import numpy as np
 
 from hiwm.branch_cache.store import DETECTOR_FAILURE, DETECTOR_SUCCESS, SOURCE_HUMAN, SOURCE_POLICY, BranchStore
 from hiwm.comm.images import encode_png
-from hiwm.tasks.pusht.env import Observation
-from hiwm.tasks.pusht.expert import ExpertConfig, ScriptedExpert
 from hiwm.worlds import policy_steps
 
 log = logging.getLogger("hiwm.experiment")
@@ -32,7 +31,7 @@ log = logging.getLogger("hiwm.experiment")
 
 @dataclass
 class SimulatedOperatorConfig:
-    # failure-prone: no coverage progress over this many steps. The base ACT's real episodes take up to
+    # failure-prone: no progress of the success metric over this many steps. The base ACT's real episodes take up to
     # 120 steps to first move the block and sit up to 70 steps on a plateau before succeeding; 25
     # steps from step 30 stepped in on nearly every approach
     stall_steps: int = 50
@@ -70,13 +69,15 @@ class SessionResult:
 
 
 class BranchRecorder:
-    """Appends each state of the world to the branch store, following the session cursor."""
+    """Appends each state of a session world to the branch store, following the session cursor: its
+    snapshot, the task's first camera frame and its proprio."""
 
     def __init__(self, store: BranchStore, world: Any, session_id: str) -> None:
         self.store, self.world, self.session_id = store, world, session_id
         self.cursor: str | None = None
 
-    def add(self, obs: Observation, action: np.ndarray | None, source: int) -> str:
+    def add(self, obs: Any, action: np.ndarray | None, source: int) -> str:
+        task_world = self.world.task_world
         node = self.store.append(
             self.session_id,
             self.world.snapshot(),
@@ -84,8 +85,8 @@ class BranchRecorder:
             step=obs.step,
             action=None if action is None else np.asarray(action, dtype=np.float64).tolist(),
             source=source,
-            frame=encode_png(obs.image),
-            state=obs.agent_pos.tolist(),
+            frame=encode_png(next(iter(task_world.images(obs).values()))),
+            state=np.asarray(task_world.proprio(obs), dtype=np.float64).tolist(),
         )
         self.cursor = node.id
         return node.id
@@ -95,27 +96,28 @@ def run_policy(
     policy: Any,
     world: Any,
     rec: BranchRecorder,
-    obs: Observation,
+    obs: Any,
     max_steps: int,
     stall: SimulatedOperatorConfig | None,
-) -> tuple[Observation, bool]:
+) -> tuple[Any, bool]:
     """The policy drives until success, ``max_steps``, or (with ``stall``) a failure-prone stall.
 
     Returns the last observation and whether it stopped for a stall.
     """
     policy.reset()
-    history = [obs.max_coverage]
-    for _, action, nxt in policy_steps(policy, world, obs, max_steps):
+    history = [world.max_metric]
+    for _, action, nxt in policy_steps(policy, world, obs, max_steps, world.task_world):
         obs = nxt
         rec.add(obs, action, SOURCE_POLICY)
-        history.append(obs.max_coverage)
+        history.append(world.max_metric)
         if stall is not None and not obs.done and stalled(history, obs.step, stall):
             return obs, True
     return obs, False
 
 
 def stalled(history: list[float], step: int, cfg: SimulatedOperatorConfig) -> bool:
-    """No rise of the detector's running best probability (``max_coverage``) over ``cfg.stall_steps`` steps."""
+    """No rise of the detector's running best probability (the world's ``max_metric``) over
+    ``cfg.stall_steps`` steps."""
     if step < cfg.min_step or len(history) <= cfg.stall_steps:
         return False
     return history[-1] - history[-1 - cfg.stall_steps] < cfg.min_progress
@@ -130,14 +132,16 @@ def run_session(
     max_steps: int,
     operator: SimulatedOperatorConfig | None,
 ) -> SessionResult:
-    """One rollout from the real env's initial state for ``seed``; with an operator, its corrections."""
+    """One rollout from the real env's initial state for ``seed`` in a session world (:mod:`hiwm.worlds`);
+    with an operator, its corrections."""
+    task_world = world.task_world
     obs = world.reset(seed=seed)
     rec = BranchRecorder(store, world, session_id)
     rec.add(obs, None, SOURCE_POLICY)
     root = store.session(session_id).root_branch
     obs, stall = run_policy(policy, world, rec, obs, max_steps, operator)
     result = SessionResult(session_id, seed)
-    result.branches.append(BranchResult(root, "policy", bool(obs.success), obs.max_coverage, obs.step))
+    result.branches.append(BranchResult(root, "policy", bool(obs.success), world.max_metric, obs.step))
     store.label(root, [DETECTOR_SUCCESS if obs.success else DETECTOR_FAILURE])
     if not stall or operator is None:
         return result
@@ -148,14 +152,14 @@ def run_session(
         branch = store.fork(base.id, label="corrected")
         obs = world.restore(snapshot)
         rec.cursor = base.id
-        expert = ScriptedExpert(ExpertConfig.noisy(operator.noise), seed=1000 * seed + k)
+        expert = task_world.make_expert(operator.noise, seed=1000 * seed + k)
         for _ in range(operator.correction_steps):
             if obs.success or obs.step >= max_steps:
                 break
-            action = expert.act(obs.state)  # the probe's reading of the generated frame
+            action = expert.act(task_world.state(obs))  # the probe's reading of the generated frame
             obs = world.step(action)
             rec.add(obs, action, SOURCE_HUMAN)
         obs, _ = run_policy(policy, world, rec, obs, max_steps, None)  # handed back
         store.label(branch.id, [DETECTOR_SUCCESS if obs.success else DETECTOR_FAILURE])
-        result.branches.append(BranchResult(branch.id, "correction", bool(obs.success), obs.max_coverage, obs.step))
+        result.branches.append(BranchResult(branch.id, "correction", bool(obs.success), world.max_metric, obs.step))
     return result

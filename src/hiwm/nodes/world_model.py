@@ -1,8 +1,11 @@
-"""The world-model node: a learned Push-T behind the robot's topics, with restorable state handles.
+"""The world-model node: a learned world of a task behind the robot's topics, with restorable state handles.
 
-The same contract as :mod:`hiwm.nodes.pusht_robot` (``camera/image``, ``robot/state``,
-``task/state`` and ``task/status`` from the state probe, world "model"; actions on
-``robot/command``; ``robot/reset``), so a policy cannot tell the two apart. In addition:
+The task is the checkpoint's (``ModelConfig.task``; the ``task`` parameter, when set, must agree).
+The node keeps the task's topic contract (:mod:`hiwm.tasks.contract`: each task camera's image,
+``robot/state`` with its proprio, ``task/state`` and ``task/status`` from the state probe (no
+``task/state`` without a probe), world "model"; actions on ``robot/command``, validated against
+the task's action space; ``robot/reset``), so a policy cannot tell it from the task's robot node.
+In addition:
 
   out ``world_model/state``    hiwm_msgs/StateHandle, one per reset, step and restore: snapshot_id is
                                the sha256 of the snapshot bytes, parent the previous step's, the frame
@@ -11,8 +14,8 @@ The same contract as :mod:`hiwm.nodes.pusht_robot` (``camera/image``, ``robot/st
   srv ``world_model/restore``  hiwm_msgs/Restore: go back to a state, from the bytes in the request (the
                                branch cache sends them) or one of the newest ``capacity`` this node holds
 
-``robot/reset`` takes a seed (a real random start, rendered), ``use_state`` + state[5] (a real
-state, rendered by gym-pusht), or ``dataset`` + ``frame_index`` (a recorded frame and the ones
+``robot/reset`` takes a seed (a real random start, rendered), ``use_state`` + state (a true state
+of the task, rendered by its env), or ``dataset`` + ``frame_index`` (a recorded frame and the ones
 before it). Clocks and QoS as the robot node: lockstep answers each command row with a step at
 once; realtime steps at ``rate_hz``.
 """
@@ -28,8 +31,9 @@ from hiwm.comm import Node, new_message
 from hiwm.comm.images import encode_png
 from hiwm.comm.qos import KEEP_ALL, QoSProfile, profile
 from hiwm.comm.runner import run_node
-from hiwm.tasks.pusht.messages import OUTPUT_TOPICS, TOPICS, header, observation_messages
-from hiwm.tasks.pusht.robot import CLOCKS, BadCommand
+from hiwm.tasks import contract
+from hiwm.tasks.chunks import CLOCKS, BadCommand
+from hiwm.tasks.world import header
 from hiwm.world_model.checkpoint import CheckpointError
 from hiwm.world_model.session import SnapshotError
 from hiwm.world_model.sim import Step, WorldModelSim, pick_device
@@ -38,13 +42,14 @@ from hiwm.world_model.sim import Step, WorldModelSim, pick_device
 @dataclass
 class WorldModelConfig:
     checkpoint: str = ""  # directory written by `hiwm train world-model`
+    task: str = ""  # the task served: must be the checkpoint's ("": the checkpoint's)
     rate_hz: float = 10.0
     clock: str = "realtime"  # or "lockstep"
     seed: int = -1  # initial episode's seed; < 0: random
     device: str = "cpu"  # "cpu", "cuda" or "auto"
     threads: int = 1  # torch CPU threads (one is fastest at batch 1 on a busy machine)
     capacity: int = 2048  # snapshots kept for restore (about 21 KiB each)
-    frame_id: str = "camera"
+    frame_id: str = "camera"  # of the world model's own messages (state handles and snapshots)
     qos: str = "auto"
 
     def __post_init__(self) -> None:
@@ -66,11 +71,18 @@ class WorldModelNode:
         self.node, self.cfg = node, cfg
         torch.set_num_threads(max(1, cfg.threads))
         try:
-            self.sim = WorldModelSim(cfg.checkpoint, cfg.clock, pick_device(cfg.device), max(cfg.seed, 0), cfg.capacity)
+            self.sim = WorldModelSim(
+                cfg.checkpoint, cfg.clock, pick_device(cfg.device), max(cfg.seed, 0), cfg.capacity, task=cfg.task
+            )
         except CheckpointError as exc:
             raise ValueError(str(exc)) from exc
+        self.world = self.sim.world
         qos = cfg.output_qos()
-        self.pubs = {topic: node.create_publisher(TOPICS[topic], topic, qos) for topic in OUTPUT_TOPICS}
+        topics = self.world.topics()
+        outputs = [t for t in topics if t != contract.ROBOT_COMMAND]
+        if self.sim.probe is None:  # no state probe: the true state is unknown, so it is not published
+            outputs.remove(contract.TASK_STATE)
+        self.pubs = {topic: node.create_publisher(topics[topic], topic, qos) for topic in outputs}
         self.handles = node.create_publisher("hiwm_msgs/msg/StateHandle", "world_model/state", qos)
         self.snapshots = node.create_publisher("hiwm_msgs/msg/StateSnapshot", "world_model/snapshot", KEEP_ALL)
         node.create_subscription("hiwm_msgs/msg/ActionChunk", "robot/command", self.on_command, KEEP_ALL)
@@ -83,7 +95,8 @@ class WorldModelNode:
     def publish(self, step: Step) -> None:
         obs, handle = step.obs, step.handle
         stamp = self.node.now_ns()
-        msgs = observation_messages(obs, handle.episode_id, stamp, "model", self.cfg.frame_id)
+        msgs = self.world.observation_messages(obs, handle.episode_id, stamp, obs.done, self.sim.max_metric, "model")
+        image = next(iter(self.world.images(obs).values()))  # the first camera
         self.snapshots.publish(
             new_message(
                 "hiwm_msgs/msg/StateSnapshot",
@@ -91,7 +104,7 @@ class WorldModelNode:
                 session_id=handle.episode_id,
                 snapshot_id=handle.snapshot_id,
                 data=np.frombuffer(handle.data, np.uint8),
-                observation_state=np.asarray(obs.agent_pos, dtype=np.float32),
+                observation_state=np.asarray(self.world.proprio(obs), dtype=np.float32),
             )
         )
         self.handles.publish(
@@ -104,11 +117,12 @@ class WorldModelNode:
                 step=int(obs.step),
                 action_source=int(handle.source),
                 action=np.zeros(0, np.float32) if handle.action is None else handle.action,
-                thumbnail_png=np.frombuffer(encode_png(obs.image), np.uint8),  # full size: export uses it
+                thumbnail_png=np.frombuffer(encode_png(image), np.uint8),  # full size: export uses it
             )
         )
         for topic, msg in msgs.items():
-            self.pubs[topic].publish(msg)
+            if topic in self.pubs:
+                self.pubs[topic].publish(msg)
 
     def on_command(self, msg: object) -> None:
         try:

@@ -14,7 +14,10 @@ with older datasets overrides :meth:`TaskWorld.features` and :meth:`TaskWorld.fr
 
 from __future__ import annotations
 
+import atexit
 import importlib
+import math
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -38,6 +41,70 @@ class Expert(Protocol):
 def camera_key(camera: str) -> str:
     """The dataset feature of a camera's video."""
     return f"observation.images.{camera}"
+
+
+@dataclass(frozen=True)
+class StateCoding:
+    """How a net regresses a task's true state (the world model's state probe, a policy's state head).
+
+    Each state entry is a position, regressed as ``value / scale``, or one of the ``angles``, regressed
+    as its (sin, cos) and read back into [0, 2 pi). Targets are the positions in state order, then
+    each angle's sin and cos. The loss is ``position_weight`` x the MSE of the positions plus
+    ``angle_weight`` x the MSE of the (sin, cos) pairs: the weights say what an error in each costs
+    the task's success metric.
+    """
+
+    scale: tuple[float, ...]  # one per state entry (an angle's is unused)
+    angles: tuple[int, ...] = ()
+    position_weight: float = 1.0
+    angle_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scale", tuple(float(v) for v in self.scale))
+        object.__setattr__(self, "angles", tuple(int(i) for i in self.angles))
+        if not self.scale or not all(math.isfinite(v) and v > 0 for v in self.scale):
+            raise ValueError(f"state coding: scales must be finite and > 0, got {self.scale}")
+        if len(set(self.angles)) != len(self.angles) or any(not 0 <= i < len(self.scale) for i in self.angles):
+            raise ValueError(f"state coding: angles must be distinct entries of {len(self.scale)}, got {self.angles}")
+        if not (math.isfinite(self.position_weight) and math.isfinite(self.angle_weight)):
+            raise ValueError("state coding: loss weights must be finite")
+
+    @property
+    def positions(self) -> tuple[int, ...]:
+        """The state entries regressed as scaled values, in state order."""
+        return tuple(i for i in range(len(self.scale)) if i not in self.angles)
+
+    @property
+    def state_dim(self) -> int:
+        return len(self.scale)
+
+    @property
+    def dim(self) -> int:
+        """Targets per state: one per position, two per angle."""
+        return len(self.positions) + 2 * len(self.angles)
+
+    def targets(self, states: np.ndarray) -> np.ndarray:
+        """(N, state_dim) true states -> (N, dim) float32 regression targets (NaN rows stay NaN)."""
+        s = np.asarray(states, dtype=np.float64)
+        if s.ndim != 2 or s.shape[1] != self.state_dim:
+            raise ValueError(f"states must be (N, {self.state_dim}), got {s.shape}")
+        pos = list(self.positions)
+        parts = [s[:, pos] / np.asarray(self.scale)[pos]]
+        for a in self.angles:
+            parts += [np.sin(s[:, a : a + 1]), np.cos(s[:, a : a + 1])]
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+    def states(self, outputs: np.ndarray) -> np.ndarray:
+        """(N, dim) regressed targets -> (N, state_dim) states, in the outputs' float type."""
+        y = np.asarray(outputs)
+        if y.ndim != 2 or y.shape[1] != self.dim:
+            raise ValueError(f"outputs must be (N, {self.dim}), got {y.shape}")
+        pos, n = list(self.positions), len(self.positions)
+        out = np.empty((len(y), self.state_dim), dtype=y.dtype)
+        out[:, pos] = y[:, :n] * np.asarray(self.scale, dtype=y.dtype)[pos]
+        for k, a in enumerate(self.angles):
+            out[:, a] = np.arctan2(y[:, n + 2 * k], y[:, n + 2 * k + 1]) % (2 * math.pi)
+        return out
 
 
 def header(stamp_ns: int, frame_id: str) -> Any:
@@ -79,6 +146,107 @@ class TaskWorld:
     def metric(self, obs: Any) -> float:
         """The task's success metric (``task.success.metric``) at this observation."""
         raise NotImplementedError
+
+    # -- what a world without the task's physics asks of it (the world model) -----------------------
+    # A learned world has frames, perhaps proprio, and the state its probe reads off a frame; these
+    # hooks turn that into the task's own observations, metric and resets. Defaults that need the
+    # physics use one cached env per image size (``make_env``).
+    def _cached_env(self, image_size: int | None = None) -> Any:
+        envs = self.__dict__.setdefault("_envs", {})
+        size = self.image_size(image_size)
+        if size not in envs:
+            if not envs:  # an env's renderer must be freed before the interpreter tears its libraries down
+                atexit.register(self.close_envs)
+            envs[size] = self.make_env(size)
+        return envs[size]
+
+    def close_envs(self) -> None:
+        """Close the envs the hooks below cached."""
+        for env in self.__dict__.pop("_envs", {}).values():
+            close = getattr(env, "close", None)
+            if close is not None:
+                close()
+
+    def initial_state(self, seed: int) -> np.ndarray:
+        """The true state an episode of ``make_env`` reset with ``seed`` starts from."""
+        return self.state(self._cached_env().reset(seed=int(seed)))
+
+    def validate_state(self, state: object) -> np.ndarray:
+        """A true state (``task.observations.state`` order) as float64; ValueError if it is not one.
+
+        The default checks its length and that it is finite; a task refuses states outside its workspace."""
+        names = self.task.observations.state
+        try:
+            arr = np.asarray(state, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"state must be {len(names)} numbers ({', '.join(names)}), got {state!r}") from exc
+        if arr.shape != (len(names),) or not np.all(np.isfinite(arr)):
+            raise ValueError(f"state must be {len(names)} finite numbers ({', '.join(names)}), got {arr.tolist()}")
+        return arr
+
+    def render_state(self, state: np.ndarray, image_size: int | None = None) -> dict[str, np.ndarray]:
+        """Every camera's real frame of a true state, ``{camera: (H, W, 3) uint8}`` (the env reset to it)."""
+        return self.images(self._cached_env(image_size).reset(state=np.asarray(state, dtype=np.float64)))
+
+    def state_entries(self, state: np.ndarray | None, names: tuple[str, ...]) -> np.ndarray | None:
+        """The entries ``names`` of a true state (float64), None without a state or if it lacks one."""
+        order = self.task.observations.state
+        if state is None or any(n not in order for n in names):
+            return None
+        return np.asarray(state, dtype=np.float64)[[order.index(n) for n in names]]
+
+    def metric_from_state(self, state: np.ndarray) -> float:
+        """The success metric (``task.success.metric``) of a true state: how a state probe's reading is judged."""
+        raise NotImplementedError(f"task {self.task.name!r} cannot compute its {self.task.success.metric} from a state")
+
+    def state_coding(self) -> StateCoding:
+        """How a net regresses this task's state; the default: every entry a position at scale 1."""
+        return StateCoding(scale=(1.0,) * len(self.task.observations.state))
+
+    def state_errors(self, read: np.ndarray, true: np.ndarray) -> dict[str, float]:
+        """How far (N, S) read states are from the true ones, named for the logs; the default: the mean
+        absolute error of each entry (``<name>_err``)."""
+        diff = np.abs(np.asarray(read, dtype=np.float64) - np.asarray(true, dtype=np.float64))
+        return {f"{name}_err": float(diff[:, i].mean()) for i, name in enumerate(self.task.observations.state)}
+
+    def make_observation(
+        self,
+        images: dict[str, np.ndarray],
+        proprio: np.ndarray,
+        velocity: np.ndarray,
+        state: np.ndarray | None,
+        metric: float,
+        success: bool,
+        step: int,
+        done: bool,
+        max_metric: float,
+    ) -> Any:
+        """The task's own observation from its parts: what a world without its physics reports, so the
+        accessors above and :meth:`observation_messages` read it as the env's. ``state`` is None when
+        unknown (a world model without a state probe)."""
+        raise NotImplementedError(f"task {self.task.name!r} cannot build an observation from its parts")
+
+    def restore_env(self, env: Any, state: np.ndarray, step: int, max_metric: float) -> Any:
+        """Continue an episode of ``env`` from a true state at ``step`` with its best metric so far
+        (velocities restart at zero); the observation there."""
+        raise NotImplementedError(f"task {self.task.name!r} cannot restore an episode from a state")
+
+    def model_interface(self) -> dict[str, Any]:
+        """The fields of a world model's config (:class:`hiwm.world_model.config.ModelConfig`) that
+        make it this task's: actions and their limits, proprio, one camera per task camera (sized by
+        the dataset where it records them)."""
+        task = self.task
+        fields: dict[str, Any] = {
+            "action_dim": task.action_dim,
+            "action_low": list(task.action.low),
+            "action_high": list(task.action.high),
+            "action_conditioning": "mlp",
+            "proprio_dim": task.proprio_dim,
+            "cameras": [[c.name, c.height, c.width] for c in task.cameras],
+        }
+        if task.observations.proprio == task.action.names:  # joint positions: the targets' limits fit them
+            fields.update(proprio_low=list(task.action.low), proprio_high=list(task.action.high))
+        return fields
 
     # -- generic ----------------------------------------------------------------------------------
     def image_size(self, image_size: int | None = None) -> int:
@@ -137,10 +305,6 @@ class TaskWorld:
             "next.success": bool(success),
             "next.done": bool(done),
         }
-
-    def metric_from_state(self, state: np.ndarray) -> float:
-        """The success metric (``task.success.metric``) of a true state: how a state probe's reading is judged."""
-        raise NotImplementedError(f"task {self.task.name!r} cannot compute its {self.task.success.metric} from a state")
 
     def policy_observation(self, obs: Any) -> dict[str, Any]:
         """What a policy sees: ``images`` per camera, ``image`` (the first camera) and ``state`` (proprio)."""

@@ -7,15 +7,17 @@ import json
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from hiwm.tasks import DEFAULT_TASK, Task, get_task
+
 T = TypeVar("T")
 
 
 CONDITIONING = ("bump", "mlp")
-# fields added after the first checkpoints: at their defaults they name the Push-T model those
-# checkpoints hold, so a snapshot's model fingerprint leaves them out (session.py)
+# fields added after the first checkpoints: at their defaults they name the default task's model
+# those checkpoints hold, so a snapshot's model fingerprint leaves them out (session.py)
 LATER_FIELDS = (
     "action_low", "action_high", "action_conditioning", "proprio_dim", "proprio_low", "proprio_high",
-    "cameras", "cond_hidden", "action_map_channels",
+    "cameras", "cond_hidden", "action_map_channels", "task",
 )  # fmt: skip
 
 
@@ -25,12 +27,14 @@ class ModelConfig:
 
     Each camera's frames are encoded to a ``latent_channels`` x (height / 8) x (width / 8) grid.
     ``cameras`` lists (name, height, width); empty means one square camera ``image`` of
-    ``image_size`` (Push-T). Actions are normalised to [-1, 1] by ``action_low``/``action_high``
-    (empty: 0 and ``action_scale`` on every axis) and condition the dynamics through an MLP
-    (FiLM of every residual block); ``action_conditioning="bump"`` adds a Gaussian bump on the
-    first camera's grid where the action's first two values point (an action that is a point
-    in the image, as Push-T's target), ``"mlp"`` instead adds a learned spatial map of the
-    action embedding. ``proprio_dim`` > 0: proprio state goes in and the next one is predicted.
+    ``image_size`` (read from a dataset's ``observation.image``). Actions are normalised to [-1, 1]
+    by ``action_low``/``action_high`` (empty: 0 and ``action_scale`` on every axis) and condition
+    the dynamics through an MLP (FiLM of every residual block); ``action_conditioning="bump"``
+    adds a Gaussian bump on the first camera's grid where the action's first two values point (an
+    action that is a point in the image, such as a target on a table seen from above), ``"mlp"``
+    instead adds a learned spatial map of the action embedding. ``proprio_dim`` > 0: proprio state goes in and the next
+    one is predicted. ``task`` names the task (:mod:`hiwm.tasks`) the model is a world of: the
+    world-model node serves that task's topics (:func:`check_task_interface`).
     """
 
     image_size: int = 96
@@ -52,8 +56,10 @@ class ModelConfig:
     cameras: tuple[tuple[str, int, int], ...] = ()  # (name, height, width); empty: ("image", image_size, image_size)
     cond_hidden: int = 64  # width of the action (and proprio) embedding
     action_map_channels: int = 4  # "mlp": channels of the spatial action map per camera
+    task: str = DEFAULT_TASK  # the task it is a world of (checkpoints before the field: the default task)
 
     def __post_init__(self) -> None:
+        get_task(self.task)  # ValueError naming the known tasks
         self.enc_channels = tuple(self.enc_channels)  # type: ignore[assignment]
         self.dec_channels = tuple(self.dec_channels)  # type: ignore[assignment]
         self.action_low = tuple(float(v) for v in self.action_low)
@@ -195,17 +201,35 @@ class WorldModelTrainConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
 
+def check_task_interface(cfg: ModelConfig, task: Task) -> None:
+    """ValueError unless a model of ``cfg`` can stand in for ``task``'s world: the task's action
+    dimension, no proprio or the task's, and one camera per task camera (in the task's order)."""
+    problems = []
+    if cfg.action_dim != task.action_dim:
+        problems.append(f"action_dim {cfg.action_dim}, the task's actions are {task.action_dim} ({task.action.names})")
+    if cfg.proprio_dim not in (0, task.proprio_dim):
+        problems.append(f"proprio_dim {cfg.proprio_dim}, the task's proprio is {task.proprio_dim} (or none)")
+    if len(cfg.camera_list) != len(task.cameras):
+        problems.append(f"{len(cfg.camera_list)} camera(s), the task has {len(task.cameras)}")
+    if problems:
+        raise ValueError(f"a world model of task {task.name!r} needs its interface: " + "; ".join(problems))
+
+
 @dataclass
 class ProbeConfig:
-    """The state probe: a small CNN from a frame to agent xy, block xy, sin/cos of the block angle."""
+    """The state probe: a small CNN from a frame to the task's true state, coded as the task world's
+    :meth:`~hiwm.tasks.world.TaskWorld.state_coding` says."""
 
     image_size: int = 96
     channels: tuple[int, int, int, int] = (16, 32, 64, 64)
     hidden: int = 128
-    success_threshold: float = 0.95  # probe coverage counted as success: the env's until fitted (verdict.py)
+    # the state's metric counted as success: the task's threshold until fitted (verdict.py)
+    success_threshold: float = 0.95
+    task: str = DEFAULT_TASK  # whose state it reads (probes before the field: the default task's)
 
     def __post_init__(self) -> None:
         self.channels = tuple(self.channels)  # type: ignore[assignment]
+        get_task(self.task)
 
 
 def to_dict(cfg: Any) -> dict:

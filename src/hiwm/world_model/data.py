@@ -19,7 +19,7 @@ TASK_STATE_KEY = "observation.environment_state"
 
 def image_key(features: dict, camera: str) -> str:
     """The dataset feature holding a camera's frames: LeRobot's ``observation.images.<name>``, or
-    ``observation.<name>`` (Push-T's one camera ``image`` is ``observation.image``)."""
+    ``observation.<name>`` (older single-camera datasets keep ``observation.image``)."""
     for key in (f"observation.images.{camera}", f"observation.{camera}"):
         if key in features:
             return key
@@ -30,7 +30,7 @@ def image_key(features: dict, camera: str) -> str:
 class Episode:
     frames: np.ndarray  # (T, H, W, 3) uint8: the first camera
     actions: np.ndarray  # (T, A) float32: the action taken at frame t (leads to frame t + 1)
-    states: np.ndarray  # (T, S) float64: the task state at frame t (Push-T: agent x, y, block x, y, angle)
+    states: np.ndarray  # (T, S) float64: the task's true state at frame t ((T, 0) where not recorded)
     source: str  # dataset root and episode index
     success: bool = False  # the real episode reached success (any ``next.success``)
     proprio: np.ndarray | None = None  # (T, P) float32: the robot's state at frame t, for a model with proprio
@@ -48,7 +48,7 @@ def load_episodes(
     proprio_dim: int = 0,
     action_dim: int | None = None,
 ) -> list[Episode]:
-    """Every episode of the datasets: frames of ``cameras`` (default Push-T's one ``image``), actions,
+    """Every episode of the datasets: frames of ``cameras`` (default the one ``image``), actions,
     the task state where recorded, and ``proprio_dim`` values of ``observation.state`` when > 0."""
     cameras = cameras or ["image"]
     out: list[Episode] = []

@@ -7,9 +7,10 @@ care which implementation it holds:
 - :class:`LearnedDetector`: a small CNN over a downscaled frame, plus an optional proprio MLP,
   trained on real episodes' ``next.success`` frames and calibrated on held-out real episodes'
   outcomes (Platt scaling of the episode's highest logit, then the verdict's threshold);
-- :class:`ProbeDetector`: Push-T's state probe, whose "probability" is the coverage it reads off a
-  frame and whose threshold is the one :mod:`hiwm.world_model.verdict` fits, so Push-T's verdicts
-  stay exactly what the probe gave.
+- :class:`ProbeDetector`: the state probe, whose "probability" is the task's success metric of the
+  state it reads off a frame (:meth:`~hiwm.tasks.world.TaskWorld.metric_from_state`) and whose
+  threshold is the one :mod:`hiwm.world_model.verdict` fits, so its verdicts stay exactly what the
+  probe gave.
 
 An episode succeeds when some frame's probability is above the detector's threshold (the real env
 ends an episode at its first successful frame). A detector is saved as ``detector.json`` (kind,
@@ -73,16 +74,9 @@ class SuccessDetector(ABC):
         return self.success(float(np.max(self.probability(frames, proprio))))
 
 
-# -- the Push-T probe as a detector ------------------------------------------------------------
-def coverage_of_state(state: np.ndarray) -> float:
-    """Push-T's probability of success from a probe state: the coverage of its block pose."""
-    from hiwm.world_model.probe import coverage_from_pose
-
-    return coverage_from_pose(np.asarray(state)[2:])
-
-
+# -- the state probe as a detector -------------------------------------------------------------
 class ProbeDetector(SuccessDetector):
-    """Push-T: the probe's coverage reading is the probability; its fitted threshold the verdict's."""
+    """The task's metric of the state the probe reads is the probability; its fitted threshold the verdict's."""
 
     kind = "probe"
 
@@ -98,14 +92,18 @@ class ProbeDetector(SuccessDetector):
         self.probe.cfg.success_threshold = float(value)
 
     def states(self, frames: np.ndarray) -> np.ndarray:
-        """The probe's (T, 5) task states (agent x, y, block x, y, angle)."""
+        """The probe's (T, S) task states."""
         frames = np.asarray(frames)
         if frames.ndim == 3:
             frames = frames[None]
         return np.concatenate([self.probe.predict(frames[i : i + 256]) for i in range(0, len(frames), 256)])
 
+    def metric(self, state: np.ndarray) -> float:
+        """The probability of one state the probe read: the task's metric of it."""
+        return self.probe.metric(state)
+
     def probability(self, frames: np.ndarray, proprio: np.ndarray | None = None) -> np.ndarray:
-        return np.array([coverage_of_state(s) for s in self.states(frames)])
+        return np.array([self.metric(s) for s in self.states(frames)])
 
     def save(self, path: str | Path) -> None:
         out = Path(path)
@@ -480,7 +478,7 @@ def evaluate(detector: SuccessDetector, episodes: Sequence[Outcome]) -> dict[str
 def calibrate(detector: LearnedDetector, episodes: Sequence[Outcome]) -> dict[str, float]:
     """On held-out episodes: Platt scaling of the episode's highest logit against its outcome (the
     same map applies to every frame, so a frame's probability is that of "succeeded by now"), then
-    the verdict's threshold on the calibrated probability, fitted as the probe's is on coverage."""
+    the verdict's threshold on the calibrated probability, fitted as the probe's is on its metric."""
     from hiwm.world_model.verdict import fit_threshold
 
     best = np.array([float(np.max(detector.logits(e.frames, e.proprio))) for e in episodes])

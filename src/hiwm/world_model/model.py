@@ -1,10 +1,10 @@
 """A compact action-conditioned world model: conv encoder -> latent dynamics -> pixel-shuffle decoder.
 
-Each camera's frames (Push-T: one 96x96 camera) are encoded once into a small latent grid
+Each camera's frames (e.g. one 96x96 camera seen from above) are encoded once into a small latent grid
 (16 x H/8 x W/8, values in [-1, 1]) by one shared encoder. The dynamics sees each camera's
 last ``context`` latents; the action, the previous action and the proprio state (normalised
 by their limits) go through an MLP whose embedding scales and shifts (FiLM) every residual
-block. For an action that is a point in the image (Push-T's target agent xy) a Gaussian bump
+block. For an action that is a point in the image (a target on a table seen from above) a Gaussian bump
 on the first camera's grid where the target is lets a conv net act locally
 (``action_conditioning="bump"``); other actions (joint positions, end-effector deltas) add a
 learned spatial map of the embedding instead (``"mlp"``). Several cameras share the residual
@@ -70,7 +70,7 @@ class Decoder(nn.Module):
         self.up1 = nn.Conv2d(c1, 4 * c2, 3, padding=1)
         self.up2 = nn.Conv2d(c2, 4 * c3, 3, padding=1)
         self.up3 = nn.Conv2d(c3, 4 * 3, 3, padding=1)
-        # a fixed scene (Push-T's table and goal, an arm's bench) never moves: a learned background
+        # a fixed scene (a table and its goal, an arm's bench) never moves: a learned background
         # image per camera carries it, so the convs only draw what moves (training starts it at the
         # median frame); the first camera's keeps its first name so older checkpoints load
         (_, h, w), *more = cfg.camera_list

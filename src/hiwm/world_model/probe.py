@@ -1,36 +1,44 @@
-"""The state probe: frame -> agent xy, block pose; Push-T coverage and success from a block pose.
+"""The state probe: frame -> the task's true state, and the task's success metric of what it read.
 
 The probe is trained on real frames only (so it measures the world, not the model) and then
-read on generated frames: this is how task status is computed inside the world model.
+read on generated frames: this is how task state and status are computed inside the world model.
+What the state holds, how it is regressed and how it is judged are the task world's
+(:meth:`~hiwm.tasks.world.TaskWorld.state_coding`, :meth:`~hiwm.tasks.world.TaskWorld.metric_from_state`).
 """
 
 from __future__ import annotations
 
-import math
-import warnings
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hiwm.tasks import DEFAULT_TASK, Task, get_task
+from hiwm.tasks.world import StateCoding, TaskWorld, load_world
 from hiwm.world_model.config import ProbeConfig
 
-SCALE = 512.0  # workspace size: positions are predicted in units of SCALE
+
+@cache
+def task_world(task: str) -> TaskWorld:
+    """The world of the task called ``task`` (imports its physics once)."""
+    return load_world(get_task(task))
 
 
 class StateProbe(nn.Module):
-    """(B, 3, H, W) frames in [0, 1] -> (B, 6): agent x, y, block x, y (/512), sin, cos of the block angle.
+    """(B, 3, H, W) frames in [0, 1] -> (B, coding.dim): the task's state, coded as its task world says.
 
     Convs down to a quarter of the image, then a spatial softmax turns each channel into the
-    expected (x, y) of what it responds to (keypoints); an MLP maps the keypoints to the pose.
+    expected (x, y) of what it responds to (keypoints); an MLP maps the keypoints to the state.
     Positions are what it must read, and keypoints carry them directly.
     """
 
     def __init__(self, cfg: ProbeConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.world = task_world(cfg.task)
+        self.coding = self.world.state_coding()
         c0, c1, c2, c3 = cfg.channels
         self.features = nn.Sequential(
             nn.Conv2d(3, c0, 3, stride=2, padding=1),
@@ -51,7 +59,7 @@ class StateProbe(nn.Module):
         self.head = nn.Sequential(
             nn.Linear(2 * c3, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, cfg.hidden), nn.GELU()
         )
-        self.out = nn.Linear(cfg.hidden, 6)
+        self.out = nn.Linear(cfg.hidden, self.coding.dim)
         self.log_temperature = nn.Parameter(torch.zeros(c3))  # per keypoint: how sharply it attends
 
     def forward(self, x: Tensor) -> Tensor:
@@ -62,7 +70,7 @@ class StateProbe(nn.Module):
 
     @torch.inference_mode()
     def predict(self, frames: np.ndarray | Tensor) -> np.ndarray:
-        """(B, H, W, 3) uint8 -> (B, 5) states: agent x, y, block x, y, angle in [0, 2 pi)."""
+        """(B, H, W, 3) uint8 -> (B, S) states in the task's order (angles in [0, 2 pi))."""
         x = torch.as_tensor(np.asarray(frames))
         if x.ndim == 3:
             x = x[None]
@@ -72,62 +80,32 @@ class StateProbe(nn.Module):
             )
         device = next(self.parameters()).device
         y = self(x.to(device).movedim(-1, -3).float() / 255.0).float().cpu().numpy()
-        return outputs_to_state(y)
+        return self.coding.states(y)
 
-    def success(self, coverage: float) -> bool:
-        """The probe's success verdict on a coverage it read: above its fitted threshold."""
-        return coverage > self.cfg.success_threshold
+    def metric(self, state: np.ndarray) -> float:
+        """The task's success metric of a state it read."""
+        return self.world.metric_from_state(state)
 
-
-def state_to_targets(state: np.ndarray) -> np.ndarray:
-    """(N, 5) states -> (N, 6) regression targets."""
-    state = np.asarray(state, dtype=np.float64)
-    return np.concatenate([state[:, :4] / SCALE, np.sin(state[:, 4:5]), np.cos(state[:, 4:5])], axis=1).astype(
-        np.float32
-    )
+    def success(self, metric: float) -> bool:
+        """The probe's success verdict on a metric it read: above its fitted threshold."""
+        return metric > self.cfg.success_threshold
 
 
-def outputs_to_state(y: np.ndarray) -> np.ndarray:
-    angle = np.arctan2(y[:, 4], y[:, 5]) % (2 * math.pi)
-    return np.concatenate([y[:, :4] * SCALE, angle[:, None]], axis=1)
+def state_to_targets(state: np.ndarray, task: Task | str = DEFAULT_TASK) -> np.ndarray:
+    """(N, S) true states of ``task`` -> its (N, coding.dim) regression targets (NaN rows stay NaN)."""
+    return task_world(task if isinstance(task, str) else task.name).state_coding().targets(state)
 
 
-def probe_loss(pred: Tensor, target: Tensor) -> Tensor:
-    """Weighted MSE on (agent xy, block xy) / 512 and the block angle's (sin, cos).
-
-    The weights put a position error of 1.5 units on a par with 1 degree of block angle, which is
-    what they each do to Push-T coverage; unweighted, positions (divided by 512) counted about 20x
-    too little and the probe was precise in angle but off by pixels in position.
-    """
-    return 20 * F.mse_loss(pred[:, :4], target[:, :4]) + F.mse_loss(pred[:, 4:], target[:, 4:])
-
-
-@lru_cache(maxsize=1)
-def _tee_geometry() -> tuple[object, object, float]:
-    """gym-pusht's own T shapes and goal polygon (built once from its env class)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from gym_pusht.envs.pusht import PushTEnv, pymunk_to_shapely
-
-    env = PushTEnv(obs_type="state")
-    env.reset(seed=0)
-    shapes = list(env.block.shapes)
-    goal = pymunk_to_shapely(PushTEnv.get_goal_pose_body(np.asarray(env.goal_pose, dtype=np.float64)), shapes)
-    env.close()
-    return shapes, goal, float(goal.area)
-
-
-def coverage_from_pose(block_pose: np.ndarray) -> float:
-    """Push-T coverage of a block pose (x, y of the body origin, angle), computed as gym-pusht does.
-
-    The T's polygons come from gym-pusht's env; the block is placed like its goal body and
-    intersected with the goal with shapely, so the result equals ``info["coverage"]``.
-    """
-    from gym_pusht.envs.pusht import PushTEnv, pymunk_to_shapely
-
-    pose = np.asarray(block_pose, dtype=np.float64).reshape(-1)
-    if pose.shape != (3,) or not np.all(np.isfinite(pose)):
-        raise ValueError(f"block_pose must be 3 finite numbers (x, y, angle), got {pose.tolist()}")
-    shapes, goal, area = _tee_geometry()
-    block = pymunk_to_shapely(PushTEnv.get_goal_pose_body(pose), shapes)
-    return float(goal.intersection(block).area / area)
+def probe_loss(pred: Tensor, target: Tensor, coding: StateCoding) -> Tensor:
+    """The coding's weighted MSE: ``position_weight`` x that of the positions + ``angle_weight`` x
+    that of the angles' (sin, cos)."""
+    n = len(coding.positions)
+    terms = []
+    if n:
+        terms.append(coding.position_weight * F.mse_loss(pred[:, :n], target[:, :n]))
+    if coding.angles:
+        terms.append(coding.angle_weight * F.mse_loss(pred[:, n:], target[:, n:]))
+    loss = terms[0]
+    for term in terms[1:]:
+        loss = loss + term
+    return loss

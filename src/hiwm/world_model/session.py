@@ -19,7 +19,7 @@ Snapshot layout (little endian), version 2::
     rng      rng_bytes of torch.Generator state
     crc32 I of everything before it
 
-Version 1 (one camera, 2-D actions, no proprio: the first Push-T models) is still read.
+Version 1 (one camera, 2-D actions, no proprio: the first models, of the default task) is still read.
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ from dataclasses import asdict, fields
 import numpy as np
 import torch
 
-from hiwm.tasks.pusht.env import validate_state
+from hiwm.tasks.world import TaskWorld
 from hiwm.world_model.config import LATER_FIELDS, ModelConfig
 from hiwm.world_model.model import WorldModel
 
 MAGIC = b"HIWMSNAP"
 VERSION = 2
-HISTORY_BYTES = 8192  # action history kept in a snapshot: 1024 Push-T steps (an episode is 300), 292 of 7-D actions
+HISTORY_BYTES = 8192  # action history kept in a snapshot: 1024 steps of 2-D actions, 292 of 7-D ones
 _HEAD = struct.Struct("<8sHH8sIBBHHHII")
 _HEAD_V1 = struct.Struct("<8sHH8sIBBHHII2f")
 _GRID = struct.Struct("<HH")
@@ -55,7 +55,7 @@ def model_fingerprint(model: WorldModel) -> bytes:
     """8 bytes naming a model's config and weights (cached on the model; recompute after training).
 
     Config fields added after the first checkpoints count only away from their defaults, so a
-    Push-T model keeps the fingerprint its snapshots were written with.
+    model of those keeps the fingerprint its snapshots were written with.
     """
     cached = getattr(model, "_hiwm_fingerprint", None)
     if cached is not None:
@@ -98,16 +98,24 @@ def clean_proprio(proprio: object, n: int) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-_RENDER_ENVS: dict[int, object] = {}
+def model_world(cfg: ModelConfig) -> TaskWorld:
+    """The world of the task a model is of (imports its physics on first use)."""
+    from hiwm.world_model.probe import task_world
+
+    return task_world(cfg.task)
 
 
-def render_state(state: np.ndarray, image_size: int) -> np.ndarray:
-    """The real camera frame of a Push-T state (gym-pusht renders it)."""
-    from hiwm.tasks.pusht.env import PushTEnv
-
-    if image_size not in _RENDER_ENVS:
-        _RENDER_ENVS[image_size] = PushTEnv(image_size=image_size)
-    return _RENDER_ENVS[image_size].reset(state=np.asarray(state, dtype=np.float64)).image
+def render_state(cfg: ModelConfig, state: object) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A true state of the model's task, validated, and every model camera's real frame of it by
+    name (the task's env renders them at the first camera's size; the task's cameras in order are
+    the model's)."""
+    world = model_world(cfg)
+    cameras = [name for name, _, _ in cfg.camera_list]
+    if len(cameras) != len(world.task.cameras):
+        raise ValueError(f"the model has {len(cameras)} camera(s), task {cfg.task!r} {len(world.task.cameras)}")
+    st = world.validate_state(state)
+    frames = world.render_state(st, cfg.camera_list[0][1])
+    return st, {name: frames[c.name] for name, c in zip(cameras, world.task.cameras, strict=True)}
 
 
 class Session:
@@ -164,20 +172,24 @@ class Session:
         seed: int | None = None,
         proprio: Sequence[float] | None = None,
     ) -> np.ndarray:
-        """Start from real frames (oldest first) or a real Push-T state (rendered); returns the first camera's frame.
+        """Start from real frames (oldest first) or a true state of the model's task (rendered by its
+        env); returns the first camera's frame.
 
         ``frames``: one camera's array, or one per camera (a sequence in the config's order, or
         a name -> array map). ``prev_action`` is the action that led to the newest frame; by
-        default the agent's position for a state (holding still), else the middle of the action
-        limits. ``proprio`` is required when the model has proprio.
+        default, from a state, its entries named as the actions (holding still), else the middle of
+        the action limits. ``proprio`` is required when the model has proprio (from a state: its
+        proprio entries by default).
         """
         if (frames is None) == (state is None):
             raise ValueError("reset needs exactly one of frames or state")
         if state is not None:
-            st = validate_state(state)
-            frames = render_state(st, self.cfg.image_size)
+            st, frames = render_state(self.cfg, state)
+            task_world = model_world(self.cfg)
             if prev_action is None:
-                prev_action = st[:2]
+                prev_action = task_world.state_entries(st, task_world.task.action.names)
+            if proprio is None and self.cfg.proprio_dim:
+                proprio = task_world.state_entries(st, task_world.task.observations.proprio)
         views = self._check_frames(frames)
         low, high = self.cfg.low, self.cfg.high
         if prev_action is None:
@@ -214,7 +226,7 @@ class Session:
         return next(iter(self.views.values()))
 
     def step(self, action: Sequence[float]) -> np.ndarray:
-        """One control step with ``action`` (Push-T: target agent x, y); returns the first camera's next frame."""
+        """One control step with ``action`` (the task's action); returns the first camera's next frame."""
         return step_many([self], [action])[0]
 
     # snapshot / restore ----------------------------------------------------

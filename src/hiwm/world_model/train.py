@@ -1,6 +1,8 @@
-"""Train the world model (and then the state probe) on LeRobot Push-T datasets.
+"""Train the world model of a task (and then its state probe) on LeRobot datasets of that task.
 
-``hiwm train world-model --data DIR [DIR ...] --out OUT``: episodes are split by episode into
+``hiwm train world-model [--task NAME] --data DIR [DIR ...] --out OUT``: the model's interface
+(actions, proprio, cameras) is the task's (:meth:`~hiwm.tasks.world.TaskWorld.model_interface`, the
+cameras sized as the dataset records them) under any ``--model`` fields; episodes are split by episode into
 train and held-out sets; every ``val_every`` steps the held-out episodes are rolled out open
 loop from 2 real frames, driven by their recorded actions, and PSNR/SSIM are measured at the
 horizons 1, 10 and 50. Checkpoints (safetensors + JSON, optimiser included) let a run resume
@@ -12,9 +14,9 @@ step; rank 0 validates and writes. CUDA and bf16 autocast are used when availabl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -24,13 +26,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from hiwm.tasks import DEFAULT_TASK, Task, get_task
 from hiwm.training import Budget, Ranks, TrainStep, autocast, ranks_started, stop_ranks, train_loop
 from hiwm.world_model import checkpoint as ckpt_io
-from hiwm.world_model.config import ModelConfig, ProbeConfig, WorldModelTrainConfig, preset
-from hiwm.world_model.data import Episode, Windows, WindowSampler, load_episodes, split_episodes
+from hiwm.world_model.config import ModelConfig, ProbeConfig, WorldModelTrainConfig, check_task_interface, preset
+from hiwm.world_model.data import Episode, Windows, WindowSampler, image_key, load_episodes, split_episodes
 from hiwm.world_model.metrics import psnr, ssim
 from hiwm.world_model.model import WorldModel, count_parameters
-from hiwm.world_model.probe import StateProbe, probe_loss, state_to_targets
+from hiwm.world_model.probe import StateProbe, probe_loss, task_world
 
 PHASES = ("autoencoder", "latent_dynamics")
 
@@ -95,7 +98,8 @@ def open_loop(
     probe: StateProbe | None = None,
 ) -> dict[str, Any]:
     """PSNR/SSIM of open-loop predictions at each horizon, and of copying the last real frame; with a
-    ``probe``, also how far from the recorded states it reads the predicted agent and block (px)."""
+    ``probe``, also how far from the recorded states it reads the first camera's predicted frames
+    (the task world's :meth:`~hiwm.tasks.world.TaskWorld.state_errors`, e.g. ``agent_px@10``)."""
     k, h_max = model.cfg.context, max(horizons)
     eligible = [e for e in episodes if len(e.frames) >= k + h_max]
     if not eligible:
@@ -140,8 +144,9 @@ def open_loop(
                 target = proprio[:, k - 1 + h].float()
                 out[f"proprio_mae@{h}"] = float((pred_proprio[:, h - 1].float() - target).abs().mean())
                 out[f"copy_proprio_mae@{h}"] = float((proprio[:, k - 1].float() - target).abs().mean())
-            if probe is not None:
-                errors = position_errors(probe.predict(WorldModel.to_frames(preds[0])), true_states[:, k - 1 + h])
+            if probe is not None and true_states.shape[-1] == probe.coding.state_dim:
+                read = probe.predict(WorldModel.to_frames(preds[0]))
+                errors = probe.world.state_errors(read, true_states[:, k - 1 + h])
                 out.update({f"{name}@{h}": value for name, value in errors.items()})
     model.train(was_training)
     return out
@@ -185,13 +190,13 @@ def train_probe(
     probe = StateProbe(cfg).to(device)
     opt = torch.optim.AdamW(probe.parameters(), lr=2e-3, weight_decay=1e-4)
     frames = np.concatenate([e.frames for e in episodes])
-    targets = state_to_targets(np.concatenate([e.states for e in episodes]))
+    targets = probe.coding.targets(np.concatenate([e.states for e in episodes]))
     rng = np.random.default_rng(seed)
 
     def batch_loss() -> torch.Tensor:
         idx = rng.integers(0, len(frames), size=64)
         x = WorldModel.to_input(torch.from_numpy(frames[idx]).to(device))
-        return probe_loss(probe(x), torch.from_numpy(targets[idx]).to(device))
+        return probe_loss(probe(x), torch.from_numpy(targets[idx]).to(device), probe.coding)
 
     train_loop("probe", probe, batch_loss, opt, Budget(steps, lr=2e-3), Ranks(device=device), leave=False, log_every=50)
     probe.eval()
@@ -205,31 +210,39 @@ def fit_probe(
     cfg: WorldModelTrainConfig,
     device: torch.device,
 ) -> tuple[StateProbe, dict]:
-    """Train the probe, then fit its success threshold on fresh real episodes (``cfg.probe_calibration``)."""
+    """Train the probe, then fit its success threshold on fresh real episodes of its task's env and
+    expert (``cfg.probe_calibration``)."""
     probe, errors = train_probe(episodes, val, probe_cfg, cfg.probe_steps, cfg.seed, device)
     if cfg.probe_calibration > 0:
         from hiwm.world_model.verdict import CALIBRATION_SEED, calibrate, real_episodes
 
-        real = real_episodes(probe_cfg.image_size, cfg.probe_calibration, CALIBRATION_SEED)
+        real = real_episodes(probe_cfg.image_size, cfg.probe_calibration, CALIBRATION_SEED, task=probe_cfg.task)
         errors["calibration"] = calibrate(probe, real)
     return probe, errors
 
 
-def position_errors(read: np.ndarray, true: np.ndarray) -> dict[str, float]:
-    """Mean distance (px) between read and true agent positions and block positions, (N, 5) states."""
-    return {
-        "agent_px": float(np.linalg.norm(read[:, :2] - true[:, :2], axis=1).mean()),
-        "block_px": float(np.linalg.norm(read[:, 2:4] - true[:, 2:4], axis=1).mean()),
-    }
-
-
 def probe_errors(probe: StateProbe, episodes: list[Episode], limit: int = 4000) -> dict[str, float]:
-    """Mean absolute errors of the probe on real frames: agent and block position (px), angle (deg)."""
+    """How far the probe reads real frames from their recorded states (the task world's
+    :meth:`~hiwm.tasks.world.TaskWorld.state_errors`, e.g. agent and block px, angle degrees)."""
     frames = np.concatenate([e.frames for e in episodes])[:limit]
     states = np.concatenate([e.states for e in episodes])[:limit]
     pred = np.concatenate([probe.predict(frames[i : i + 256]) for i in range(0, len(frames), 256)])
-    dangle = np.abs((pred[:, 4] - states[:, 4] + math.pi) % (2 * math.pi) - math.pi)
-    return {"frames": len(frames), **position_errors(pred, states), "angle_deg": float(np.degrees(dangle).mean())}
+    return {"frames": len(frames), **probe.world.state_errors(pred, states)}
+
+
+def probe_config(model_cfg: ModelConfig) -> ProbeConfig | None:
+    """The state probe of a model: reading its task's state off its first camera (square: the
+    probe's keypoint grid is), or None for a non-square one."""
+    _, h, w = model_cfg.camera_list[0]
+    if h != w:
+        return None
+    return ProbeConfig(image_size=h, task=model_cfg.task, success_threshold=get_task(model_cfg.task).success.threshold)
+
+
+def records_states(episodes: list[Episode], task: str) -> bool:
+    """Whether every episode records the task's true state (``observation.environment_state``)."""
+    n = len(get_task(task).observations.state)
+    return bool(episodes) and all(e.states.ndim == 2 and e.states.shape[1] == n for e in episodes)
 
 
 def schedule(cfg: WorldModelTrainConfig, steps: int = 0, minutes: float = 0.0) -> Budget:
@@ -361,6 +374,10 @@ def train(
             proprio_dim=model_cfg.proprio_dim,
             action_dim=model_cfg.action_dim,
         )
+        if probe_cfg is not None and not records_states(episodes, probe_cfg.task):
+            probe_cfg = None  # nothing to learn the task's state from
+            if main and progress:
+                tqdm.write("no state probe: the datasets do not record the task's observation.environment_state")
         train_eps, val_eps = split_episodes(episodes, cfg.val_fraction, cfg.seed)
         sampler = WindowSampler(train_eps, model_cfg.context + cfg.rollout, cfg.seed * 1000 + ranks.rank)
 
@@ -471,32 +488,76 @@ def train(
         return TrainedWorldModel(metrics, model, final_step)
 
 
-def retrain_probe(data: list[str | Path], out: str | Path, probe_cfg: ProbeConfig, cfg: WorldModelTrainConfig) -> dict:
-    """Train a new state probe for an existing checkpoint (same episode split), keeping its model."""
+def retrain_probe(
+    data: list[str | Path], out: str | Path, probe_cfg: ProbeConfig | None, cfg: WorldModelTrainConfig
+) -> dict:
+    """Train a new state probe for an existing checkpoint (same episode split), keeping its model;
+    ``probe_cfg`` None: the model's default probe (:func:`probe_config`)."""
     torch.set_num_threads(cfg.threads)
     ckpt, model, _ = ckpt_io.load(out, with_probe=False)
-    train_eps, val_eps = split_episodes(load_episodes([Path(d) for d in data]), cfg.val_fraction, cfg.seed)
+    probe_cfg = probe_cfg or probe_config(ckpt.model)
+    if probe_cfg is None:
+        raise ValueError(f"{out}: the model's first camera is not square; the state probe reads square frames")
+    if probe_cfg.task != ckpt.model.task:
+        raise ValueError(f"{out}: the model is of task {ckpt.model.task!r}, the probe would read {probe_cfg.task!r}")
+    cameras = [name for name, _, _ in ckpt.model.camera_list]
+    episodes = load_episodes([Path(d) for d in data], cameras=cameras)
+    if not records_states(episodes, probe_cfg.task):
+        raise ValueError("the datasets do not record the task's observation.environment_state: no probe to train")
+    train_eps, val_eps = split_episodes(episodes, cfg.val_fraction, cfg.seed)
     probe, probe_metrics = fit_probe(train_eps, val_eps, probe_cfg, cfg, torch.device("cpu"))
     metrics = {**ckpt.metrics, "probe": probe_metrics}
     ckpt_io.save(out, ckpt_io.Checkpoint(ckpt.model, ckpt.train, probe_cfg, ckpt.step, metrics), model, probe)
     return metrics
 
 
+def task_model_fields(task: Task, data: list[str], given: dict[str, Any]) -> dict[str, Any]:
+    """The task's interface fields of a model config that ``given`` leaves open, its cameras sized as
+    the first dataset records them (a recording may be smaller than the task's cameras)."""
+    fields = {k: v for k, v in task_world(task.name).model_interface().items() if k not in given}
+    if "cameras" in fields and data:
+        from hiwm.data import LeRobotDataset
+
+        features = LeRobotDataset(data[0]).features
+        sized = []
+        for name, h, w in fields["cameras"]:
+            with contextlib.suppress(ValueError):  # not recorded: loading the episodes says so
+                h, w = features[image_key(features, name)]["shape"][:2]
+            sized.append([name, int(h), int(w)])
+        fields["cameras"] = sized
+    return fields
+
+
 def run(args: argparse.Namespace) -> int:
-    try:
-        model_cfg = preset(args.preset, **json.loads(args.model))
-    except (json.JSONDecodeError, TypeError, ValueError) as exc:
-        raise SystemExit(f"--model: {exc}") from None
-    cfg = WorldModelTrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(WorldModelTrainConfig)})
-    # the state probe reads Push-T's agent and block from its one camera: only a Push-T-shaped model has one
-    pusht = not model_cfg.cameras and model_cfg.action_dim == 2 and not model_cfg.proprio_dim
-    probe_cfg = None if args.no_probe or not pusht else ProbeConfig(image_size=model_cfg.image_size)
     from hiwm.data import DatasetError
 
+    cfg = WorldModelTrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(WorldModelTrainConfig)})
     try:
         if args.probe_only:
-            metrics = retrain_probe(args.data, args.out, probe_cfg or ProbeConfig(), cfg)
+            saved, _ = ckpt_io.read_config(args.out)
+            if args.task and args.task != saved.model.task:
+                raise ValueError(f"{args.out}: the model is of task {saved.model.task!r}, not {args.task!r}")
+            metrics = retrain_probe(args.data, args.out, None, cfg)
         else:
+            name = args.task
+            if not name and args.resume and (Path(args.out) / ckpt_io.CONFIG).exists():
+                name = ckpt_io.read_config(args.out)[0].model.task  # resuming: the checkpoint's task
+            task = get_task(name or DEFAULT_TASK)
+            try:
+                given = json.loads(args.model)
+                if not isinstance(given, dict):
+                    raise TypeError("must be a JSON object")
+                if "task" in given and given["task"] != task.name:
+                    raise ValueError(f"its task {given['task']!r} is not --task {task.name!r}")
+            except (json.JSONDecodeError, TypeError, ValueError) as exc:
+                raise SystemExit(f"--model: {exc}") from None
+            fields = {**task_model_fields(task, args.data, given), **given, "task": task.name}
+            try:
+                model_cfg = preset(args.preset, **fields)
+                check_task_interface(model_cfg, task)
+            except (json.JSONDecodeError, TypeError, ValueError) as exc:
+                raise SystemExit(f"--model: {exc}") from None
+            probe_cfg = None if args.no_probe else probe_config(model_cfg)
             metrics = train(args.data, args.out, model_cfg, cfg, probe_cfg, resume=args.resume).metrics
     except (DatasetError, ckpt_io.CheckpointError, ValueError) as exc:
         raise SystemExit(f"hiwm train world-model: error: {exc}") from None

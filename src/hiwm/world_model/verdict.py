@@ -1,11 +1,11 @@
 """The state probe's success verdict: fresh real episodes to judge it, and its calibrated threshold.
 
-The real env calls an episode a success at the first frame with coverage > 0.95 (and ends it).
-The probe reads coverage off a frame with an error of a few percent near the goal, where one
-pixel of block position is worth about 10 % of coverage, and its error there leans low; so the
-probe's verdict, "some frame of the episode has probe coverage above ``success_threshold``",
-uses a threshold fitted on fresh real episodes (every frame, the final one included) instead
-of 0.95. Datasets cannot be used for this: LeRobot episodes never hold the frame after the last
+The real env calls an episode a success at the first frame whose success metric passes the task's
+threshold (and ends it). The probe reads the state, hence the metric, off a frame with some error,
+which near success can lean one way (a pixel of block position can be worth 10 % of a coverage);
+so the probe's verdict, "some frame of the episode has a probe metric above ``success_threshold``",
+uses a threshold fitted on fresh real episodes (every frame, the final one included) instead of
+the task's. Datasets cannot be used for this: LeRobot episodes never hold the frame after the last
 action, which is the one that reached success.
 """
 
@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from hiwm.world_model.probe import StateProbe, coverage_from_pose
+from hiwm.tasks import DEFAULT_TASK, Task
+from hiwm.world_model.probe import StateProbe, task_world
 
 CALIBRATION_SEED = 800_000  # first seed of the calibration episodes (training data uses < 100_000)
 LEVELS = (0.0, 1.0, 2.0)  # expert noise presets in turn: clean, sloppy, mostly failing
@@ -24,65 +25,68 @@ LEVELS = (0.0, 1.0, 2.0)  # expert noise presets in turn: clean, sloppy, mostly 
 
 @dataclass
 class RealEpisode:
-    frames: np.ndarray  # (T, H, W, 3) uint8, every observation including the final one
+    frames: np.ndarray  # (T, H, W, 3) uint8 of the task's first camera, every observation including the final one
     success: bool
     seed: int
     level: float
 
 
-def real_episodes(image_size: int, episodes: int, first_seed: int, progress: bool = True) -> list[RealEpisode]:
-    """Fresh episodes of the real env driven by the scripted expert at noise levels 0, 1, 2 in turn."""
-    from hiwm.tasks.pusht.env import PushTEnv
-    from hiwm.tasks.pusht.expert import ExpertConfig, ScriptedExpert
-
-    env = PushTEnv(image_size=image_size)
+def real_episodes(
+    image_size: int, episodes: int, first_seed: int, progress: bool = True, task: Task | str = DEFAULT_TASK
+) -> list[RealEpisode]:
+    """Fresh episodes of the task's real env driven by its scripted expert at noise levels 0, 1, 2 in turn."""
+    world = task_world(task if isinstance(task, str) else task.name)
+    env = world.make_env(image_size)
+    camera = world.task.cameras[0].name
     out = []
     for i in tqdm(range(episodes), desc="real episodes", disable=not progress, leave=False):
         seed, level = first_seed + i, LEVELS[i % len(LEVELS)]
-        expert = ScriptedExpert(ExpertConfig.noisy(level), seed=seed)
+        expert = world.make_expert(level, seed=seed)
         obs = env.reset(seed=seed)
-        frames = [obs.image]
+        frames = [world.images(obs)[camera]]
         while not obs.done:
-            obs = env.step(expert.act(obs.state))
-            frames.append(obs.image)
+            obs = env.step(expert.act(world.state(obs)))
+            frames.append(world.images(obs)[camera])
         out.append(RealEpisode(np.stack(frames), bool(obs.success), seed, level))
-    env.close()
+    close = getattr(env, "close", None)
+    if close is not None:
+        close()
     return out
 
 
-def max_probe_coverage(probe: StateProbe, frames: np.ndarray) -> float:
-    """The highest coverage the probe reads on any of an episode's frames."""
+def max_probe_metric(probe: StateProbe, frames: np.ndarray) -> float:
+    """The highest success metric the probe reads on any of an episode's frames."""
     states = np.concatenate([probe.predict(frames[i : i + 256]) for i in range(0, len(frames), 256)])
-    return max(coverage_from_pose(s[2:]) for s in states)
+    return max(probe.metric(s) for s in states)
 
 
-def fit_threshold(max_coverage: np.ndarray, success: np.ndarray) -> tuple[float, float]:
-    """The threshold that best separates successful episodes by their max probe coverage: (threshold, agreement).
+def fit_threshold(max_metric: np.ndarray, success: np.ndarray) -> tuple[float, float]:
+    """The threshold that best separates successful episodes by their max probe metric: (threshold, agreement).
 
     Candidates lie midway between consecutive sorted maxima; among equally good ones the middle is
     taken, so the threshold sits as far as the data allows from both kinds of episode.
     """
-    if len(max_coverage) == 0 or len(max_coverage) != len(success):
-        raise ValueError(f"need one max coverage per episode, got {len(max_coverage)} for {len(success)} episodes")
-    values = np.sort(np.unique(np.concatenate([max_coverage, [0.0, 1.0]])))
+    if len(max_metric) == 0 or len(max_metric) != len(success):
+        raise ValueError(f"need one max metric per episode, got {len(max_metric)} for {len(success)} episodes")
+    values = np.sort(np.unique(np.concatenate([max_metric, [0.0, 1.0]])))
     candidates = (values[:-1] + values[1:]) / 2
-    agreement = np.array([np.mean((max_coverage > t) == success) for t in candidates])
+    agreement = np.array([np.mean((max_metric > t) == success) for t in candidates])
     best = np.flatnonzero(agreement == agreement.max())
     return float(candidates[best[len(best) // 2]]), float(agreement.max())
 
 
 def calibrate(probe: StateProbe, episodes: list[RealEpisode]) -> dict[str, float]:
     """Fit ``probe.cfg.success_threshold`` on real episodes; returns the figures of the fit."""
-    covs = np.array([max_probe_coverage(probe, e.frames) for e in episodes])
+    metrics = np.array([max_probe_metric(probe, e.frames) for e in episodes])
     success = np.array([e.success for e in episodes])
-    threshold, agreement = fit_threshold(covs, success)
+    threshold, agreement = fit_threshold(metrics, success)
     probe.cfg.success_threshold = threshold
     return {"episodes": len(episodes), "successes": int(success.sum()), "threshold": threshold, "agreement": agreement}
 
 
 def agreement(probe: StateProbe, episodes: list[RealEpisode]) -> dict[str, float]:
     """How often the probe's verdict (at its threshold) matches the real env on these episodes."""
-    verdicts = [probe.success(max_probe_coverage(probe, e.frames)) for e in episodes]
+    verdicts = [probe.success(max_probe_metric(probe, e.frames)) for e in episodes]
     agree = [v == e.success for v, e in zip(verdicts, episodes, strict=True)]
     return {
         "episodes": len(episodes),
