@@ -1,4 +1,4 @@
-"""The recorder node beside the Push-T robot node, each in its own process over DDS."""
+"""The recorder node beside the simulated Push-T robot node, each in its own process over DDS."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from hiwm.data.bag import bag_topics
 from hiwm.tasks.pusht.expert import ScriptedExpert
 
 NS = "/rec"
+CAMERA = "camera/camera/color/image_raw"  # the Push-T camera's topic
 NEAR_GOAL = [100.0, 400.0, 256.0 + 25.0, 256.0 - 10.0, np.pi / 4 + 0.15]
 
 
@@ -33,7 +34,7 @@ class Driver:
         )
         self.node.create_subscription("hiwm_msgs/msg/TaskStatus", f"{ns}/task/status", self.statuses.append, KEEP_ALL)
         self.command = self.node.create_publisher("hiwm_msgs/msg/ActionChunk", f"{ns}/robot/command", KEEP_ALL)
-        self.image = self.node.create_publisher("sensor_msgs/msg/Image", f"{ns}/camera/image", KEEP_ALL)
+        self.image = self.node.create_publisher("sensor_msgs/msg/Image", f"{ns}/{CAMERA}", KEEP_ALL)
         self.reset_client = self.node.create_client("hiwm_msgs/srv/Reset", f"{ns}/robot/reset")
         self.stats_client = self.node.create_client("std_srvs/srv/Trigger", f"{ns}/recorder/stats")
 
@@ -75,7 +76,7 @@ class Driver:
 
 @pytest.fixture
 def graph(procs, tmp_path):
-    robot = procs.python("hiwm.nodes.pusht_robot", "--ros-args", "-r", f"__ns:={NS}", "-p", "clock:=lockstep")
+    robot = procs.python("hiwm.nodes.sim_robot", "--ros-args", "-r", f"__ns:={NS}", "-p", "clock:=lockstep")
     recorder = procs.python(
         "hiwm.nodes.recorder",
         "--ros-args",
@@ -126,7 +127,7 @@ def test_recorder_saves_whole_episodes_and_a_bag(graph, procs):
     assert second["observation.image"].shape == (12, 96, 96, 3) and not second["intervention"].any()
     # the bag is complete after a clean stop, and holds every step the recorder accepted
     meta = bag_topics(tmp / "bag")["topics"]
-    assert meta["/rec/camera/image"]["count"] == (solved + 1) + 13 + 9
+    assert meta[f"/rec/{CAMERA}"]["count"] == (solved + 1) + 13 + 9
     assert meta["/rec/robot/command"]["count"] == solved + 12 + 8
     assert robot.poll() is None
 
@@ -147,7 +148,7 @@ def test_recorder_killed_mid_episode_keeps_a_valid_dataset(graph):
 def test_robot_and_recorder_under_hiwm_launch(procs, tmp_path):
     ns = "/launched"
     launcher = procs.start(
-        sys.executable, "-m", "hiwm.cli.main", "launch", "pusht", f"namespace:={ns}", "clock:=lockstep",
+        sys.executable, "-m", "hiwm.cli.main", "launch", "sim", f"namespace:={ns}", "clock:=lockstep",
         "record:=true", f"dataset:={tmp_path / 'ds'}", f"bag:={tmp_path / 'bag'}", name="launch",
     )  # fmt: skip
     driver = Driver(ns)
@@ -172,7 +173,7 @@ def test_robot_and_recorder_under_hiwm_launch(procs, tmp_path):
                    "the episode is kept from the first step received, not dropped as a gap")  # fmt: skip
 def test_recorder_keeps_an_episode_whose_first_steps_it_missed(procs, tmp_path):
     ns = "/late"
-    robot = procs.python("hiwm.nodes.pusht_robot", "--ros-args", "-r", f"__ns:={ns}", "-p", "clock:=realtime")
+    robot = procs.python("hiwm.nodes.sim_robot", "--ros-args", "-r", f"__ns:={ns}", "-p", "clock:=realtime")
     driver = Driver(ns)
     try:
         assert driver.reset_client.wait_for_service(30.0), procs.output(robot)
