@@ -11,7 +11,7 @@ PACKAGE = "hiwm"
 NODES = {
     "pattern_camera": "hiwm.nodes.pattern_camera:main",
     "image_monitor": "hiwm.nodes.image_monitor:main",
-    "pusht_robot": "hiwm.nodes.pusht_robot:main",
+    "sim_robot": "hiwm.nodes.sim_robot:main",
     "recorder": "hiwm.nodes.recorder:main",
     "arbiter": "hiwm.nodes.arbiter:main",
     "teleop_web": "hiwm.nodes.teleop_web:main",

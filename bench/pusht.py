@@ -2,7 +2,7 @@
 
 Prints one JSON object:
 - ``bare_env``: steps/s of gym-pusht in-process (96x96 rendering), the same actions;
-- ``lockstep_dds``: steps/s of the Push-T robot node in lockstep, driven over DDS from this
+- ``lockstep_dds``: steps/s of the simulated robot node (sim_robot, task pusht) in lockstep, driven over DDS from this
   process (one action out, the step's image, states and status back, then the next);
 - ``ratio``: lockstep_dds / bare_env (target >= 0.5);
 - ``dataset_write``: frames/s of :class:`LeRobotDatasetWriter` (parquet + h264 video).
@@ -30,8 +30,11 @@ os.environ.setdefault("HIWM_BACKEND", "dds")
 from hiwm.comm import create_node, new_message
 from hiwm.comm.qos import KEEP_ALL
 from hiwm.data.lerobot import LeRobotDatasetWriter
+from hiwm.tasks import get_task
 from hiwm.tasks.pusht import pusht_features
 from hiwm.tasks.pusht.env import PushTEnv
+
+CAMERA = get_task("pusht").cameras[0].topic
 
 
 def actions(n: int, seed: int = 0) -> np.ndarray:
@@ -53,8 +56,9 @@ def bench_bare(steps: int) -> float:
 
 
 def bench_lockstep(steps: int) -> float:
+    ros = ["--ros-args", "-r", "__ns:=/bench", "-p", "task:=pusht", "-p", "clock:=lockstep"]
     robot = subprocess.Popen(
-        [sys.executable, "-m", "hiwm.nodes.pusht_robot", "--ros-args", "-r", "__ns:=/bench", "-p", "clock:=lockstep"],
+        [sys.executable, "-m", "hiwm.nodes.sim_robot", *ros],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -62,7 +66,7 @@ def bench_lockstep(steps: int) -> float:
     images: list = []
     statuses: list = []
     try:
-        node.create_subscription("sensor_msgs/msg/Image", "/bench/camera/image", images.append, KEEP_ALL)
+        node.create_subscription("sensor_msgs/msg/Image", f"/bench/{CAMERA}", images.append, KEEP_ALL)
         node.create_subscription("hiwm_msgs/msg/TaskStatus", "/bench/task/status", statuses.append, KEEP_ALL)
         cmd = node.create_publisher("hiwm_msgs/msg/ActionChunk", "/bench/robot/command", KEEP_ALL)
         reset = node.create_client("hiwm_msgs/srv/Reset", "/bench/robot/reset")

@@ -45,11 +45,8 @@ def main() -> None:
     if args.checkpoint:
         world = ["hiwm.nodes.world_model", *ros, "-p", "clock:=lockstep", "-p", f"checkpoint:={args.checkpoint}"]
     else:
-        world = ["hiwm.nodes.pusht_robot", *ros, "-p", "clock:=lockstep"]
-    from hiwm.tasks import DEFAULT_TASK, get_task
-
-    camera = get_task(DEFAULT_TASK).cameras[0].topic  # where the task's camera is; these worlds say camera/image
-    web = ["hiwm.nodes.teleop_web", *ros, "-r", f"{camera}:=camera/image", "-p", f"port:={port}"]
+        world = ["hiwm.nodes.sim_robot", *ros, "-p", "clock:=lockstep"]
+    web = ["hiwm.nodes.teleop_web", *ros, "-p", f"port:={port}"]  # the world and page share the task's camera topic
     cmds = [world, ["hiwm.nodes.arbiter", *ros], web]
     procs = [
         subprocess.Popen([sys.executable, "-m", *c], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

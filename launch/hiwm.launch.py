@@ -1,27 +1,38 @@
 """One policy, two worlds: the Hi-WM graph with the world model or the real robot behind the same topics.
 
 ros2 launch hiwm hiwm.launch.py world:=model world_model:=runs/wm policy:=runs/act       # with ROS 2
-hiwm launch hiwm world:=real robot:=pusht policy:=runs/act                             # without
+hiwm launch hiwm world:=real robot:=sim policy:=runs/act                               # without
+hiwm launch hiwm world:=real robot:=so101 task:=so101_pick policy:=runs/arm_act
 
-The policy server, arbiter, teleop bridge, recorder and branch cache are the same nodes with the same
-parameters in every world; only the observation and actuation side changes:
+``task`` (a registered task, ``hiwm tasks``; default the default task) goes to every node: the world
+serves the task's topic contract (hiwm.tasks.contract: one image topic per task camera, realsense-ros's
+``camera/<name>/color/image_raw``; ``robot/state`` with its proprio; ``robot/command`` chunks of its
+action_dim), and the policy server, teleop page, recorder and branch cache read it. They are the same
+nodes with the same parameters in every world; only the observation and actuation side changes:
 
   world:=model                 world_model (generated frames, probe state, snapshot handles)
-  world:=real robot:=pusht     pusht_robot (gym-pusht physics)
-  world:=real robot:=so101     arm_robot (the SO-101 pick task on MuJoCo, a lab arm's topics: /joint_states,
-                               the controllers' command topics, a RealSense-named camera remapped onto
-                               camera/image) driven by ros2_control_bridge (config/ros2_control/bridge_so101.yaml)
+  world:=real robot:=sim       sim_robot: the task's own physics behind a robot's topics (Push-T: gym-pusht;
+                               so101_pick: MuJoCo)
+  world:=real robot:=so101     arm_robot (the SO-101 arm on MuJoCo with a lab arm's topics: /joint_states,
+                               the controllers' command topics, its RealSense-named camera) driven by
+                               ros2_control_bridge (config/ros2_control/bridge_so101.yaml). It is the
+                               so101_pick task's arm: it needs task:=so101_pick (the launch refuses otherwise,
+                               before anything starts, so no node serves a task the arm is not)
   world:=real robot:=ros2_control
-                               realsense_camera (color remapped onto camera/image; camera:=external
-                               uses realsense-ros instead) and ros2_control_bridge (robot/command ->
-                               joint_trajectory_controller, /joint_states -> robot/state)
+                               realsense_camera (realsense-ros's default camera, camera/camera/color/image_raw:
+                               the topic of a task whose camera is named "camera"; camera:=external uses
+                               realsense-ros instead) and ros2_control_bridge (config/ros2_control/bridge_arm3.yaml:
+                               a 3-joint arm taking x, y actions; robot/command -> joint_trajectory_controller,
+                               /joint_states -> robot/state). The bridge refuses to start for a task whose
+                               action space is not its own; copy and edit the file for your arm
 """
 
-from hiwm.launch import AllOf, Arg, ArgRef, Graph, IfArg, NodeSpec, to_launch_description
+from hiwm.launch import AllOf, Arg, ArgRef, Graph, IfArg, NodeSpec, Requires, to_launch_description
+from hiwm.tasks import DEFAULT_TASK, task_names
 
 NS = ArgRef("namespace")
+TASK = ArgRef("task")
 REAL = IfArg("world", "real")
-CAMERA_IMAGE = {"camera/camera/color/image_raw": "camera/image"}
 SO101 = AllOf(REAL, IfArg("robot", "so101"))
 
 GRAPH = Graph(
@@ -30,11 +41,13 @@ GRAPH = Graph(
     "recorder and branch_cache watching",
     args=[
         Arg("world", "model", "model: the learned world model; real: the robot", ("model", "real")),
+        Arg("task", DEFAULT_TASK, "the task every node serves (hiwm tasks)", task_names()),
         Arg(
             "robot",
-            "pusht",
-            "the real robot: Push-T physics, the SO-101 arm on MuJoCo, or an arm under ros2_control",
-            ("pusht", "so101", "ros2_control"),
+            "sim",
+            "the real robot: the task's own physics, the SO-101 arm on MuJoCo (task:=so101_pick),"
+            " or an arm under ros2_control",
+            ("sim", "so101", "ros2_control"),
         ),
         Arg("policy", "", "policy checkpoint folder (or module:Class of an outside policy)"),
         Arg("world_model", "", "world-model checkpoint folder (world:=model)"),
@@ -69,23 +82,27 @@ GRAPH = Graph(
             "world_model",
             name="world_model",
             namespace=NS,
-            parameters={"checkpoint": ArgRef("world_model"), "clock": ArgRef("clock"), "seed": ArgRef("seed")},
+            parameters={
+                "task": TASK,
+                "checkpoint": ArgRef("world_model"),
+                "clock": ArgRef("clock"),
+                "seed": ArgRef("seed"),
+            },
             condition=IfArg("world", "model"),
             required=True,
         ),
         NodeSpec(
-            "pusht_robot",
-            name="pusht_robot",
+            "sim_robot",
+            name="sim_robot",
             namespace=NS,
-            parameters={"clock": ArgRef("clock"), "seed": ArgRef("seed")},
-            condition=AllOf(REAL, IfArg("robot", "pusht")),
+            parameters={"task": TASK, "clock": ArgRef("clock"), "seed": ArgRef("seed")},
+            condition=AllOf(REAL, IfArg("robot", "sim")),
             required=True,
         ),
         NodeSpec(
             "realsense_camera",
             name="realsense_camera",
             namespace=NS,
-            remappings=CAMERA_IMAGE,
             condition=AllOf(REAL, IfArg("robot", "ros2_control"), IfArg("camera", "hiwm")),
             required=True,
         ),
@@ -93,6 +110,7 @@ GRAPH = Graph(
             "ros2_control_bridge",
             name="ros2_control_bridge",
             namespace=NS,
+            parameters={"task": TASK},
             param_files=["config/ros2_control/bridge_arm3.yaml"],  # the arm: copy and edit for yours
             condition=AllOf(REAL, IfArg("robot", "ros2_control")),
             required=True,
@@ -101,8 +119,7 @@ GRAPH = Graph(
             "arm_robot",
             name="arm_robot",
             namespace=NS,
-            parameters={"task": "so101_pick", "clock": ArgRef("clock"), "seed": ArgRef("seed")},
-            remappings={"camera/front/color/image_raw": "camera/image"},
+            parameters={"task": TASK, "clock": ArgRef("clock"), "seed": ArgRef("seed")},
             condition=SO101,
             required=True,
         ),
@@ -110,6 +127,7 @@ GRAPH = Graph(
             "ros2_control_bridge",
             name="ros2_control_bridge",
             namespace=NS,
+            parameters={"task": TASK},
             param_files=["config/ros2_control/bridge_so101.yaml"],
             condition=SO101,
             required=True,
@@ -119,26 +137,42 @@ GRAPH = Graph(
             "policy_server",
             name="policy_server",
             namespace=NS,
-            parameters={"policy": ArgRef("policy"), "use_status": ArgRef("use_status")},
+            parameters={"task": TASK, "policy": ArgRef("policy"), "use_status": ArgRef("use_status")},
             required=True,
         ),
-        NodeSpec("arbiter", name="arbiter", namespace=NS, parameters={"initial_phase": ArgRef("initial_phase")}),
+        NodeSpec(
+            "arbiter",
+            name="arbiter",
+            namespace=NS,
+            parameters={"task": TASK, "initial_phase": ArgRef("initial_phase")},
+        ),
         NodeSpec(
             "teleop_web",
             name="teleop_web",
             namespace=NS,
-            parameters={"port": ArgRef("port"), "host": ArgRef("host"), "token_file": ArgRef("token_file")},
-            remappings=CAMERA_IMAGE,  # the task's camera, where the worlds of this graph publish it
+            parameters={
+                "task": TASK,
+                "port": ArgRef("port"),
+                "host": ArgRef("host"),
+                "token_file": ArgRef("token_file"),
+            },
             condition=IfArg("teleop", True),
         ),
         NodeSpec(
             "recorder",
             name="recorder",
             namespace=NS,
-            parameters={"dataset": ArgRef("dataset"), "bag": ArgRef("bag")},
+            parameters={"task": TASK, "dataset": ArgRef("dataset"), "bag": ArgRef("bag")},
             condition=IfArg("record", True),
         ),
-        NodeSpec("branch_cache", name="branch_cache", namespace=NS, parameters={"db": ArgRef("db")}),
+        NodeSpec("branch_cache", name="branch_cache", namespace=NS, parameters={"task": TASK, "db": ArgRef("db")}),
+    ],
+    requires=[
+        Requires(
+            SO101,
+            IfArg("task", "so101_pick"),
+            "the SO-101 arm on MuJoCo serves the so101_pick task only; add task:=so101_pick",
+        )
     ],
 )
 

@@ -1,15 +1,20 @@
-"""A policy driving the Push-T robot: policy_server's action chunks go straight to robot/command.
+"""A policy driving a task's simulated robot: policy_server's action chunks go straight to robot/command.
 
-ros2 launch hiwm policy_robot.launch.py policy:=runs/act          # with ROS 2
-hiwm launch policy_robot policy:=runs/act seed:=3                 # without
+ros2 launch hiwm policy_robot.launch.py policy:=runs/act                         # with ROS 2
+hiwm launch policy_robot policy:=runs/act seed:=3                                # without
+hiwm launch policy_robot task:=so101_pick policy:=runs/arm_act
 """
 
 from hiwm.launch import Arg, ArgRef, Graph, NodeSpec, to_launch_description
+from hiwm.tasks import DEFAULT_TASK, task_names
+
+TASK = ArgRef("task")
 
 GRAPH = Graph(
     name="policy_robot",
-    description="pusht_robot + policy_server (policy/action remapped to robot/command)",
+    description="sim_robot + policy_server on one task (policy/action remapped to robot/command)",
     args=[
+        Arg("task", DEFAULT_TASK, "the task simulated and served (hiwm tasks)", task_names()),
         Arg("policy", "", "checkpoint folder, or module:Class of an outside policy"),
         Arg("clock", "realtime", "robot clock", choices=("realtime", "lockstep")),
         Arg("seed", 0, "seed of the robot's first episode"),
@@ -18,17 +23,17 @@ GRAPH = Graph(
     ],
     nodes=[
         NodeSpec(
-            "pusht_robot",
-            name="pusht_robot",
+            "sim_robot",
+            name="sim_robot",
             namespace=ArgRef("namespace"),
-            parameters={"clock": ArgRef("clock"), "seed": ArgRef("seed")},
+            parameters={"task": TASK, "clock": ArgRef("clock"), "seed": ArgRef("seed")},
             required=True,
         ),
         NodeSpec(
             "policy_server",
             name="policy_server",
             namespace=ArgRef("namespace"),
-            parameters={"policy": ArgRef("policy"), "execute_steps": ArgRef("execute_steps")},
+            parameters={"task": TASK, "policy": ArgRef("policy"), "execute_steps": ArgRef("execute_steps")},
             remappings={"policy/action": "robot/command"},
             required=True,
         ),

@@ -1,15 +1,20 @@
-"""World-model graph: the learned Push-T behind the robot's topics, and a monitor of its camera.
+"""World-model graph: a learned world of a task behind the robot's topics, and a monitor of its camera.
 
 ros2 launch hiwm world_model.launch.py checkpoint:=/path/to/ckpt        # with ROS 2
 hiwm launch world_model checkpoint:=/path/to/ckpt clock:=realtime       # without
 """
 
 from hiwm.launch import Arg, ArgRef, Graph, NodeSpec, to_launch_description
+from hiwm.tasks import DEFAULT_TASK, task_names
+
+TASK = ArgRef("task")
 
 GRAPH = Graph(
     name="world_model",
-    description="world_model answers robot/command with generated camera/image, task state and snapshot handles",
+    description="world_model answers robot/command with generated frames on the task's camera topics, "
+    "task state and snapshot handles",
     args=[
+        Arg("task", DEFAULT_TASK, "the task of the world model (hiwm tasks)", task_names()),
         Arg("checkpoint", "", "checkpoint directory from `hiwm train world-model`"),
         Arg(
             "clock",
@@ -25,15 +30,19 @@ GRAPH = Graph(
             "world_model",
             name="world_model",
             namespace=ArgRef("namespace"),
-            parameters={"checkpoint": ArgRef("checkpoint"), "clock": ArgRef("clock"), "rate_hz": ArgRef("rate_hz")},
+            parameters={
+                "task": TASK,
+                "checkpoint": ArgRef("checkpoint"),
+                "clock": ArgRef("clock"),
+                "rate_hz": ArgRef("rate_hz"),
+            },
             required=True,
         ),
         NodeSpec(
             "image_monitor",
             name="camera_monitor",
             namespace=ArgRef("namespace"),
-            parameters={"qos": "default", "report_period_s": 5.0},
-            remappings={"image": "camera/image"},
+            parameters={"task": TASK, "qos": "default", "report_period_s": 5.0},  # the task's first camera
         ),
     ],
 )

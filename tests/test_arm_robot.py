@@ -261,7 +261,8 @@ def test_realtime_clock_streams_and_follows_a_trajectory(procs):
 def test_hiwm_graph_drives_the_arm_through_ros2_control_bridge(procs):
     ns = "/lab"
     launcher = procs.start(
-        sys.executable, "-m", "hiwm.cli.main", "launch", "hiwm", "world:=real", "robot:=so101", f"namespace:={ns}",
+        sys.executable, "-m", "hiwm.cli.main", "launch", "hiwm", "world:=real", "robot:=so101", "task:=so101_pick",
+        f"namespace:={ns}",
         "clock:=lockstep", "teleop:=false", "record:=false", "initial_phase:=paused",
         "policy:=tests.peers.hold_policy:HoldPolicy", "use_status:=true", "db:=" + str(procs.tmp / "cache.db"),
         name="launch_so101",
@@ -269,7 +270,7 @@ def test_hiwm_graph_drives_the_arm_through_ros2_control_bridge(procs):
     node = create_node("arm_graph_test")
     states, images = [], []
     node.create_subscription("sensor_msgs/msg/JointState", f"{ns}/robot/state", states.append, KEEP_ALL)
-    node.create_subscription("sensor_msgs/msg/Image", f"{ns}/camera/image", images.append, KEEP_ALL)
+    node.create_subscription("sensor_msgs/msg/Image", f"{ns}/{TASK.cameras[0].topic}", images.append, KEEP_ALL)
     command = node.create_publisher("hiwm_msgs/msg/ActionChunk", f"{ns}/robot/command", KEEP_ALL)
     try:
         reset = node.create_client("hiwm_msgs/srv/Reset", f"{ns}/robot/reset")

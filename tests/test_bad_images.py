@@ -68,18 +68,18 @@ def test_nodes_that_decode_frames_survive_bad_ones(procs, tmp_path):
 
     port = free_port()
     ros = ["--ros-args", "-r", f"__ns:={NS}"]
-    web = procs.python("hiwm.nodes.teleop_web", *ros, "-r", f"{PUSHT_CAMERA}:=camera/image", "-p", f"port:={port}")
+    web = procs.python("hiwm.nodes.teleop_web", *ros, "-p", f"port:={port}")
     server = procs.python(
         "hiwm.nodes.policy_server", *ros, "-p", f"policy:={tiny_policy(tmp_path / 'policy')}",
         "-p", "use_status:=false", "-p", "image_size:=16",
     )  # fmt: skip
-    monitor = procs.python("hiwm.nodes.image_monitor", *ros, "-r", "image:=camera/image", "-p", "width:=16",
+    monitor = procs.python("hiwm.nodes.image_monitor", *ros, "-r", f"image:={PUSHT_CAMERA}", "-p", "width:=16",
                            "-p", "height:=16", "-p", "qos:=keep_all")  # fmt: skip
     recorder = procs.python("hiwm.nodes.recorder", *ros, "-p", f"dataset:={tmp_path / 'ds'}", "-p", "image_size:=16")
     node = create_node("bad_images_test")
     actions: list = []
     node.create_subscription("hiwm_msgs/msg/ActionChunk", f"{NS}/policy/action", actions.append, KEEP_ALL)
-    images = node.create_publisher("sensor_msgs/msg/Image", f"{NS}/camera/image", KEEP_ALL)
+    images = node.create_publisher("sensor_msgs/msg/Image", f"{NS}/{PUSHT_CAMERA}", KEEP_ALL)
     states = node.create_publisher("sensor_msgs/msg/JointState", f"{NS}/robot/state", KEEP_ALL)
     stats = node.create_client("std_srvs/srv/Trigger", f"{NS}/policy_server/stats")
     monitor_stats = node.create_client("std_srvs/srv/Trigger", f"{NS}/image_monitor/stats")

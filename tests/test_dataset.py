@@ -19,7 +19,8 @@ from hiwm.cli.main import main as hiwm
 from hiwm.data import LeRobotDataset, verify
 from hiwm.data.collect import CollectConfig, collect, expert_episode
 
-TOPICS = {"/camera/image", "/robot/state", "/task/state", "/task/status", "/robot/command"}
+CAMERA = "/camera/camera/color/image_raw"  # the Push-T camera's topic
+TOPICS = {CAMERA, "/robot/state", "/task/state", "/task/status", "/robot/command"}
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ def test_bag_opens_with_rosbags_and_mcap(recorded):
         counts = {c.topic: c.msgcount for c in reader.connections}
         conn = next(c for c in reader.connections if c.topic == "/task/status")
         statuses = [reader.deserialize(raw, conn.msgtype) for _, _, raw in reader.messages(connections=[conn])]
-    assert counts["/camera/image"] == n_obs and counts["/robot/command"] == n_obs - 3
+    assert counts[CAMERA] == n_obs and counts["/robot/command"] == n_obs - 3
     assert statuses[0].episode_id == "seed-11" and statuses[-1].episode_id == "seed-13"
     mcap_file = next(bag.glob("*.mcap"))
     seen: dict[str, int] = {}

@@ -15,8 +15,9 @@ import pytest
 import yaml
 from conftest import ROOT, require, wait_for
 
-from hiwm.launch import Arg, ArgRef, Graph, GraphError, IfArg, NodeSpec, to_launch_description
+from hiwm.launch import Arg, ArgRef, Graph, GraphError, IfArg, NodeSpec, Requires, to_launch_description
 from hiwm.launch.supervisor import available_graphs, load_graph, plan, yaml_text
+from hiwm.tasks import DEFAULT_TASK, task_names
 
 SUPERVISED = str(ROOT / "tests" / "data" / "supervised.launch.py")
 STARTED = re.compile(r"\[launch\]: process (\S+) started \(pid (\d+)\)")
@@ -96,6 +97,63 @@ def test_arguments_resolve_with_overrides_and_choices():
         graph.resolve_args({"mode": "nope"})
     with pytest.raises(GraphError, match=r"no launch argument\(s\) \['bogus'\]"):
         graph.resolve_args({"bogus": "1"})
+
+
+#: The nodes that take a ``task`` parameter, and so get the graph's.
+TASK_NODES = {"world_model", "sim_robot", "arm_robot", "policy_server", "arbiter", "teleop_web", "recorder",
+              "branch_cache", "ros2_control_bridge", "image_monitor"}  # fmt: skip
+
+
+def given_task(argv: list[str]) -> list[str]:
+    return [a.split(":=", 1)[1] for a in argv if a.startswith("task:=")]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"world": "model"},
+        {"world": "model", "task": "so101_pick"},
+        {"world": "real", "robot": "sim"},
+        {"world": "real", "robot": "sim", "task": "so101_pick"},
+        {"world": "real", "robot": "so101", "task": "so101_pick"},
+        {"world": "real", "robot": "ros2_control"},
+    ],
+)
+def test_the_hiwm_graph_gives_every_node_its_task(overrides):
+    task = overrides.get("task", DEFAULT_TASK)
+    nodes = plan(load_graph("hiwm"), overrides)
+    world = {"model": "world_model", "real": {"sim": "sim_robot", "so101": "arm_robot"}}[overrides["world"]]
+    world = world if isinstance(world, str) else world.get(overrides["robot"], "ros2_control_bridge")
+    assert world in {n.spec.executable for n in nodes}
+    for node in nodes:
+        wanted = [task] if node.spec.executable in TASK_NODES else []
+        assert given_task(node.argv) == wanted, (node.label, node.argv)
+    assert not any("camera/image" in a for n in nodes for a in n.argv)  # no remap onto an old camera topic
+
+
+def test_every_graph_takes_a_task_for_its_nodes():
+    for name in ("sim", "policy_robot", "world_model", "hiwm"):
+        graph = load_graph(name)
+        assert graph.arg("task").default == DEFAULT_TASK and set(graph.arg("task").choices) == set(task_names())
+        for node in plan(graph, {"task": "so101_pick"}):
+            if node.spec.executable in TASK_NODES:
+                assert given_task(node.argv) == ["so101_pick"], (name, node.label)
+
+
+def test_the_so101_arm_needs_its_task_before_anything_starts():
+    graph = load_graph("hiwm")
+    with pytest.raises(GraphError, match=r"world:=real, robot:=so101 needs task:=so101_pick, got 'pusht'"):
+        plan(graph, {"world": "real", "robot": "so101"})
+    assert plan(graph, {"world": "model", "robot": "so101"})  # no arm in the world model's graph
+    res = subprocess.run(hiwm("launch", "hiwm", "world:=real", "robot:=so101"), capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)  # fmt: skip
+    assert res.returncode == 2 and "add task:=so101_pick" in res.stderr, res.stderr
+    assert "process" not in res.stdout + res.stderr  # nothing was started
+    with pytest.raises(GraphError, match="can never hold"):
+        Graph("g", "", [Arg("a", "x", choices=["x", "y"])], [NodeSpec("x", "y")],
+              [Requires(IfArg("a", "y"), IfArg("a", "z"), "no")])  # fmt: skip
+    with pytest.raises(GraphError, match="'b', which is not declared"):
+        Graph("g", "", [Arg("a", "x")], [NodeSpec("x", "y")], [Requires(IfArg("a", "y"), IfArg("b", "z"), "no")])
 
 
 def test_plan_builds_ros_args():

@@ -1,4 +1,4 @@
-"""The browser playground end to end: headless Chromium, the teleop bridge, the arbiter and the Push-T robot.
+"""The browser playground end to end: headless Chromium, the teleop bridge, the arbiter and the simulated Push-T robot.
 
 Each piece runs in its own process over real DDS; the page is driven with real key presses.
 """
@@ -18,7 +18,7 @@ from hiwm.tasks import get_task
 from hiwm.teleop.arbiter import AUTONOMOUS, CORRECTING, PAUSED, Arbiter, ArbiterConfig
 
 NS = "/pg"
-#: The Push-T task's camera topic; the Push-T robot and world model publish it as camera/image.
+#: The Push-T task's camera topic (camera/camera/color/image_raw), where its worlds publish it.
 PUSHT_CAMERA = get_task("pusht").cameras[0].topic
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -57,9 +57,9 @@ def test_arbiter_phases_sources_and_smooth_handover():
 def playground(procs):
     port = free_port()
     ros = ["--ros-args", "-r", f"__ns:={NS}"]
-    procs.python("hiwm.nodes.pusht_robot", *ros, "-p", "clock:=lockstep")
+    procs.python("hiwm.nodes.sim_robot", *ros, "-p", "task:=pusht", "-p", "clock:=lockstep")
     procs.python("hiwm.nodes.arbiter", *ros)
-    web = procs.python("hiwm.nodes.teleop_web", *ros, "-r", f"{PUSHT_CAMERA}:=camera/image", "-p", f"port:={port}")
+    web = procs.python("hiwm.nodes.teleop_web", *ros, "-p", "task:=pusht", "-p", f"port:={port}")
     node = create_node("playground_test")
     states: list = []
     commands: list = []
@@ -187,7 +187,7 @@ def test_terminal_keyboard_moves_the_agent_and_changes_phase(procs, tmp_path):
 
     ns = "/kb"
     ros = ["--ros-args", "-r", f"__ns:={ns}"]
-    procs.python("hiwm.nodes.pusht_robot", *ros, "-p", "clock:=lockstep", "-p", "seed:=4")
+    procs.python("hiwm.nodes.sim_robot", *ros, "-p", "task:=pusht", "-p", "clock:=lockstep", "-p", "seed:=4")
     procs.python("hiwm.nodes.arbiter", *ros)
     node = create_node("keyboard_test")
     states, phases = [], []

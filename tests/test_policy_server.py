@@ -1,4 +1,5 @@
-"""The policy server driving the real Push-T robot node in lockstep, both in their own processes over DDS."""
+"""The policy server driving the simulated robot node in lockstep, both in their own processes over DDS:
+Push-T (the default task) with our checkpoints and an outside policy, and the SO-101 arm task."""
 
 from __future__ import annotations
 
@@ -50,11 +51,11 @@ class Watcher:
         self.stats = self.node.create_client("std_srvs/srv/Trigger", "/r/policy_server/stats")
 
 
-def start(procs, checkpoint: str, *params: str):
-    robot = procs.python(
-        "hiwm.nodes.pusht_robot", "--ros-args", "-r", "__ns:=/r", "-p", "clock:=lockstep", "-p", "image_size:=32"
-    )
-    args = ["--ros-args", "-r", "__ns:=/r", "-r", "policy/action:=robot/command", "-p", f"policy:={checkpoint}"]
+def start(procs, checkpoint: str, *params: str, task: str = "pusht", image_size: int = 32):
+    robot = procs.python("hiwm.nodes.sim_robot", "--ros-args", "-r", "__ns:=/r", "-p", f"task:={task}",
+                         "-p", "clock:=lockstep", "-p", f"image_size:={image_size}")  # fmt: skip
+    args = ["--ros-args", "-r", "__ns:=/r", "-r", "policy/action:=robot/command", "-p", f"policy:={checkpoint}",
+            "-p", f"task:={task}"]  # fmt: skip
     for p in params:
         args += ["-p", p]
     server = procs.python("hiwm.nodes.policy_server", *args)
@@ -104,6 +105,19 @@ def test_outside_policy_through_the_adapter_seam(procs, checkpoint):
     assert watcher.commands[0].source_id == "tests.peers.outside_policy:OutsidePolicy"
     stats = json.loads(watcher.stats.call(new_message("std_srvs/srv/Trigger_Request"), timeout=10.0).message)
     assert stats["resized"] == 0 and stats["queries"] >= 3
+    watcher.node.destroy()
+
+
+def test_the_arm_task_gets_six_joint_chunks(procs):
+    """task:=so101_pick: the server joins the arm's camera topic and six joints; its chunks are six wide."""
+    robot, server, watcher = start(procs, "tests.peers.hold_policy:HoldPolicy", task="so101_pick", image_size=40)
+    run_steps(procs, robot, server, watcher, 4)
+    assert all((c.horizon, c.action_dim, c.source) == (1, 6, 0) for c in watcher.commands)
+    assert abs(watcher.commands[0].dt - 0.1) < 1e-6  # the task's control period
+    stats = json.loads(watcher.stats.call(new_message("std_srvs/srv/Trigger_Request"), timeout=10.0).message)
+    assert stats["queries"] >= 4 and stats["refused"] == {}
+    assert stats["resized"] >= stats["observations"]  # the robot's 40 px frames, to the camera's 128
+    assert "resized to 128" in procs.output(server)
     watcher.node.destroy()
 
 

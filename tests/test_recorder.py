@@ -19,9 +19,7 @@ from hiwm.tasks import contract, get_task
 from hiwm.tasks.pusht.expert import ScriptedExpert
 
 NS = "/rec"
-#: Push-T's camera on the topic contract; its robot node is remapped there until it publishes there itself.
-CAMERA = contract.camera_topics(get_task("pusht"))["top"]
-TO_CAMERA = ["-r", f"camera/image:={CAMERA}"]
+CAMERA = contract.camera_topics(get_task("pusht"))["top"]  # the Push-T camera's topic
 NEAR_GOAL = [100.0, 400.0, 256.0 + 25.0, 256.0 - 10.0, np.pi / 4 + 0.15]
 
 
@@ -79,9 +77,7 @@ class Driver:
 
 @pytest.fixture
 def graph(procs, tmp_path):
-    robot = procs.python(
-        "hiwm.nodes.pusht_robot", "--ros-args", "-r", f"__ns:={NS}", *TO_CAMERA, "-p", "clock:=lockstep"
-    )
+    robot = procs.python("hiwm.nodes.sim_robot", "--ros-args", "-r", f"__ns:={NS}", "-p", "clock:=lockstep")
     recorder = procs.python(
         "hiwm.nodes.recorder",
         "--ros-args",
@@ -153,7 +149,7 @@ def test_recorder_killed_mid_episode_keeps_a_valid_dataset(graph):
 def test_robot_and_recorder_under_hiwm_launch(procs, tmp_path):
     ns = "/launched"
     launcher = procs.start(
-        sys.executable, "-m", "hiwm.cli.main", "launch", "pusht", f"namespace:={ns}", "clock:=lockstep",
+        sys.executable, "-m", "hiwm.cli.main", "launch", "sim", f"namespace:={ns}", "clock:=lockstep",
         "record:=true", f"dataset:={tmp_path / 'ds'}", f"bag:={tmp_path / 'bag'}", name="launch",
     )  # fmt: skip
     driver = Driver(ns)
@@ -178,9 +174,7 @@ def test_robot_and_recorder_under_hiwm_launch(procs, tmp_path):
                    "the episode is kept from the first step received, not dropped as a gap")  # fmt: skip
 def test_recorder_keeps_an_episode_whose_first_steps_it_missed(procs, tmp_path):
     ns = "/late"
-    robot = procs.python(
-        "hiwm.nodes.pusht_robot", "--ros-args", "-r", f"__ns:={ns}", *TO_CAMERA, "-p", "clock:=realtime"
-    )
+    robot = procs.python("hiwm.nodes.sim_robot", "--ros-args", "-r", f"__ns:={ns}", "-p", "clock:=realtime")
     driver = Driver(ns)
     try:
         assert driver.reset_client.wait_for_service(30.0), procs.output(robot)

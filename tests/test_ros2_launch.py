@@ -33,8 +33,10 @@ from test_leader_arm import Emulator, calibration_doc
 from test_playground import free_port
 
 from hiwm.comm import KEEP_ALL, ServiceCallError, create_node, new_message
+from hiwm.tasks import DEFAULT_TASK, get_task
 
 checkpoints = test_hiwm_graph.checkpoints  # the fixture: a tiny world model and policy
+CAMERA = get_task(DEFAULT_TASK).cameras[0].topic  # the default task's camera: camera/camera/color/image_raw
 STARTED = re.compile(r"\[INFO\] \[(\S+)\]: process started with pid \[(\d+)\]")
 GRAPH_BACKEND = "rclpy"
 
@@ -202,11 +204,11 @@ def test_demo_under_ros2_launch(ros2, watcher, backend):
     stop_launch(ros2, launcher, nodes=2)
 
 
-def test_pusht_under_ros2_launch_records(ros2, watcher, tmp_path):
-    images = watch(watcher, "sensor_msgs/msg/Image", "/p/camera/image")
+def test_sim_under_ros2_launch_records(ros2, watcher, tmp_path):
+    images = watch(watcher, "sensor_msgs/msg/Image", f"/p/{CAMERA}")
     states = watch(watcher, "sensor_msgs/msg/JointState", "/p/robot/state")
     launcher = ros2.start(
-        "launch", "hiwm", "pusht.launch.py", "namespace:=/p", "record:=true", "seed:=3",
+        "launch", "hiwm", "sim.launch.py", "namespace:=/p", "record:=true", "seed:=3",
         f"dataset:={tmp_path / 'ds'}", f"bag:={tmp_path / 'bag'}",
     )  # fmt: skip
     assert watcher.spin_until(lambda: len(images) >= 5 and len(states) >= 5, 120), ros2.output(launcher)
@@ -216,14 +218,14 @@ def test_pusht_under_ros2_launch_records(ros2, watcher, tmp_path):
         reset.wait_for_service(30)
         and reset.call(new_message("hiwm_msgs/srv/Reset_Request", seed=4), timeout=20).success
     )
-    assert wait_for(lambda: trigger(watcher, "/p/recorder/stats")["bag_messages"].get("/p/camera/image", 0) >= 5, 60)
+    assert wait_for(lambda: trigger(watcher, "/p/recorder/stats")["bag_messages"].get(f"/p/{CAMERA}", 0) >= 5, 60)
     stop_launch(ros2, launcher, nodes=2)
     assert list((tmp_path / "bag").glob("*.mcap"))  # the recorder finished its bag on SIGINT
 
 
 def test_world_model_under_ros2_launch(ros2, watcher, checkpoints):
     wm, _ = checkpoints
-    images = watch(watcher, "sensor_msgs/msg/Image", "/w/camera/image")
+    images = watch(watcher, "sensor_msgs/msg/Image", f"/w/{CAMERA}")
     launcher = ros2.start("launch", "hiwm", "world_model.launch.py", f"checkpoint:={wm}", "namespace:=/w")
     assert watcher.spin_until(lambda: len(images) >= 3, 120), ros2.output(launcher)
     assert wait_for(lambda: trigger(watcher, "/w/camera_monitor/stats")["received"] >= 3, 60)
@@ -239,13 +241,21 @@ def test_policy_robot_under_ros2_launch(ros2, watcher, checkpoints):
     stop_launch(ros2, launcher, nodes=2)
 
 
+def test_ros2_launch_refuses_the_arm_without_its_task(ros2):
+    launcher = ros2.start("launch", "hiwm", "hiwm.launch.py", "world:=real", "robot:=so101", "namespace:=/refused")
+    assert launcher.wait(90) != 0
+    out = ros2.output(launcher)
+    assert "needs task:=so101_pick" in out and "add task:=so101_pick" in out, out
+    assert not STARTED.findall(out), out  # refused before any node started
+
+
 @pytest.mark.parametrize("world", ["model", "real"])
 def test_hiwm_graph_under_ros2_launch(ros2, watcher, checkpoints, tmp_path, world):
     wm, policy = checkpoints
     ns = f"/h{world}"
     commands = watch(watcher, "hiwm_msgs/msg/ActionChunk", f"{ns}/robot/command")
     phases = watch(watcher, "hiwm_msgs/msg/Phase", f"{ns}/arbiter/phase")
-    extra = [f"world_model:={wm}"] if world == "model" else ["robot:=pusht"]
+    extra = [f"world_model:={wm}"] if world == "model" else ["robot:=sim"]
     launcher = ros2.start(
         "launch", "hiwm", "hiwm.launch.py", f"world:={world}", *extra, f"policy:={policy}", f"namespace:={ns}",
         f"port:={free_port()}", f"dataset:={tmp_path / 'ds'}", f"bag:={tmp_path / 'bag'}",
@@ -286,10 +296,10 @@ def node_args(name: str, tmp: Path, checkpoints, emulator_link: Path) -> list[st
 ENDPOINT = {
     "pattern_camera": "image",
     "image_monitor": "image_monitor/stats",
-    "pusht_robot": "camera/image",
+    "sim_robot": CAMERA,
     "recorder": "recorder/stats",
     "arbiter": "arbiter/set_phase",
-    "teleop_web": "camera/camera/color/image_raw",  # the default task's camera topic
+    "teleop_web": CAMERA,
     "teleop_keyboard": "operator/action",
     "branch_cache": "branch_cache/rollback",
     "leader_arm": "leader/joint_states",

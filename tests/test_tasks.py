@@ -46,15 +46,15 @@ def test_json_summary(name, action_dim, camera, proprio_dim, fps):
 
 
 def test_pusht_description_matches_the_pusht_world_and_operator():
+    from hiwm.tasks.pusht import pusht_features
     from hiwm.tasks.pusht.env import ACTION_HIGH, ACTION_LOW, CONTROL_HZ, MAX_STEPS, SUCCESS_COVERAGE
-    from hiwm.tasks.pusht.messages import AGENT_NAMES, TASK_STATE_NAMES
 
     task = get_task("pusht")
     assert task.action.low == (ACTION_LOW,) * 2 and task.action.high == (ACTION_HIGH,) * 2
     assert task.fps == CONTROL_HZ and task.episode_steps == MAX_STEPS
     assert task.success.metric == "coverage" and task.success.threshold == SUCCESS_COVERAGE
-    assert task.action.names == task.observations.proprio == AGENT_NAMES
-    assert task.observations.state == TASK_STATE_NAMES
+    assert task.action.names == task.observations.proprio == ("agent_x", "agent_y")
+    assert list(task.observations.state) == pusht_features()["observation.environment_state"]["names"]
     assert {abs(k.step) for k in task.jog.keys} == {12.0}  # the operator's pixel step
     leader = yaml.safe_load((ROOT / "config/leader/so101_pusht.yaml").read_text())["action"]["joint_map"]
     assert [(j.joint, task.action.names.index(j.action), j.scale, j.offset) for j in task.leader_arm.joints] == [

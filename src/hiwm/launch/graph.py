@@ -108,6 +108,24 @@ class AllOf:
 
 
 @dataclass(frozen=True)
+class Requires:
+    """Launch arguments that go together: whenever ``when`` holds, ``then`` must hold too.
+
+    Checked before any node starts (``hiwm launch`` and ``ros2 launch`` alike); otherwise the
+    launch fails with ``message``, which should say what to add."""
+
+    when: IfArg | AllOf
+    then: IfArg
+    message: str
+
+    def check(self, args: dict[str, str]) -> None:
+        if self.when.holds(args) and not self.then.holds(args):
+            given = ", ".join(f"{t.arg}:={args[t.arg]}" for t in self.when.terms)
+            raise GraphError(f"{given} needs {self.then.arg}:={self.then.value_text}, got {args[self.then.arg]!r}: "
+                             f"{self.message}")  # fmt: skip
+
+
+@dataclass(frozen=True)
 class NodeSpec:
     """One node process: ``hiwm.nodes.<executable>`` (console script ``<executable>``)."""
 
@@ -140,6 +158,7 @@ class Graph:
     description: str
     args: list[Arg] = field(default_factory=list)
     nodes: list[NodeSpec] = field(default_factory=list)
+    requires: list[Requires] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -185,6 +204,14 @@ class Graph:
             for path in node.param_files:
                 if path.startswith("/") or ".." in path.split("/"):
                     raise GraphError(f"{label}: param file {path!r} must be relative to the hiwm share folder")
+        for req in self.requires:
+            for term in (*req.when.terms, req.then):
+                if term.arg not in seen_args:
+                    raise GraphError(f"{where}: a requirement uses launch argument {term.arg!r}, which is not declared")
+                choices = self.arg(term.arg).choices
+                if choices is not None and term.value_text not in choices:
+                    raise GraphError(f"{where}: requirement {term.arg}=={term.value_text!r} can never hold; "
+                                     f"choices are {list(choices)}")  # fmt: skip
         # Node names must be unique per namespace; a namespace from an argument is checked once resolved.
         keys = [(n.namespace if isinstance(n.namespace, str) else f"${n.namespace.name}", n.name) for n in self.nodes]
         for key in set(keys):
@@ -193,12 +220,23 @@ class Graph:
                 raise GraphError(f"{where}: node name {key[1]!r} is used twice in namespace {key[0] or '/'!r}")
 
     def resolve_args(self, overrides: dict[str, str]) -> dict[str, str]:
-        """Every argument's value: defaults, then ``overrides`` (unknown names or bad choices raise)."""
+        """Every argument's value: defaults, then ``overrides`` (unknown names, bad choices or an unmet
+        requirement raise)."""
         unknown = sorted(set(overrides) - {a.name for a in self.args})
         if unknown:
             listing = ", ".join(a.name for a in self.args) or "none"
             raise GraphError(f"graph {self.name!r} has no launch argument(s) {unknown}; its arguments: {listing}")
-        return {a.name: a.check(overrides[a.name]) if a.name in overrides else a.default_text for a in self.args}
+        args = {a.name: a.check(overrides[a.name]) if a.name in overrides else a.default_text for a in self.args}
+        self.check_requirements(args)
+        return args
+
+    def check_requirements(self, args: dict[str, str]) -> None:
+        """GraphError naming the first unmet :class:`Requires` for resolved ``args``."""
+        for req in self.requires:
+            try:
+                req.check(args)
+            except GraphError as exc:
+                raise GraphError(f"graph {self.name!r}: {exc}") from None
 
     def active_nodes(self, args: dict[str, str]) -> list[NodeSpec]:
         """The nodes whose condition holds for resolved ``args``."""

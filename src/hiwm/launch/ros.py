@@ -14,8 +14,9 @@ PACKAGE = "hiwm"
 
 
 def to_launch_description(graph: Graph) -> Any:
-    """Arg -> DeclareLaunchArgument, NodeSpec -> launch_ros Node, required -> on_exit Shutdown."""
-    from launch.actions import DeclareLaunchArgument
+    """Arg -> DeclareLaunchArgument, NodeSpec -> launch_ros Node, required -> on_exit Shutdown; the graph's
+    requirements are checked (an OpaqueFunction) before any node starts."""
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
 
     from launch import LaunchDescription
 
@@ -26,6 +27,14 @@ def to_launch_description(graph: Graph) -> Any:
         entities.append(
             DeclareLaunchArgument(arg.name, default_value=arg.default_text, description=arg.description, **extra)
         )
+    if graph.requires:
+
+        def check(context: Any) -> list:
+            args = {a.name: context.launch_configurations.get(a.name, a.default_text) for a in graph.args}
+            graph.check_requirements(args)  # a GraphError ends `ros2 launch` with its message
+            return []
+
+        entities.append(OpaqueFunction(function=check))
     entities += [_node(graph, spec) for spec in graph.nodes]
     return LaunchDescription(entities)
 

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +42,7 @@ from hiwm.comm.qos import KEEP_ALL, QoSProfile, profile
 from hiwm.comm.runner import run_node
 from hiwm.robot.arm import CLOCKS, ArmRobot, BadCommand
 from hiwm.robot.reset import serve_reset
+from hiwm.robot.sim import WorldThread
 from hiwm.tasks import DEFAULT_JOINT_TASK, Task, get_task, make_joint_env
 from hiwm.tasks.joint_env import JointObservation
 
@@ -90,10 +89,8 @@ class ArmRobotNode:
     def __init__(self, node: Node, cfg: ArmRobotConfig) -> None:
         self.node, self.cfg = node, cfg
         self.task: Task = get_task(cfg.task)
-        # Every use of the world runs on one thread of its own: MuJoCo's OpenGL context belongs to the
-        # thread that made it, and rclpy's executor calls back on many threads, while one step at a
-        # time keeps each step's messages together and in order.
-        self.worker = ThreadPoolExecutor(1, thread_name_prefix="arm_world")
+        # Every use of the world runs on one thread of its own (MuJoCo's OpenGL context is bound to it).
+        self.serial = WorldThread("arm_world")
         self.robot = self.serial(self.make_robot)
         fovy = self.robot.env.camera_fovy()
         self.cameras = [(c, intrinsics(c.height, c.width, fovy[c.name])) for c in self.task.cameras]
@@ -130,10 +127,6 @@ class ArmRobotNode:
         seed = self.cfg.seed if self.cfg.seed >= 0 else None
         env = make_joint_env(self.cfg.task)
         return ArmRobot(env, self.task.action.names, self.task.success.metric, self.cfg.clock, seed)
-
-    def serial(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` on the world's thread, waited for."""
-        return self.worker.submit(fn, *args).result()
 
     # -- output ---------------------------------------------------------------------------------
     def publish(self, obs: JointObservation) -> None:
@@ -180,7 +173,7 @@ class ArmRobotNode:
 
     def close(self) -> None:
         self.serial(self.robot.env.close)  # the renderer's OpenGL context, on its own thread
-        self.worker.shutdown()
+        self.serial.close()
 
     # -- input ----------------------------------------------------------------------------------
     def refuse(self, topic: str, exc: BadCommand) -> None:

@@ -1,7 +1,8 @@
 """Watches an image topic: frame rate, latency, and frames refused for size or encoding.
 
-Topics: ``image`` (sensor_msgs/Image, in). Services: ``~/stats`` (std_srvs/Trigger,
-JSON in ``message``).
+Topics: ``image`` (sensor_msgs/Image, in), or with ``task`` set, that task's first camera topic
+(``Camera.topic``), its size expected unless ``width`` / ``height`` are given. Services: ``~/stats``
+(std_srvs/Trigger, JSON in ``message``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from hiwm.comm import InterfaceError, Node, new_message
 from hiwm.comm.images import image_to_numpy
 from hiwm.comm.qos import profile
 from hiwm.comm.runner import run_node
+from hiwm.tasks import get_task
 
 
 @dataclass
 class ImageMonitorConfig:
+    task: str = ""  # a registered task: watch its first camera instead of ``image``
     width: int = 96
     height: int = 96
     qos: str = "sensor_data"
@@ -57,7 +60,13 @@ class ImageStats:
 
 def wire(node: Node) -> ImageStats:
     cfg = node.load_config(ImageMonitorConfig)
-    stats = ImageStats(expect=(cfg.height, cfg.width))
+    topic, expect = "image", (cfg.height, cfg.width)
+    if cfg.task:
+        camera = get_task(cfg.task).cameras[0]
+        topic = camera.topic
+        given = node.parameter_given
+        expect = (cfg.height if given("height") else camera.height, cfg.width if given("width") else camera.width)
+    stats = ImageStats(expect=expect)
 
     def on_image(msg: object) -> None:
         try:
@@ -72,7 +81,7 @@ def wire(node: Node) -> ImageStats:
     def get_stats(_request: object) -> object:
         return new_message("std_srvs/srv/Trigger_Response", success=True, message=json.dumps(stats.summary()))
 
-    node.create_subscription("sensor_msgs/msg/Image", "image", on_image, profile(cfg.qos))
+    node.create_subscription("sensor_msgs/msg/Image", topic, on_image, profile(cfg.qos))
     node.create_service("std_srvs/srv/Trigger", "~/stats", get_stats)
     node.create_timer(cfg.report_period_s, report)
     return stats

@@ -18,7 +18,7 @@ from hiwm.policy.runtime import Policy
 
 
 class BadPolicyOutput(ValueError):
-    """The policy answered something that is not a finite (k, 2) chunk."""
+    """The policy answered something that is not a finite (k, action_dim) chunk."""
 
 
 @dataclass
@@ -52,10 +52,10 @@ class ServerStats:
 class PolicyServer:
     """Decides when to query ``policy`` and checks what it answers."""
 
-    def __init__(self, policy: Policy, execute_steps: int = 0) -> None:
+    def __init__(self, policy: Policy, execute_steps: int = 0, action_dim: int = 2) -> None:
         if execute_steps < 0:
             raise ValueError(f"execute_steps must be >= 0, got {execute_steps}")
-        self.policy, self.execute_steps = policy, execute_steps
+        self.policy, self.execute_steps, self.action_dim = policy, execute_steps, action_dim
         self.stats = ServerStats()
         self.episode: str | None = None
         self.remaining = 0  # observations still to come from the chunk in flight
@@ -71,12 +71,21 @@ class PolicyServer:
         self.episode, self.remaining = episode, 0
         self.stats.episodes += 1
 
-    def on_observation(self, image: np.ndarray, state: np.ndarray, episode: str = "", done: bool = False):
-        """The chunk (k, 2) float32 to publish now, or None (chunk still running, or episode over)."""
+    def on_observation(
+        self,
+        image: np.ndarray,
+        state: np.ndarray,
+        episode: str = "",
+        done: bool = False,
+        images: dict[str, np.ndarray] | None = None,
+    ):
+        """The chunk (k, action_dim) float32 to publish now, or None (chunk still running, or episode over).
+
+        ``images`` names every camera's frame (``image`` is the first), for policies of several cameras."""
         self.stats.observations += 1
         if episode != self.episode:
             self.new_episode(episode)
-        obs = {"image": image, "state": state}
+        obs = {"image": image, "state": state} if images is None else {"images": images, "image": image, "state": state}
         if self.remaining > 0:
             self.remaining -= 1
         if done:
@@ -93,8 +102,8 @@ class PolicyServer:
         chunk = np.asarray(chunk, dtype=np.float32)
         if chunk.ndim == 1:
             chunk = chunk[None]
-        if chunk.ndim != 2 or chunk.shape[1] != 2 or chunk.shape[0] < 1:
-            raise BadPolicyOutput(f"policy answered shape {chunk.shape}, expected (k >= 1, 2)")
+        if chunk.ndim != 2 or chunk.shape[1] != self.action_dim or chunk.shape[0] < 1:
+            raise BadPolicyOutput(f"policy answered shape {chunk.shape}, expected (k >= 1, {self.action_dim})")
         if not np.all(np.isfinite(chunk)):
             raise BadPolicyOutput(f"policy answered non-finite actions {chunk.tolist()}")
         if self.execute_steps:

@@ -13,6 +13,7 @@ import numpy as np
 
 from hiwm.comm.interfaces import new_message
 from hiwm.tasks.base import ActionSpace
+from hiwm.tasks.contract import header
 
 #: A robot core's clocks: ``lockstep`` runs a command's rows at once, one step each (the caller sets
 #: the pace); ``realtime`` queues them and steps at the control rate, holding the last target.
@@ -56,10 +57,9 @@ def chunk_message(
     """An ActionChunk carrying ``rows`` (horizon x action_dim; a 1-D array is one row)."""
     rows = np.asarray(rows, dtype=np.float32)
     rows = rows.reshape(1, -1) if rows.ndim == 1 else rows
-    stamp = new_message("builtin_interfaces/msg/Time", sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
     return new_message(
         "hiwm_msgs/msg/ActionChunk",
-        header=new_message("std_msgs/msg/Header", stamp=stamp, frame_id=frame_id),
+        header=header(stamp_ns, frame_id),
         source=int(source),
         source_id=source_id,
         horizon=rows.shape[0],

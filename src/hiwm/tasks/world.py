@@ -26,6 +26,7 @@ from hiwm.comm.images import numpy_to_image
 from hiwm.comm.interfaces import new_message
 from hiwm.tasks import contract
 from hiwm.tasks.base import Task
+from hiwm.tasks.chunks import chunk_message
 
 #: LeRobot's names of the action-source codes (hiwm_msgs/ActionChunk's SOURCE_*).
 SOURCE_NAMES = ["policy", "human", "scripted"]
@@ -105,11 +106,6 @@ class StateCoding:
         for k, a in enumerate(self.angles):
             out[:, a] = np.arctan2(y[:, n + 2 * k], y[:, n + 2 * k + 1]) % (2 * math.pi)
         return out
-
-
-def header(stamp_ns: int, frame_id: str) -> Any:
-    stamp = new_message("builtin_interfaces/msg/Time", sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
-    return new_message("std_msgs/msg/Header", stamp=stamp, frame_id=frame_id)
 
 
 class TaskWorld:
@@ -315,63 +311,76 @@ class TaskWorld:
         """Relative topic names and types of the robot contract (:mod:`hiwm.tasks.contract`)."""
         return contract.topics(self.task)
 
-    def observation_messages(
-        self, obs: Any, episode_id: str, stamp_ns: int, done: bool, max_metric: float, world: str = "real"
-    ) -> dict[str, Any]:
-        """The messages of one observation, one shared stamp, in publish order (images last).
+    def state_velocity(self, obs: Any) -> np.ndarray:
+        """Rates of the privileged state entries (``task/state`` velocity); empty: not reported."""
+        return np.zeros(0)
 
-        ``task/status`` carries the task's success metric in its ``coverage`` fields."""
-        head = header(stamp_ns, "camera")
+    def hold_action(self, obs: Any) -> np.ndarray:
+        """The action that holds the robot where it is: what a robot core sends until its first command.
+
+        By default the proprio, for a task whose actions are targets in the proprio's space."""
+        if self.task.action.names != self.task.observations.proprio:
+            raise NotImplementedError(f"task {self.task.name!r}: actions are not proprio targets; override hold_action")
+        return np.asarray(self.proprio(obs), dtype=np.float64).copy()
+
+    def observation_messages(
+        self,
+        obs: Any,
+        episode_id: str,
+        stamp_ns: int,
+        done: bool,
+        max_metric: float,
+        world: str = "real",
+        frame_id: str = "camera",
+    ) -> dict[str, Any]:
+        """The messages of one observation on the contract's topics, in publish order (images last, so a
+        reader that has a step's last image has all of that step), every one with the same header.
+
+        ``task/status`` carries the task's success metric in its ``coverage`` fields and ``max_metric``
+        (the episode's best) in ``max_coverage``. An observation whose ``state`` is None (a world model
+        without a state probe) has no ``task/state`` message.
+        """
+        head = contract.header(stamp_ns, frame_id)
         task = self.task
-        state = self.state(obs)
         out: dict[str, Any] = {
-            "robot/state": new_message(
+            contract.ROBOT_STATE: new_message(
                 "sensor_msgs/msg/JointState",
                 header=head,
                 name=list(task.observations.proprio),
                 position=np.asarray(self.proprio(obs), dtype=np.float64),
                 velocity=np.asarray(self.velocity(obs), dtype=np.float64),
                 effort=np.zeros(0),
-            ),
-            "task/state": new_message(
+            )
+        }
+        if getattr(obs, "state", 0) is not None:
+            out[contract.TASK_STATE] = new_message(
                 "sensor_msgs/msg/JointState",
                 header=head,
                 name=list(task.observations.state),
-                position=state,
-                velocity=np.zeros(0),
+                position=np.asarray(self.state(obs), dtype=np.float64),
+                velocity=np.asarray(self.state_velocity(obs), dtype=np.float64),
                 effort=np.zeros(0),
-            ),
-            "task/status": new_message(
-                "hiwm_msgs/msg/TaskStatus",
-                header=head,
-                episode_id=episode_id,
-                step=int(obs.step),
-                coverage=float(self.metric(obs)),
-                max_coverage=float(max_metric),
-                success=bool(obs.success),
-                done=bool(done),
-                world=world,
-            ),
-        }
+            )
+        out[contract.TASK_STATUS] = new_message(
+            "hiwm_msgs/msg/TaskStatus",
+            header=head,
+            episode_id=episode_id,
+            step=int(obs.step),
+            coverage=float(self.metric(obs)),
+            max_coverage=float(max_metric),
+            success=bool(obs.success),
+            done=bool(done),
+            world=world,
+        )
         images = self.images(obs)
         for cam in task.cameras:
-            out[cam.topic] = numpy_to_image(images[cam.name], header(stamp_ns, cam.name))
+            out[cam.topic] = numpy_to_image(images[cam.name], head)
         return out
 
     def action_chunk(self, rows: np.ndarray, stamp_ns: int, source: int, source_id: str = "") -> Any:
-        """An ActionChunk carrying ``rows`` (horizon x action_dim, or one action)."""
-        dim = self.task.action_dim
-        rows = np.asarray(rows, dtype=np.float32).reshape(-1, dim)
-        return new_message(
-            "hiwm_msgs/msg/ActionChunk",
-            header=header(stamp_ns, "world"),
-            source=int(source),
-            source_id=source_id,
-            horizon=rows.shape[0],
-            action_dim=dim,
-            dt=1.0 / self.task.fps,
-            data=rows.reshape(-1),
-        )
+        """An ActionChunk carrying ``rows`` (horizon x action_dim, or one action) at the task's rate."""
+        rows = np.asarray(rows, dtype=np.float32).reshape(-1, self.task.action_dim)
+        return chunk_message(rows, stamp_ns, source, source_id, dt=1.0 / self.task.fps)
 
 
 def load_world(task: Task) -> TaskWorld:

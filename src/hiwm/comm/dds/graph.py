@@ -32,7 +32,7 @@ def _ros_type(dds_type: str) -> str:
 
 
 def discover(wait: float = 1.5) -> dict[str, Endpoints]:
-    """Endpoints seen within ``wait`` seconds, keyed by ROS name (``/camera/image``)."""
+    """Endpoints seen within ``wait`` seconds, keyed by ROS name (``/robot/state``)."""
     participant = _Process.get().participant
     alive = SampleState.Any | ViewState.Any | InstanceState.Alive
     readers = [

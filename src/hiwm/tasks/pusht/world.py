@@ -1,12 +1,12 @@
 """Push-T's world behind :class:`~hiwm.tasks.world.TaskWorld`: gym-pusht env, scripted expert, its datasets' layout.
 
 Push-T recordings keep lerobot/pusht's layout (one ``observation.image``, motors ``x, y``,
-``next.reward`` = coverage / 0.95) and its topics keep the names of the Push-T robot node.
+``next.reward`` = coverage / 0.95); its topics are the generic contract's, ``task/state`` with the
+agent's velocity.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,6 @@ import numpy as np
 from hiwm.tasks.pusht import PUSHT_TASK, TASK, pusht_features
 from hiwm.tasks.pusht.env import Observation, PushTEnv, coverage_from_pose, outcome_fields, validate_state
 from hiwm.tasks.pusht.expert import ExpertConfig, ScriptedExpert
-from hiwm.tasks.pusht.messages import TOPICS, observation_messages
 from hiwm.tasks.world import Expert, StateCoding, TaskWorld
 
 IMAGE_KEY = "observation.image"
@@ -60,13 +59,8 @@ class PushTWorld(TaskWorld):
     def policy_observation(self, obs: Observation) -> dict[str, Any]:
         return {"image": obs.image, "state": obs.agent_pos}
 
-    def topics(self) -> dict[str, str]:
-        return dict(TOPICS)
-
-    def observation_messages(
-        self, obs: Observation, episode_id: str, stamp_ns: int, done: bool, max_metric: float, world: str = "real"
-    ) -> dict[str, Any]:
-        return observation_messages(dataclasses.replace(obs, done=done), episode_id, stamp_ns, world)
+    def state_velocity(self, obs: Observation) -> np.ndarray:
+        return np.concatenate([obs.agent_vel, np.zeros(3)])  # the agent's; the block's is not observed
 
     # -- the world model's hooks ------------------------------------------------------------------
     def validate_state(self, state: object) -> np.ndarray:

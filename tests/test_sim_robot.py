@@ -1,4 +1,6 @@
-"""The Push-T robot node in its own process over DDS, in lockstep: reset, expert actions, bad input."""
+"""The simulated robot node (sim_robot) in its own process over DDS, in lockstep: reset, expert actions, bad input.
+
+Push-T (the default task) in detail; the SO-101 pick task through the same node at the end."""
 
 from __future__ import annotations
 
@@ -10,25 +12,29 @@ import pytest
 from hiwm.comm import create_node, new_message
 from hiwm.comm.images import image_to_numpy
 from hiwm.comm.qos import KEEP_ALL
+from hiwm.tasks import get_task
+from hiwm.tasks.chunks import parse_chunk
 from hiwm.tasks.pusht.expert import ScriptedExpert
-from hiwm.tasks.pusht.robot import parse_chunk
+
+PUSHT = get_task("pusht")
+CAMERA = PUSHT.cameras[0].topic  # camera/camera/color/image_raw
 
 
 class Client:
     """The test's side of the robot's topics: sends chunks, collects every message per step."""
 
-    def __init__(self, node) -> None:
+    def __init__(self, node, ns: str = "/robot1", camera: str = CAMERA) -> None:
         self.node = node
         self.images: list = []
         self.states: list = []
         self.task_states: list = []
         self.statuses: list = []
-        node.create_subscription("sensor_msgs/msg/Image", "/robot1/camera/image", self.images.append, KEEP_ALL)
-        node.create_subscription("sensor_msgs/msg/JointState", "/robot1/robot/state", self.states.append, KEEP_ALL)
-        node.create_subscription("sensor_msgs/msg/JointState", "/robot1/task/state", self.task_states.append, KEEP_ALL)
-        node.create_subscription("hiwm_msgs/msg/TaskStatus", "/robot1/task/status", self.statuses.append, KEEP_ALL)
-        self.command = node.create_publisher("hiwm_msgs/msg/ActionChunk", "/robot1/robot/command", KEEP_ALL)
-        self.reset_client = node.create_client("hiwm_msgs/srv/Reset", "/robot1/robot/reset")
+        node.create_subscription("sensor_msgs/msg/Image", f"{ns}/{camera}", self.images.append, KEEP_ALL)
+        node.create_subscription("sensor_msgs/msg/JointState", f"{ns}/robot/state", self.states.append, KEEP_ALL)
+        node.create_subscription("sensor_msgs/msg/JointState", f"{ns}/task/state", self.task_states.append, KEEP_ALL)
+        node.create_subscription("hiwm_msgs/msg/TaskStatus", f"{ns}/task/status", self.statuses.append, KEEP_ALL)
+        self.command = node.create_publisher("hiwm_msgs/msg/ActionChunk", f"{ns}/robot/command", KEEP_ALL)
+        self.reset_client = node.create_client("hiwm_msgs/srv/Reset", f"{ns}/robot/reset")
 
     def counts(self) -> tuple[int, int, int, int]:
         return len(self.images), len(self.states), len(self.task_states), len(self.statuses)
@@ -58,16 +64,18 @@ class Client:
 @pytest.fixture
 def robot(procs):
     proc = procs.python(
-        "hiwm.nodes.pusht_robot",
+        "hiwm.nodes.sim_robot",
         "--ros-args",
         "-r",
         "__ns:=/robot1",
+        "-p",
+        "task:=pusht",
         "-p",
         "clock:=lockstep",
         "-p",
         "image_size:=64",
     )
-    node = create_node("pusht_test_client")
+    node = create_node("sim_robot_test_client")
     client = Client(node)
     assert client.reset_client.wait_for_service(30.0), procs.output(proc)
     node.spin_until(lambda: client.command.matched_count() > 0, 10.0)
@@ -139,7 +147,7 @@ def test_bad_actions_are_refused_or_clamped_and_the_node_keeps_answering(robot, 
 
 
 def test_parse_chunk_refuses_malformed_chunks():
-    rows, warnings = parse_chunk(2, 2, [1.0, 2.0, 600.0, 3.0])
+    rows, warnings = parse_chunk(PUSHT.action, 2, 2, [1.0, 2.0, 600.0, 3.0])
     np.testing.assert_allclose(rows, [[1, 2], [512, 3]])
     assert len(warnings) == 1 and "row 1" in warnings[0]
     for horizon, dim, data, reason in [
@@ -149,7 +157,7 @@ def test_parse_chunk_refuses_malformed_chunks():
         (0, 2, [], "horizon"),
     ]:
         with pytest.raises(ValueError, match=reason):
-            parse_chunk(horizon, dim, data)
+            parse_chunk(PUSHT.action, horizon, dim, data)
 
 
 @pytest.mark.probe("robot/reset with an explicit state [1e30]*5 and other states off the workspace",
@@ -167,3 +175,45 @@ def test_reset_states_outside_the_workspace_are_refused(robot, procs):
     client.send([200.0, 200.0])
     assert client.wait_counts(2) and client.statuses[-1].episode_id == good.episode_id
     assert "refused reset" in procs.output(proc) and proc.poll() is None
+
+
+def test_the_same_node_serves_the_arm_task(procs):
+    """task:=so101_pick: the MuJoCo arm on the same contract, its camera, joints and 6-D chunks."""
+    from hiwm.tasks.so101.expert import ArmExpert
+
+    arm = get_task("so101_pick")
+    ns = "/sim_arm"
+    proc = procs.python("hiwm.nodes.sim_robot", "--ros-args", "-r", f"__ns:={ns}", "-p", "task:=so101_pick",
+                        "-p", "clock:=lockstep", "-p", "image_size:=48")  # fmt: skip
+    node = create_node("sim_arm_test_client")
+    client = Client(node, ns, arm.cameras[0].topic)  # camera/front/color/image_raw
+    try:
+        assert client.reset_client.wait_for_service(60.0), procs.output(proc)
+        node.spin_until(lambda: client.command.matched_count() > 0, 10.0)
+        response = client.reset(seed=4)
+        assert response.success, response.message
+        assert client.wait_counts(1, 30.0), (client.counts(), procs.output(proc))
+        assert list(client.states[-1].name) == list(arm.observations.proprio)
+        assert list(client.task_states[-1].name) == list(arm.observations.state)
+        expert = ArmExpert(seed=0)
+        steps = 5
+        for k in range(1, steps + 1):
+            client.send(expert.act(np.asarray(client.task_states[-1].position)), action_dim=6)
+            assert client.wait_counts(k + 1, 30.0), f"step {k}: {client.counts()}\n{procs.output(proc)}"
+        assert client.counts() == (steps + 1,) * 4 and [s.step for s in client.statuses] == list(range(steps + 1))
+        image = image_to_numpy(client.images[-1], expect=(48, 48))
+        assert image.std() > 0 and client.images[-1].header.stamp == client.statuses[-1].header.stamp
+        np.testing.assert_allclose(client.states[-1].position, client.task_states[-1].position[:6])
+        assert client.statuses[-1].max_coverage >= client.statuses[-1].coverage  # the cube's lift, best so far
+        client.send([100.0, 100.0])  # a Push-T action: the wrong action_dim, refused
+        assert not node.spin_until(lambda: min(client.counts()) > steps + 1, 1.0)
+        placed = np.asarray(client.task_states[-1].position).copy()
+        placed[0], placed[6] = 0.4, 0.2  # pan the arm, move the cube: reset by task state
+        assert client.reset(use_state=True, state=placed).success
+        assert client.wait_counts(steps + 2, 30.0)
+        np.testing.assert_allclose(client.task_states[-1].position[[0, 6]], [0.4, 0.2], atol=1e-6)
+        bad = client.reset(use_state=True, state=np.array([1.0, 2.0]))
+        assert not bad.success and "13" in bad.message
+        assert "action_dim must be 6" in procs.output(proc) and proc.poll() is None
+    finally:
+        node.destroy()
