@@ -132,3 +132,30 @@ def test_no_class_name_has_two_meanings():
                 where.setdefault(node.name, []).append(f"{path.relative_to(src)}:{node.lineno}")
     twice = {name: places for name, places in where.items() if len(places) > 1}
     assert not twice, f"class names defined more than once: {twice}"
+
+
+# Push-T is named only in its own module and the registry; everything else asks the Task it is given.
+# (The SO-101 is also a leader arm, a device, so its name is not a task's alone.)
+PUSHT = re.compile(r"push[-_ ]?t\b|pusht", re.I)
+
+
+def test_no_source_outside_its_task_module_names_push_t():
+    src = ROOT / "src" / "hiwm"
+    hits = []
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src).as_posix()
+        if path.suffix not in (".py", ".html", ".js", ".css") or rel == "tasks/__init__.py":
+            continue
+        if rel.startswith("tasks/pusht/"):
+            continue
+        hits += [
+            f"{rel}:{n}: {line.strip()}"
+            for n, line in enumerate(path.read_text().splitlines(), 1)
+            if PUSHT.search(line)
+        ]
+    assert not hits, "Push-T named outside hiwm.tasks.pusht and the registry:\n" + "\n".join(hits)
+
+
+def test_the_push_t_check_sees_a_mention():
+    assert all(PUSHT.search(s) for s in ("Push-T's block", "gym_pusht", "PushTEnv", "push_t", "push-T"))
+    assert not any(PUSHT.search(s) for s in ("pushes the cube", "push to the target", "pusher"))

@@ -33,7 +33,7 @@ from hiwm.comm.qos import KEEP_ALL, QoSProfile, profile
 from hiwm.comm.runner import run_node
 from hiwm.tasks import contract
 from hiwm.tasks.chunks import CLOCKS, BadCommand
-from hiwm.tasks.world import header
+from hiwm.tasks.contract import header
 from hiwm.world_model.checkpoint import CheckpointError
 from hiwm.world_model.session import SnapshotError
 from hiwm.world_model.sim import Step, WorldModelSim, pick_device
