@@ -61,7 +61,7 @@ class HoldPolicy:
         return np.repeat(np.asarray(observation["state"], dtype=np.float64)[None], 2, axis=0)
 
 
-def arm_checkpoint(path) -> None:
+def arm_checkpoint(path, size: int = 32) -> None:
     from hiwm.world_model import checkpoint as ckpt_io
     from hiwm.world_model.config import ModelConfig, ProbeConfig
     from hiwm.world_model.model import WorldModel
@@ -70,9 +70,9 @@ def arm_checkpoint(path) -> None:
     sizes = {"latent_channels": 4, "enc_channels": (8, 8, 8), "dyn_channels": 8, "dyn_blocks": 1,
              "dec_channels": (8, 8, 8)}  # fmt: skip
     iface = load_world(ARM).model_interface()
-    cfg = ModelConfig(**{**sizes, **iface, "cameras": [["front", 32, 32]], "task": ARM.name})
+    cfg = ModelConfig(**{**sizes, **iface, "cameras": [["front", size, size]], "task": ARM.name})
     torch.manual_seed(0)
-    probe = StateProbe(ProbeConfig(image_size=32, channels=(4, 4, 4, 4), hidden=8, task=ARM.name))
+    probe = StateProbe(ProbeConfig(image_size=size, channels=(4, 4, 4, 4), hidden=8, task=ARM.name))
     probe.cfg.success_threshold = 1.0  # a lift of a metre: never, so the episode runs on
     ckpt_io.save(path, ckpt_io.Checkpoint(cfg, probe=probe.cfg), WorldModel(cfg), probe)
 

@@ -151,9 +151,12 @@ class TaskWorld:
         envs = self.__dict__.setdefault("_envs", {})
         size = self.image_size(image_size)
         if size not in envs:
-            if not envs:  # an env's renderer must be freed before the interpreter tears its libraries down
-                atexit.register(self.close_envs)
+            first = not envs
             envs[size] = self.make_env(size)
+            if first:
+                # registered after the env exists, so it runs before the exit hooks its libraries
+                # registered when it loaded them (MuJoCo's EGL terminates its display in one)
+                atexit.register(self.close_envs)
         return envs[size]
 
     def close_envs(self) -> None:
