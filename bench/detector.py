@@ -26,8 +26,11 @@ from hiwm.world_model import detector as det
 SIZES = {"so101_pick": 64}  # frames the env renders unless --image-size says: the arm's at half its camera's
 
 
-def task_episodes(task: str, n: int, levels: list[float], image_size: int, first_seed: int) -> list[det.Outcome]:
-    """Fresh episodes of the task's real env and scripted expert, the first camera's frames."""
+def task_episodes(
+    task: str, n: int, levels: list[float], image_size: int, first_seed: int, after_success: int = 0
+) -> list[det.Outcome]:
+    """Fresh episodes of the task's real env and scripted expert, the first camera's frames, and
+    ``after_success`` frames more of the expert acting past a success (training frames only)."""
     from hiwm.tasks import get_task
     from hiwm.tasks.world import load_world
 
@@ -39,7 +42,9 @@ def task_episodes(task: str, n: int, levels: list[float], image_size: int, first
         expert = world.make_expert(levels[i % len(levels)], seed=seed)
         obs = env.reset(seed=seed)
         frames, proprio, labels = [world.images(obs)[camera]], [world.proprio(obs)], [obs.success]
-        while not obs.done:
+        extra = after_success
+        while not obs.done or (obs.success and extra > 0):
+            extra -= obs.done
             obs = env.step(expert.act(world.state(obs)))
             frames.append(world.images(obs)[camera])
             proprio.append(world.proprio(obs))
@@ -71,11 +76,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--margin", type=int, default=3, help="frames before a success left out of training")
     parser.add_argument("--first-seed", type=int, default=600_000)
+    parser.add_argument("--after-success", type=int, default=0, help="frames recorded past a success (training)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     t0 = time.monotonic()
     size = args.image_size or SIZES.get(args.task) or get_task(args.task).cameras[0].height
-    episodes = task_episodes(args.task, args.episodes, args.levels, size, args.first_seed)
+    episodes = task_episodes(args.task, args.episodes, args.levels, size, args.first_seed, args.after_success)
     if not args.proprio:
         episodes = [det.Outcome(e.frames, e.labels, None, e.source) for e in episodes]
     collect_s = time.monotonic() - t0
@@ -84,7 +90,8 @@ def main() -> None:
     )
     t0 = time.monotonic()
     _, metrics = det.train(episodes, det.DetectorConfig(image_size=args.detector_size), cfg)
-    out = {"task": args.task, "levels": args.levels, "proprio": args.proprio, "episodes": len(episodes),
+    out = {"task": args.task, "levels": args.levels, "proprio": args.proprio, "after_success": args.after_success,
+           "episodes": len(episodes),
            "real_successes": sum(e.success for e in episodes), "collect_s": round(collect_s, 1),
            "train_and_calibrate_s": round(time.monotonic() - t0, 1), **metrics}  # fmt: skip
     print(json.dumps(out))

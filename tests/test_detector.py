@@ -199,3 +199,14 @@ def test_the_probe_detector_of_another_task_reads_that_tasks_metric(tmp_path):
     again = det.load(tmp_path / "p")
     assert isinstance(again, det.ProbeDetector) and again.probe.cfg.task == "so101_pick"
     np.testing.assert_allclose(again.probability(frames), detector.probability(frames))
+
+
+def test_frames_past_a_success_train_but_the_verdict_sees_the_episode_as_the_world_ends_it():
+    frames = np.arange(6 * 4 * 4 * 3, dtype=np.uint8).reshape(6, 4, 4, 3)
+    labels = np.array([False, False, True, True, True, True])
+    held = det.Outcome(frames, labels, np.zeros((6, 2), np.float32), "held")
+    ended = held.until_success()
+    assert len(ended.frames) == 3 and ended.labels.tolist() == [False, False, True]
+    assert ended.proprio.shape == (3, 2) and (ended.frames == frames[:3]).all()
+    failed = det.Outcome(frames, np.zeros(6, bool))
+    assert failed.until_success() is failed  # a failure runs to its end

@@ -295,6 +295,17 @@ class Outcome:
     def success(self) -> bool:
         return bool(self.labels.any())
 
+    def until_success(self) -> Outcome:
+        """The episode as the real world ends it, at its first successful frame: frames recorded past it
+        (an expert holding the success, for more positive training frames) are for training only."""
+        if not self.success:
+            return self
+        end = int(np.argmax(self.labels)) + 1
+        if end == len(self.labels):
+            return self
+        proprio = None if self.proprio is None else self.proprio[:end]
+        return Outcome(self.frames[:end], self.labels[:end], proprio, self.source)
+
 
 def frame_labels(next_success: np.ndarray) -> np.ndarray:
     """Per-frame labels from ``next.success``: success from its first True on (it does not undo itself)."""
@@ -501,6 +512,8 @@ def train(
     if cfg.proprio_dim == 0 and episodes and episodes[0].proprio is not None:
         cfg.proprio_dim = episodes[0].proprio.shape[1]
     tr, cal, test = split(episodes, (train_cfg.calibration_fraction, train_cfg.test_fraction), train_cfg.seed)
+    # calibrated and judged on episodes as the real world ends them
+    cal, test = [e.until_success() for e in cal], [e.until_success() for e in test]
     if not cal or not test:
         raise ValueError(f"too few episodes ({len(episodes)}) for a calibration and a test split")
     torch.manual_seed(train_cfg.seed)  # the net's initial weights too: the same run whatever ran before
