@@ -19,9 +19,10 @@ nodes with the same parameters in every world; only the observation and actuatio
                                so101_pick task's arm: it needs task:=so101_pick (the launch refuses otherwise,
                                before anything starts, so no node serves a task the arm is not)
   world:=real robot:=ros2_control
-                               realsense_camera (realsense-ros's default camera, camera/camera/color/image_raw:
-                               the topic of a task whose camera is named "camera"; camera:=external uses
-                               realsense-ros instead) and ros2_control_bridge (config/ros2_control/bridge_arm3.yaml:
+                               realsense_camera (on realsense-ros's names, camera/<camera_name>/color/image_raw:
+                               camera_name:=camera by default, Push-T's camera topic; camera_name:=front for
+                               so101_pick's; camera:=external uses realsense-ros instead) and ros2_control_bridge
+                               (config/ros2_control/bridge_arm3.yaml:
                                a 3-joint arm taking x, y actions; robot/command -> joint_trajectory_controller,
                                /joint_states -> robot/state). The bridge refuses to start for a task whose
                                action space is not its own; copy and edit the file for your arm
@@ -74,6 +75,11 @@ GRAPH = Graph(
             "robot:=ros2_control: our RealSense node, or external (realsense-ros)",
             ("hiwm", "external"),
         ),
+        Arg(
+            "camera_name",
+            "camera",
+            "robot:=ros2_control, camera:=hiwm: realsense-ros's camera_name (the task camera's topic)",
+        ),
         Arg("use_status", True, "policy_server joins task/status (false for a real arm without a success detector)"),
     ],
     nodes=[
@@ -103,6 +109,7 @@ GRAPH = Graph(
             "realsense_camera",
             name="realsense_camera",
             namespace=NS,
+            parameters={"camera_name": ArgRef("camera_name")},
             condition=AllOf(REAL, IfArg("robot", "ros2_control"), IfArg("camera", "hiwm")),
             required=True,
         ),

@@ -131,6 +131,12 @@ def test_the_hiwm_graph_gives_every_node_its_task(overrides):
     assert not any("camera/image" in a for n in nodes for a in n.argv)  # no remap onto an old camera topic
 
 
+def test_the_hiwm_graph_names_our_realsense_camera_for_the_task():
+    nodes = plan(load_graph("hiwm"), {"world": "real", "robot": "ros2_control", "camera_name": "front"})
+    (camera,) = [n for n in nodes if n.spec.executable == "realsense_camera"]
+    assert "camera_name:=front" in camera.argv, camera.argv
+
+
 def test_every_graph_takes_a_task_for_its_nodes():
     for name in ("sim", "policy_robot", "world_model", "hiwm"):
         graph = load_graph(name)

@@ -177,3 +177,16 @@ def test_node_replays_a_librealsense_recording_on_realsense_ros_topics(procs, tm
         assert proc.poll() is None
     finally:
         node.destroy()
+
+
+def test_camera_name_renames_the_topics_as_realsense_ros_does():
+    from hiwm.camera.realsense import COLOR_TOPIC, DEPTH_INFO_TOPIC, named_topic
+    from hiwm.nodes.realsense_camera import RealSenseConfig
+    from hiwm.tasks import get_task
+
+    assert named_topic(COLOR_TOPIC, "camera") == COLOR_TOPIC
+    assert named_topic(COLOR_TOPIC, "front") == get_task("so101_pick").cameras[0].topic
+    assert named_topic(DEPTH_INFO_TOPIC, "wrist_1") == "camera/wrist_1/aligned_depth_to_color/camera_info"
+    for bad in ("", "a/b", "../x", "a b"):
+        with pytest.raises(ValueError, match="camera_name"):
+            RealSenseConfig(camera_name=bad)

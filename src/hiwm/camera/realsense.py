@@ -27,6 +27,17 @@ TOPICS = {
     DEPTH_TOPIC: "sensor_msgs/msg/Image",
     DEPTH_INFO_TOPIC: "sensor_msgs/msg/CameraInfo",
 }
+
+
+def named_topic(topic: str, camera_name: str) -> str:
+    """One of :data:`TOPICS` for a camera launched as realsense-ros's ``camera_name:=<camera_name>``
+    (``camera/<camera_name>/...``; the default name is ``camera``)."""
+    if not camera_name or "/" in camera_name or not camera_name.replace("_", "").isalnum():
+        raise ValueError(f"camera_name must be letters, digits and underscores, got {camera_name!r}")
+    namespace, _, rest = topic.split("/", 2)
+    return f"{namespace}/{camera_name}/{rest}"
+
+
 #: librealsense distortion models -> ROS names, as realsense-ros maps them.
 DISTORTION = {
     "brown_conrady": "plumb_bob",

@@ -1,6 +1,8 @@
 """RealSense camera node: color, optional aligned depth and camera info, on realsense-ros's topic names.
 
-Topics (relative, so ``__ns`` and remaps apply; under ``/`` they are realsense-ros's defaults):
+Topics (relative, so ``__ns`` and remaps apply; under ``/`` they are realsense-ros's defaults; ``camera_name``
+replaces the second ``camera`` as realsense-ros's parameter of that name does, e.g. ``front`` for a task
+whose camera topic is ``camera/front/color/image_raw``):
   out ``camera/camera/color/image_raw``                    sensor_msgs/Image rgb8
   out ``camera/camera/color/camera_info``                  sensor_msgs/CameraInfo
   out ``camera/camera/aligned_depth_to_color/image_raw``   sensor_msgs/Image 16UC1 (mm), if ``depth``
@@ -13,7 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hiwm.camera.realsense import DEPTH_INFO_TOPIC, DEPTH_TOPIC, TOPICS, RealSense, frame_messages
+from hiwm.camera.realsense import (
+    COLOR_TOPIC,
+    DEPTH_INFO_TOPIC,
+    DEPTH_TOPIC,
+    TOPICS,
+    RealSense,
+    frame_messages,
+    named_topic,
+)
 from hiwm.comm import Node
 from hiwm.comm.qos import profile
 from hiwm.comm.runner import run_node
@@ -30,8 +40,10 @@ class RealSenseConfig:
     repeat: bool = True  # loop the recording
     frame_id: str = "camera_color_optical_frame"  # realsense-ros's optical frame name
     qos: str = "sensor_data"
+    camera_name: str = "camera"  # realsense-ros's camera_name: topics camera/<camera_name>/...
 
     def __post_init__(self) -> None:
+        named_topic(COLOR_TOPIC, self.camera_name)  # ValueError for a bad name
         if self.width < 1 or self.height < 1 or self.fps < 1:
             raise ValueError(f"width, height and fps must be positive, got {self.width}x{self.height}@{self.fps}")
 
@@ -48,7 +60,7 @@ class RealSenseNode:
         )
         qos = profile(cfg.qos)
         self.pubs = {
-            topic: node.create_publisher(kind, topic, qos)
+            topic: node.create_publisher(kind, named_topic(topic, cfg.camera_name), qos)
             for topic, kind in TOPICS.items()
             if cam.depth_enabled or topic not in (DEPTH_TOPIC, DEPTH_INFO_TOPIC)
         }
