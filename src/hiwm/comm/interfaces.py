@@ -165,3 +165,13 @@ def to_dict(msg: Any) -> Any:
     if isinstance(msg, list):
         return [to_dict(m) for m in msg]
     return msg
+
+
+def stamp_from_ns(ns: int) -> Any:
+    """``builtin_interfaces/msg/Time`` for a time in nanoseconds."""
+    return new_message("builtin_interfaces/msg/Time", sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def header(stamp_ns: int, frame_id: str) -> Any:
+    """``std_msgs/msg/Header`` stamped ``stamp_ns`` (nanoseconds)."""
+    return new_message("std_msgs/msg/Header", stamp=stamp_from_ns(stamp_ns), frame_id=frame_id)

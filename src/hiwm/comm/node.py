@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from hiwm.comm import names
-from hiwm.comm.interfaces import new_message
+from hiwm.comm.interfaces import new_message, stamp_from_ns
 from hiwm.comm.params import (
     ParameterError,
     ParameterValue,
@@ -262,8 +262,7 @@ class Node(ABC):
 
     def stamp(self) -> Any:
         """The current time as ``builtin_interfaces/msg/Time``."""
-        ns = self.now_ns()
-        return new_message("builtin_interfaces/msg/Time", sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+        return stamp_from_ns(self.now_ns())
 
     def header(self, frame_id: str = "") -> Any:
         return new_message("std_msgs/msg/Header", stamp=self.stamp(), frame_id=frame_id)

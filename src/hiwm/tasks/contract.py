@@ -16,9 +16,9 @@ downstream can tell the worlds apart. Names are relative, so namespaces and rema
 
 from __future__ import annotations
 
-from typing import Any
-
-from hiwm.comm.interfaces import new_message
+# the one header of every message of an observation (re-exported for the worlds and their nodes)
+from hiwm.comm.interfaces import header as header
+from hiwm.comm.interfaces import stamp_from_ns as stamp_from_ns
 from hiwm.tasks.base import Task
 
 ROBOT_STATE = "robot/state"
@@ -52,13 +52,3 @@ def topics(task: Task) -> dict[str, str]:
 def output_topics(task: Task) -> tuple[str, ...]:
     """The world's outputs in publish order: a reader that sees a step's last image has all of that step."""
     return tuple(t for t in topics(task) if t != ROBOT_COMMAND)
-
-
-def stamp_from_ns(ns: int) -> Any:
-    """``builtin_interfaces/msg/Time`` for a time in nanoseconds."""
-    return new_message("builtin_interfaces/msg/Time", sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
-
-
-def header(stamp_ns: int, frame_id: str) -> Any:
-    """``std_msgs/msg/Header``: every message of one observation carries the same one."""
-    return new_message("std_msgs/msg/Header", stamp=stamp_from_ns(stamp_ns), frame_id=frame_id)
