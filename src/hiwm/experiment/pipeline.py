@@ -45,7 +45,7 @@ from tqdm import tqdm
 from hiwm.experiment.profiles import Profile
 from hiwm.files import atomic_write_json
 from hiwm.progress import redraw_interval
-from hiwm.tasks import DEFAULT_TASK, Task, get_task
+from hiwm.tasks import Task, get_task
 
 log = logging.getLogger("hiwm.experiment")
 
@@ -53,15 +53,20 @@ DEMO_SEED, WM_SEED, ROLLOUT_SEED, TAKEOVER_SEED = 0, 50_000, 20_000, 30_000
 
 
 def missing_parts(task: Task) -> list[str]:
-    """What the loop lacks to run ``task`` (none: it runs). Its physics as a session world
-    (:class:`hiwm.worlds.RealWorld`) and the simulated operator (:mod:`hiwm.experiment.rollouts`,
-    the scripted expert planning on the world model's frames) are the default task's so far."""
-    if task.name == DEFAULT_TASK:
-        return []
-    return [
-        "its physics as a session world (snapshot and restore: hiwm.worlds.RealWorld)",
-        "a simulated operator of its own (hiwm.experiment.rollouts)",
-    ]
+    """What the loop lacks to run ``task`` (none: it runs): what its task world
+    (:class:`~hiwm.tasks.world.TaskWorld`) must add to the generic one. Its physics as a session world
+    (:class:`hiwm.worlds.RealWorld`) restores an episode from a true state; the world model's
+    observations are built from their parts; the simulated operator (:mod:`hiwm.experiment.rollouts`)
+    is the task's scripted expert."""
+    from hiwm.tasks.world import TaskWorld, load_world
+
+    world = type(load_world(task))
+    needs = {
+        "restore_env": "its physics as a session world (snapshot and restore: TaskWorld.restore_env)",
+        "make_observation": "observations of a world model (TaskWorld.make_observation)",
+        "make_expert": "a scripted expert for the simulated operator (TaskWorld.make_expert)",
+    }
+    return [what for name, what in needs.items() if getattr(world, name) is getattr(TaskWorld, name)]
 
 
 class Experiment:
@@ -70,11 +75,10 @@ class Experiment:
         missing = missing_parts(self.task)
         if missing:  # before anything is made
             raise ValueError(
-                f"task {self.task.name!r}: the Hi-WM loop cannot run it yet; it lacks {' and '.join(missing)} "
-                f"(those exist for {DEFAULT_TASK} only)"
+                f"task {self.task.name!r}: the Hi-WM loop cannot run it yet; it lacks {' and '.join(missing)}"
             )
         self.metric = self.task.success.metric
-        self.p, self.out, self.progress = profile, Path(out), progress
+        self.p, self.out, self.progress = profile.for_task(), Path(out), progress
         self.out.mkdir(parents=True, exist_ok=True)
         self.timings: dict[str, float] = {}
         self._load_timings()
@@ -97,6 +101,8 @@ class Experiment:
                 plan += [(f"train base {b}", "train base", p.policy_minutes)] if b in trained else []
                 plan.append((f"takeover sessions {b}", "takeover sessions", 0.0))
         plan.append(("world model", "world model", 0.0 if p.world_model else p.wm_minutes))
+        if self.trains_detector:
+            plan.append(("success detector", "success detector", 0.0))
         for b in p.backbones:
             if b in trained and not self.takeover_data:
                 plan.append((f"train base {b}", "train base", p.policy_minutes))
@@ -170,6 +176,19 @@ class Experiment:
         return Path(self.p.world_model) if self.p.world_model else self.path("world_model")
 
     @property
+    def trains_detector(self) -> bool:
+        """Whether this run trains a learned success detector into its world model (a given world
+        model comes with its own verdict)."""
+        return not self.p.world_model and self.p.detector == "learned"
+
+    def real_data(self) -> list[Path]:
+        """The run's datasets of real episodes: the demos, the sloppy expert episodes and the takeover
+        sessions recorded so far."""
+        takeovers = [self.path("data", f"{b}_takeover") for b in self.p.backbones]
+        expert = [self.path("data", "demos"), self.path("data", "wm_noisy")]
+        return expert + [t for t in takeovers if (t / "meta").exists()]
+
+    @property
     def takeover_data(self) -> bool:
         """Whether the world model trained here learns from takeover sessions too."""
         return not self.p.world_model and self.p.wm_takeover_sessions > 0
@@ -192,7 +211,7 @@ class Experiment:
             collect(cfg, self.path("data", "wm_noisy"))
 
     def world_model(self) -> Path:
-        from hiwm.world_model.config import ModelConfig, ProbeConfig, WorldModelTrainConfig
+        from hiwm.world_model.config import WorldModelTrainConfig
         from hiwm.world_model.train import train
 
         if self.p.world_model:
@@ -203,6 +222,9 @@ class Experiment:
             return self.world
         out = self.path("world_model")
         if not (out / "config.json").exists() or not json.loads((out / "config.json").read_text()).get("done"):
+            from hiwm.world_model.config import preset
+            from hiwm.world_model.train import probe_config, task_model_fields
+
             p = self.p
             cfg = WorldModelTrainConfig(
                 steps=1_000_000,
@@ -211,12 +233,31 @@ class Experiment:
                 probe_steps=p.probe_steps,
                 probe_calibration=p.probe_calibration,
             )
-            data = [self.path("data", "demos"), self.path("data", "wm_noisy")]
-            data += [t for b in p.backbones if (t := self.path("data", f"{b}_takeover")).joinpath("meta").exists()]
-            train(data, out, ModelConfig(), cfg, ProbeConfig(), progress=self.progress)
+            data = [str(d) for d in self.real_data()]
+            # the task's interface (actions, proprio, cameras as recorded) on the default size, as
+            # `hiwm train world-model --task` builds it
+            model = preset("small", **task_model_fields(self.task, data, {}), task=self.task.name)
+            train(data, out, model, cfg, probe_config(model), progress=self.progress)
             doc = json.loads((out / "config.json").read_text())
             doc["done"] = True
             atomic_write_json(out / "config.json", doc, indent=1)
+        return out
+
+    def success_detector(self) -> Path:
+        """The learned success detector of the run's world model (``world_model/detector``, which the
+        world model then judges success by): trained on the run's real episodes, calibrated and
+        scored on held-out ones (``metrics.json`` beside it)."""
+        from hiwm.world_model import detector
+
+        out = self.world / detector.FOLDER
+        if (out / detector.CONFIG).exists():
+            return out
+        episodes = detector.load_outcomes(self.real_data(), proprio=self.task.loop.detector_proprio)
+        train_cfg = detector.DetectorTrainConfig(steps=self.p.detector_steps, threads=1)
+        found, metrics = detector.train(episodes, detector.DetectorConfig(), train_cfg)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "metrics.json", metrics, indent=1)
+        found.save(out)  # its detector.json last: the world model judges by it from then on
         return out
 
     def train_policy(self, backbone: str, out: Path, data: list[str], minutes: float, init: Path | None) -> Path:
@@ -269,7 +310,7 @@ class Experiment:
         torch.set_num_threads(1)
         db = self.path("rollouts", f"{backbone}_{tag}.db")
         db.unlink(missing_ok=True)
-        world = RealWorld() if real else ModelWorld(self.world, max_steps=self.p.max_steps)
+        world = RealWorld(self.p.task) if real else ModelWorld(self.world, max_steps=self.p.max_steps, task=self.p.task)
         pol = load_policy(policy)
         results = []
         with BranchStore(db) as store:
@@ -472,6 +513,8 @@ class Experiment:
                 self.base_policy(backbone)  # trained (and timed) on its own before its sessions
                 self._timed(f"takeover sessions {backbone}", self.takeovers, backbone)
         self._timed("world model", self.world_model)
+        if self.trains_detector:
+            self._timed("success detector", self.success_detector)
         rows = []
         for backbone in self.p.backbones:
             ckpts = self.post_train(backbone)

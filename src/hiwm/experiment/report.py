@@ -27,6 +27,11 @@ PAIRS = (
     ("oracle_vs_base", "oracle", "base"),
 )
 WORLDS = ("real", "model")
+#: What judges success in the world model, by the profile's detector (:class:`hiwm.tasks.base.LoopOptions`).
+VERDICTS = {
+    "probe": "the success detector of the state probe (the task's metric of the state it reads)",
+    "learned": "a learned success detector (trained on the run's real episodes)",
+}
 
 
 def _order(method: str) -> tuple[int, str]:
@@ -184,6 +189,7 @@ def write_report(
     plot_corrections(summaries, out / "corrections.png")
     task = get_task(profile.task)
     metric = task.success.metric
+    verdict = VERDICTS[profile.detector or task.loop.detector]
     lines = [
         f"# Hi-WM on {task.name}: profile `{profile.name}`",
         "",
@@ -191,7 +197,7 @@ def write_report(
         "",
         f"Wall time {seconds / 60:.1f} min on this machine. Real success: the task's own world (its physics, "
         f"{task.world}), {profile.eval_episodes} held-out seeds from {profile.eval_first_seed}; world-model "
-        "success: the same initial states, judged by the state probe on generated frames. 95 % Wilson intervals.",
+        f"success: the same initial states, judged on generated frames by {verdict}. 95 % Wilson intervals.",
         "",
         f"| backbone | method | real success % | 95 % CI | world-model success % | 95 % CI | real mean max {metric} |",
         "| --- | --- | --- | --- | --- | --- | --- |",
