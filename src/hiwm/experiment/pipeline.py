@@ -7,7 +7,8 @@ Stages, each skipped when its output already exists (a run resumes where it stop
 2. per backbone, the base policy on the demos (or a checkpoint trained elsewhere: ``--base-policy``);
    with ``wm_takeover_sessions``, sessions of it with the operator in the physics, recorded for the
    world model with their states (the failure states a policy reaches and the recoveries from them);
-3. the world model and its state probe on all of that (or a trained one: ``--world-model``);
+3. the world model and its state probe on all of that (or a trained one: ``--world-model``), and
+   where the task's verdict is a learned success detector, that detector on the real episodes;
 4. per backbone, Hi-WM rounds: rollouts in the world model from real initial states, the simulated
    operator's corrections into the branch cache, export of the corrections (all, or the successful
    ones; whole trajectories or the operator's frames), post-training of the policy on demos +
@@ -23,10 +24,14 @@ Stages, each skipped when its output already exists (a run resumes where it stop
 Each stage that starts says which of how many it is and how long the rest should take: the training
 budgets of the stages to come, or the measured durations of stages of their kind.
 
-The task is the profile's (``Profile.task``). The loop needs the task's physics as a session world
-(:class:`hiwm.worlds.RealWorld`: snapshot, restore) and the simulated operator
-(:mod:`hiwm.experiment.rollouts`), which serve the default task so far: :func:`missing_parts` says what
-another task lacks, and an :class:`Experiment` of it is refused before anything is done.
+The task is the profile's (``Profile.task``), the profile sized to it (:meth:`Profile.for_task`: its
+episode length bounds ``max_steps`` and the operator's step counts). The loop needs the task's
+physics as a session world (:class:`hiwm.worlds.RealWorld`: snapshot, restore), observations of a
+world model and a scripted expert for the simulated operator (:mod:`hiwm.experiment.rollouts`), all
+through its :class:`~hiwm.tasks.world.TaskWorld`: :func:`missing_parts` says what a task lacks, and an
+:class:`Experiment` of it is refused before anything is done. The world model's success verdict is
+the task's (``Task.loop.detector``) unless the profile names one: its state probe, or a learned
+detector trained after the world model on the run's real episodes (stage ``success detector``).
 """
 
 from __future__ import annotations
@@ -50,6 +55,30 @@ from hiwm.tasks import Task, get_task
 log = logging.getLogger("hiwm.experiment")
 
 DEMO_SEED, WM_SEED, ROLLOUT_SEED, TAKEOVER_SEED = 0, 50_000, 20_000, 30_000
+REJECTED_DETECTOR = "detector_rejected"  # a world model's learned detector the loop did not use
+
+
+def detector_rejection(metrics: dict[str, Any]) -> str:
+    """Why a trained detector's figures (:func:`hiwm.world_model.detector.train`) unfit it for the
+    verdict ("" when fit): a calibration whose scale is not positive has success falling as the net's
+    evidence rises on held-out episodes, so every ordinary frame would read as a success."""
+    scale = metrics.get("calibration", {}).get("scale")
+    if scale is None:
+        return "no calibration"
+    if scale <= 0:
+        return f"its calibration inverts it (Platt scale {scale:.3g} <= 0)"
+    return ""
+
+
+def threshold_uninformative(calibration: dict[str, Any]) -> bool:
+    """Whether a probe's fitted success threshold (its ``calibration`` figures,
+    :func:`hiwm.world_model.verdict.calibrate`) agrees with the real outcomes no more often than
+    answering the majority outcome for every episode: then it carries nothing (a probe too coarse for
+    the metric fits a threshold below every episode and calls a start a success)."""
+    episodes, successes = calibration.get("episodes", 0), calibration.get("successes", 0)
+    if not episodes:
+        return False
+    return calibration["agreement"] <= max(successes, episodes - successes) / episodes
 
 
 def missing_parts(task: Task) -> list[str]:
@@ -244,21 +273,57 @@ class Experiment:
         return out
 
     def success_detector(self) -> Path:
-        """The learned success detector of the run's world model (``world_model/detector``, which the
-        world model then judges success by): trained on the run's real episodes, calibrated and
-        scored on held-out ones (``metrics.json`` beside it)."""
+        """The success detector of the run's world model (``world_model/detector``, which the world
+        model then judges success by): a learned one trained on the run's real episodes, calibrated and
+        scored on held-out ones (``metrics.json`` beside it). One that cannot be calibrated or that its
+        calibration inverts (:func:`detector_rejection`) goes to ``world_model/detector_rejected``,
+        and the probe judges instead: at its fitted threshold, or at the task's own where that fit is
+        no better than a constant answer (:func:`threshold_uninformative`)."""
         from hiwm.world_model import detector
 
-        out = self.world / detector.FOLDER
-        if (out / detector.CONFIG).exists():
+        out, rejected = self.world / detector.FOLDER, self.world / REJECTED_DETECTOR
+        if (out / detector.CONFIG).exists() or (rejected / "metrics.json").exists():
             return out
         episodes = detector.load_outcomes(self.real_data(), proprio=self.task.loop.detector_proprio)
         train_cfg = detector.DetectorTrainConfig(steps=self.p.detector_steps, threads=1)
-        found, metrics = detector.train(episodes, detector.DetectorConfig(), train_cfg)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "metrics.json", metrics, indent=1)
-        found.save(out)  # its detector.json last: the world model judges by it from then on
+        try:
+            found, metrics = detector.train(episodes, detector.DetectorConfig(), train_cfg)
+            reason = detector_rejection(metrics)
+        except ValueError as exc:  # too few episodes of one outcome for its held-out splits
+            found, metrics, reason = None, {}, str(exc)
+        if not reason:
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(out / "metrics.json", metrics, indent=1)
+            found.save(out)  # its detector.json last: the world model judges by it from then on
+            return out
+        from hiwm.world_model.checkpoint import load, read_config
+
+        rejected.mkdir(parents=True, exist_ok=True)
+        if found is not None:
+            found.save(rejected)
+        atomic_write_json(rejected / "metrics.json", {**metrics, "rejected": reason}, indent=1)
+        calibration = read_config(self.world)[0].metrics.get("probe", {}).get("calibration", {})
+        judge = "the state probe"
+        if threshold_uninformative(calibration):  # the probe at the task's own threshold, saved as the detector
+            _, _, probe = load(self.world)
+            probe.cfg.success_threshold = self.task.success.threshold
+            detector.ProbeDetector(probe).save(out)
+            judge += f" at the task's threshold {self.task.success.threshold:g}"
+        log.warning("the learned success detector is not used (%s): %s judges success", reason, judge)
+        if self.progress:
+            tqdm.write(f"success detector rejected ({reason}); {judge} judges success", file=sys.stderr)
         return out
+
+    def verdict(self) -> str:
+        """What judges success in the run's world model (a key of
+        :data:`hiwm.experiment.report.VERDICTS`): its ``detector/`` (a learned one or the probe at the
+        task's threshold), else its probe."""
+        from hiwm.world_model import detector
+
+        config = self.world / detector.FOLDER / detector.CONFIG
+        if not config.exists():
+            return "probe"
+        return "learned" if json.loads(config.read_text()).get("kind") == "learned" else "task threshold"
 
     def train_policy(self, backbone: str, out: Path, data: list[str], minutes: float, init: Path | None) -> Path:
         from hiwm.policy.train import PolicyTrainConfig, train
@@ -329,8 +394,12 @@ class Experiment:
                 )
                 results.append(r)
         keep_all = operator and self.p.keep_corrections == "all"  # the baseline keeps successes by definition
+        # a branch that took no action (its world called the start a success) is no episode to learn from
         keep = [
-            b.branch_id for r in results for b in (r.corrections if operator else [r.rollout]) if b.success or keep_all
+            b.branch_id
+            for r in results
+            for b in (r.corrections if operator else [r.rollout])
+            if (b.success or keep_all) and b.taken
         ]
         summary = {
             "store": str(db),
@@ -523,5 +592,6 @@ class Experiment:
         from hiwm.experiment.report import write_report
 
         summaries = {f.stem: json.loads(f.read_text()) for f in sorted(self.path("rollouts").glob("*.json"))}
-        result = write_report(self.out, self.p, rows, summaries, self.timings, time.monotonic() - start)
+        seconds = time.monotonic() - start
+        result = write_report(self.out, self.p, rows, summaries, self.timings, seconds, self.verdict())
         return result
