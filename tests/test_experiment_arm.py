@@ -1,5 +1,5 @@
 """The Hi-WM loop on the arm (so101_pick) at smoke size: its physics as a session world, the profile
-sized to its 100-step episodes, and the whole loop end to end with its learned success detector."""
+sized to its 100-step episodes, the verdict the world model judges by, and the whole loop end to end."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 from hiwm.branch_cache.store import SOURCE_HUMAN, BranchStore
 from hiwm.cli.main import main as hiwm
 from hiwm.data import LeRobotDataset, verify
-from hiwm.experiment.pipeline import Experiment, missing_parts
+from hiwm.experiment.pipeline import Experiment, detector_rejection, missing_parts, threshold_uninformative
 from hiwm.experiment.profiles import PROFILES
+from hiwm.experiment.report import VERDICTS
 from hiwm.tasks import get_task
 from hiwm.worlds import RealWorld
 
@@ -63,6 +64,17 @@ def test_profiles_follow_the_task():
         PROFILES["smoke"].replace(detector="oracle")
 
 
+def test_a_detector_or_probe_threshold_that_tells_nothing_is_not_the_verdict():
+    assert detector_rejection({"calibration": {"scale": 0.4}}) == ""
+    assert "inverts" in detector_rejection({"calibration": {"scale": -0.05}})
+    assert detector_rejection({}) == "no calibration"
+    # 15 of 20 calibration episodes succeed: 75 % agreement is what "always success" gets
+    assert threshold_uninformative({"episodes": 20, "successes": 15, "agreement": 0.75})
+    assert not threshold_uninformative({"episodes": 20, "successes": 15, "agreement": 0.85})
+    assert threshold_uninformative({"episodes": 20, "successes": 4, "agreement": 0.8})  # "always failure"
+    assert not threshold_uninformative({})  # no calibration run: the threshold is the task's already
+
+
 @pytest.fixture(scope="module")
 def arm(tmp_path_factory):
     out = tmp_path_factory.mktemp("arm")
@@ -83,17 +95,24 @@ def test_the_arm_smoke_runs_the_whole_loop(arm):
             assert all("max_lift" in e for e in row[world]["per_seed"])
     report = (arm / "report.md").read_text()
     assert report.startswith(f"# Hi-WM on {ARM}: profile `smoke`") and "real mean max lift" in report
-    assert "| act | hiwm_r1 |" in report and "success detector" in report
+    exp = Experiment(PROFILES["smoke"].replace(task=ARM), arm, progress=False)
+    assert "| act | hiwm_r1 |" in report and VERDICTS[exp.verdict()] in report
     for plot in ("success.png", "correlation.png", "corrections.png"):
         assert (arm / plot).stat().st_size > 5000
 
-    # the world model judges success by the detector trained on the run's real episodes
-    detector = arm / "world_model" / "detector"
-    assert json.loads((detector / "detector.json").read_text())["kind"] == "learned"
-    assert json.loads((detector / "metrics.json").read_text())["split"]["test"] >= 1
+    # the world model judges success by the detector trained on the run's real episodes, unless its
+    # calibration rejected it; then by the probe (saved as the detector at the task's threshold
+    # where the probe's fitted one tells nothing)
     from hiwm.world_model.world import ModelWorld
 
-    assert ModelWorld(arm / "world_model", task=ARM).sim.detector.kind == "learned"
+    learned = arm / "world_model" / "detector" / "metrics.json"
+    rejected = arm / "world_model" / "detector_rejected" / "metrics.json"
+    assert learned.exists() != rejected.exists()
+    kind = ModelWorld(arm / "world_model", task=ARM).sim.detector.kind
+    if learned.exists():
+        assert exp.verdict() == "learned" == kind and json.loads(learned.read_text())["split"]["test"] >= 1
+    else:
+        assert json.loads(rejected.read_text())["rejected"] and kind == "probe"
 
     # the operator stepped in in the world model and forked corrections there, in the branch cache
     summary = json.loads((arm / "rollouts" / "act_hiwm_r1.json").read_text())
@@ -126,5 +145,5 @@ def test_the_arm_smoke_runs_the_whole_loop(arm):
     assert oracle["corrections"] == forks * oracle["failure_states"] >= forks
     stages = list(json.loads((arm / "timings.json").read_text()))
     assert stages.index("world model") < stages.index("success detector") < stages.index("hi-wm rollouts act r1")
-    plan = [name for name, _, _ in Experiment(PROFILES["smoke"].replace(task=ARM), arm, progress=False).stages()]
+    plan = [name for name, _, _ in exp.stages()]
     assert stages == [name for name in plan if name in stages]
