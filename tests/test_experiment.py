@@ -75,12 +75,16 @@ def test_stall_detection():
     assert not stalled([0.1] * 5 + [0.2] * 5, 9, cfg)
 
 
-def test_a_task_the_loop_cannot_run_is_refused_at_once(tmp_path, capsys):
+def test_a_task_the_loop_cannot_run_is_refused_at_once(tmp_path, capsys, monkeypatch):
+    from hiwm.tasks.so101.world import So101World
+    from hiwm.tasks.world import TaskWorld
+
+    monkeypatch.setattr(So101World, "restore_env", TaskWorld.restore_env)  # an arm that cannot restore
     out = tmp_path / "arm"
     assert hiwm(["experiment", "--task", "so101_pick", "--profile", "smoke", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("hiwm experiment: error: task 'so101_pick'")
-    assert "session world" in err and "simulated operator" in err
+    assert "session world" in err and "restore_env" in err
     assert not out.exists()  # nothing made
     with pytest.raises(ValueError, match="unknown task"):
         PROFILES["smoke"].replace(task="nope")

@@ -7,7 +7,8 @@ Stages, each skipped when its output already exists (a run resumes where it stop
 2. per backbone, the base policy on the demos (or a checkpoint trained elsewhere: ``--base-policy``);
    with ``wm_takeover_sessions``, sessions of it with the operator in the physics, recorded for the
    world model with their states (the failure states a policy reaches and the recoveries from them);
-3. the world model and its state probe on all of that (or a trained one: ``--world-model``);
+3. the world model and its state probe on all of that (or a trained one: ``--world-model``), and
+   where the task's verdict is a learned success detector, that detector on the real episodes;
 4. per backbone, Hi-WM rounds: rollouts in the world model from real initial states, the simulated
    operator's corrections into the branch cache, export of the corrections (all, or the successful
    ones; whole trajectories or the operator's frames), post-training of the policy on demos +
@@ -23,10 +24,14 @@ Stages, each skipped when its output already exists (a run resumes where it stop
 Each stage that starts says which of how many it is and how long the rest should take: the training
 budgets of the stages to come, or the measured durations of stages of their kind.
 
-The task is the profile's (``Profile.task``). The loop needs the task's physics as a session world
-(:class:`hiwm.worlds.RealWorld`: snapshot, restore) and the simulated operator
-(:mod:`hiwm.experiment.rollouts`), which serve the default task so far: :func:`missing_parts` says what
-another task lacks, and an :class:`Experiment` of it is refused before anything is done.
+The task is the profile's (``Profile.task``), the profile sized to it (:meth:`Profile.for_task`: its
+episode length bounds ``max_steps`` and the operator's step counts). The loop needs the task's
+physics as a session world (:class:`hiwm.worlds.RealWorld`: snapshot, restore), observations of a
+world model and a scripted expert for the simulated operator (:mod:`hiwm.experiment.rollouts`), all
+through its :class:`~hiwm.tasks.world.TaskWorld`: :func:`missing_parts` says what a task lacks, and an
+:class:`Experiment` of it is refused before anything is done. The world model's success verdict is
+the task's (``Task.loop.detector``) unless the profile names one: its state probe, or a learned
+detector trained after the world model on the run's real episodes (stage ``success detector``).
 """
 
 from __future__ import annotations
@@ -45,23 +50,52 @@ from tqdm import tqdm
 from hiwm.experiment.profiles import Profile
 from hiwm.files import atomic_write_json
 from hiwm.progress import redraw_interval
-from hiwm.tasks import DEFAULT_TASK, Task, get_task
+from hiwm.tasks import Task, get_task
 
 log = logging.getLogger("hiwm.experiment")
 
 DEMO_SEED, WM_SEED, ROLLOUT_SEED, TAKEOVER_SEED = 0, 50_000, 20_000, 30_000
+REJECTED_DETECTOR = "detector_rejected"  # a world model's learned detector the loop did not use
+
+
+def detector_rejection(metrics: dict[str, Any]) -> str:
+    """Why a trained detector's figures (:func:`hiwm.world_model.detector.train`) unfit it for the
+    verdict ("" when fit): a calibration whose scale is not positive has success falling as the net's
+    evidence rises on held-out episodes, so every ordinary frame would read as a success."""
+    scale = metrics.get("calibration", {}).get("scale")
+    if scale is None:
+        return "no calibration"
+    if scale <= 0:
+        return f"its calibration inverts it (Platt scale {scale:.3g} <= 0)"
+    return ""
+
+
+def threshold_uninformative(calibration: dict[str, Any]) -> bool:
+    """Whether a probe's fitted success threshold (its ``calibration`` figures,
+    :func:`hiwm.world_model.verdict.calibrate`) agrees with the real outcomes no more often than
+    answering the majority outcome for every episode: then it carries nothing (a probe too coarse for
+    the metric fits a threshold below every episode and calls a start a success)."""
+    episodes, successes = calibration.get("episodes", 0), calibration.get("successes", 0)
+    if not episodes:
+        return False
+    return calibration["agreement"] <= max(successes, episodes - successes) / episodes
 
 
 def missing_parts(task: Task) -> list[str]:
-    """What the loop lacks to run ``task`` (none: it runs). Its physics as a session world
-    (:class:`hiwm.worlds.RealWorld`) and the simulated operator (:mod:`hiwm.experiment.rollouts`,
-    the scripted expert planning on the world model's frames) are the default task's so far."""
-    if task.name == DEFAULT_TASK:
-        return []
-    return [
-        "its physics as a session world (snapshot and restore: hiwm.worlds.RealWorld)",
-        "a simulated operator of its own (hiwm.experiment.rollouts)",
-    ]
+    """What the loop lacks to run ``task`` (none: it runs): what its task world
+    (:class:`~hiwm.tasks.world.TaskWorld`) must add to the generic one. Its physics as a session world
+    (:class:`hiwm.worlds.RealWorld`) restores an episode from a true state; the world model's
+    observations are built from their parts; the simulated operator (:mod:`hiwm.experiment.rollouts`)
+    is the task's scripted expert."""
+    from hiwm.tasks.world import TaskWorld, load_world
+
+    world = type(load_world(task))
+    needs = {
+        "restore_env": "its physics as a session world (snapshot and restore: TaskWorld.restore_env)",
+        "make_observation": "observations of a world model (TaskWorld.make_observation)",
+        "make_expert": "a scripted expert for the simulated operator (TaskWorld.make_expert)",
+    }
+    return [what for name, what in needs.items() if getattr(world, name) is getattr(TaskWorld, name)]
 
 
 class Experiment:
@@ -70,11 +104,10 @@ class Experiment:
         missing = missing_parts(self.task)
         if missing:  # before anything is made
             raise ValueError(
-                f"task {self.task.name!r}: the Hi-WM loop cannot run it yet; it lacks {' and '.join(missing)} "
-                f"(those exist for {DEFAULT_TASK} only)"
+                f"task {self.task.name!r}: the Hi-WM loop cannot run it yet; it lacks {' and '.join(missing)}"
             )
         self.metric = self.task.success.metric
-        self.p, self.out, self.progress = profile, Path(out), progress
+        self.p, self.out, self.progress = profile.for_task(), Path(out), progress
         self.out.mkdir(parents=True, exist_ok=True)
         self.timings: dict[str, float] = {}
         self._load_timings()
@@ -97,6 +130,8 @@ class Experiment:
                 plan += [(f"train base {b}", "train base", p.policy_minutes)] if b in trained else []
                 plan.append((f"takeover sessions {b}", "takeover sessions", 0.0))
         plan.append(("world model", "world model", 0.0 if p.world_model else p.wm_minutes))
+        if self.trains_detector:
+            plan.append(("success detector", "success detector", 0.0))
         for b in p.backbones:
             if b in trained and not self.takeover_data:
                 plan.append((f"train base {b}", "train base", p.policy_minutes))
@@ -170,6 +205,19 @@ class Experiment:
         return Path(self.p.world_model) if self.p.world_model else self.path("world_model")
 
     @property
+    def trains_detector(self) -> bool:
+        """Whether this run trains a learned success detector into its world model (a given world
+        model comes with its own verdict)."""
+        return not self.p.world_model and self.p.detector == "learned"
+
+    def real_data(self) -> list[Path]:
+        """The run's datasets of real episodes: the demos, the sloppy expert episodes and the takeover
+        sessions recorded so far."""
+        takeovers = [self.path("data", f"{b}_takeover") for b in self.p.backbones]
+        expert = [self.path("data", "demos"), self.path("data", "wm_noisy")]
+        return expert + [t for t in takeovers if (t / "meta").exists()]
+
+    @property
     def takeover_data(self) -> bool:
         """Whether the world model trained here learns from takeover sessions too."""
         return not self.p.world_model and self.p.wm_takeover_sessions > 0
@@ -192,7 +240,7 @@ class Experiment:
             collect(cfg, self.path("data", "wm_noisy"))
 
     def world_model(self) -> Path:
-        from hiwm.world_model.config import ModelConfig, ProbeConfig, WorldModelTrainConfig
+        from hiwm.world_model.config import WorldModelTrainConfig
         from hiwm.world_model.train import train
 
         if self.p.world_model:
@@ -203,6 +251,9 @@ class Experiment:
             return self.world
         out = self.path("world_model")
         if not (out / "config.json").exists() or not json.loads((out / "config.json").read_text()).get("done"):
+            from hiwm.world_model.config import preset
+            from hiwm.world_model.train import probe_config, task_model_fields
+
             p = self.p
             cfg = WorldModelTrainConfig(
                 steps=1_000_000,
@@ -211,13 +262,68 @@ class Experiment:
                 probe_steps=p.probe_steps,
                 probe_calibration=p.probe_calibration,
             )
-            data = [self.path("data", "demos"), self.path("data", "wm_noisy")]
-            data += [t for b in p.backbones if (t := self.path("data", f"{b}_takeover")).joinpath("meta").exists()]
-            train(data, out, ModelConfig(), cfg, ProbeConfig(), progress=self.progress)
+            data = [str(d) for d in self.real_data()]
+            # the task's interface (actions, proprio, cameras as recorded) on the default size, as
+            # `hiwm train world-model --task` builds it
+            model = preset("small", **task_model_fields(self.task, data, {}), task=self.task.name)
+            train(data, out, model, cfg, probe_config(model), progress=self.progress)
             doc = json.loads((out / "config.json").read_text())
             doc["done"] = True
             atomic_write_json(out / "config.json", doc, indent=1)
         return out
+
+    def success_detector(self) -> Path:
+        """The success detector of the run's world model (``world_model/detector``, which the world
+        model then judges success by): a learned one trained on the run's real episodes, calibrated and
+        scored on held-out ones (``metrics.json`` beside it). One that cannot be calibrated or that its
+        calibration inverts (:func:`detector_rejection`) goes to ``world_model/detector_rejected``,
+        and the probe judges instead: at its fitted threshold, or at the task's own where that fit is
+        no better than a constant answer (:func:`threshold_uninformative`)."""
+        from hiwm.world_model import detector
+
+        out, rejected = self.world / detector.FOLDER, self.world / REJECTED_DETECTOR
+        if (out / detector.CONFIG).exists() or (rejected / "metrics.json").exists():
+            return out
+        episodes = detector.load_outcomes(self.real_data(), proprio=self.task.loop.detector_proprio)
+        train_cfg = detector.DetectorTrainConfig(steps=self.p.detector_steps, threads=1)
+        try:
+            found, metrics = detector.train(episodes, detector.DetectorConfig(), train_cfg)
+            reason = detector_rejection(metrics)
+        except ValueError as exc:  # too few episodes of one outcome for its held-out splits
+            found, metrics, reason = None, {}, str(exc)
+        if not reason:
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(out / "metrics.json", metrics, indent=1)
+            found.save(out)  # its detector.json last: the world model judges by it from then on
+            return out
+        from hiwm.world_model.checkpoint import load, read_config
+
+        rejected.mkdir(parents=True, exist_ok=True)
+        if found is not None:
+            found.save(rejected)
+        atomic_write_json(rejected / "metrics.json", {**metrics, "rejected": reason}, indent=1)
+        calibration = read_config(self.world)[0].metrics.get("probe", {}).get("calibration", {})
+        judge = "the state probe"
+        if threshold_uninformative(calibration):  # the probe at the task's own threshold, saved as the detector
+            _, _, probe = load(self.world)
+            probe.cfg.success_threshold = self.task.success.threshold
+            detector.ProbeDetector(probe).save(out)
+            judge += f" at the task's threshold {self.task.success.threshold:g}"
+        log.warning("the learned success detector is not used (%s): %s judges success", reason, judge)
+        if self.progress:
+            tqdm.write(f"success detector rejected ({reason}); {judge} judges success", file=sys.stderr)
+        return out
+
+    def verdict(self) -> str:
+        """What judges success in the run's world model (a key of
+        :data:`hiwm.experiment.report.VERDICTS`): its ``detector/`` (a learned one or the probe at the
+        task's threshold), else its probe."""
+        from hiwm.world_model import detector
+
+        config = self.world / detector.FOLDER / detector.CONFIG
+        if not config.exists():
+            return "probe"
+        return "learned" if json.loads(config.read_text()).get("kind") == "learned" else "task threshold"
 
     def train_policy(self, backbone: str, out: Path, data: list[str], minutes: float, init: Path | None) -> Path:
         from hiwm.policy.train import PolicyTrainConfig, train
@@ -269,7 +375,7 @@ class Experiment:
         torch.set_num_threads(1)
         db = self.path("rollouts", f"{backbone}_{tag}.db")
         db.unlink(missing_ok=True)
-        world = RealWorld() if real else ModelWorld(self.world, max_steps=self.p.max_steps)
+        world = RealWorld(self.p.task) if real else ModelWorld(self.world, max_steps=self.p.max_steps, task=self.p.task)
         pol = load_policy(policy)
         results = []
         with BranchStore(db) as store:
@@ -288,8 +394,12 @@ class Experiment:
                 )
                 results.append(r)
         keep_all = operator and self.p.keep_corrections == "all"  # the baseline keeps successes by definition
+        # a branch that took no action (its world called the start a success) is no episode to learn from
         keep = [
-            b.branch_id for r in results for b in (r.corrections if operator else [r.rollout]) if b.success or keep_all
+            b.branch_id
+            for r in results
+            for b in (r.corrections if operator else [r.rollout])
+            if (b.success or keep_all) and b.taken
         ]
         summary = {
             "store": str(db),
@@ -472,6 +582,8 @@ class Experiment:
                 self.base_policy(backbone)  # trained (and timed) on its own before its sessions
                 self._timed(f"takeover sessions {backbone}", self.takeovers, backbone)
         self._timed("world model", self.world_model)
+        if self.trains_detector:
+            self._timed("success detector", self.success_detector)
         rows = []
         for backbone in self.p.backbones:
             ckpts = self.post_train(backbone)
@@ -480,5 +592,6 @@ class Experiment:
         from hiwm.experiment.report import write_report
 
         summaries = {f.stem: json.loads(f.read_text()) for f in sorted(self.path("rollouts").glob("*.json"))}
-        result = write_report(self.out, self.p, rows, summaries, self.timings, time.monotonic() - start)
+        seconds = time.monotonic() - start
+        result = write_report(self.out, self.p, rows, summaries, self.timings, seconds, self.verdict())
         return result

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from hiwm.experiment.rollouts import SimulatedOperatorConfig
 from hiwm.tasks import DEFAULT_TASK, get_task
+from hiwm.tasks.base import DETECTORS
 
 
 @dataclass
@@ -27,6 +28,10 @@ class Profile:
     probe_steps: int = 3000  # state probe training after the world model
     probe_calibration: int = 60  # fresh real episodes to fit the probe's success threshold on
     policy_minutes: float = 12.0
+    # the world model's success verdict, "probe" or "learned" ("": the task's, Task.loop.detector),
+    # and the learned detector's training steps (on the run's real episodes)
+    detector: str = ""
+    detector_steps: int = 600
     # backbone -> a base checkpoint trained elsewhere (`hiwm train policy`), used as is; post-training
     # mixes the corrections with that checkpoint's own training data
     base_policies: dict[str, str] = field(default_factory=dict)
@@ -41,6 +46,8 @@ class Profile:
     # the Hi-WM loop
     rounds: int = 1
     rollouts: int = 60
+    # steps of a session or an evaluation episode, at most the task's episode (Profile.for_task); the
+    # operator's timings are in steps of such an episode
     max_steps: int = 300
     operator: SimulatedOperatorConfig = field(default_factory=SimulatedOperatorConfig)
     corrections_share: float = 0.25  # share of post-training batches drawn from corrections
@@ -70,6 +77,30 @@ class Profile:
 
         if self.correction_segment not in SEGMENTS:
             raise ValueError(f"correction_segment must be one of {SEGMENTS}, got {self.correction_segment!r}")
+        if self.detector not in ("", *DETECTORS):
+            raise ValueError(f"detector must be one of {DETECTORS} or '' (the task's), got {self.detector!r}")
+
+    def for_task(self) -> Profile:
+        """The profile sized to its task: ``max_steps`` at most the task's episode, the operator's
+        step counts (stall, first step, rollback, correction) shrunk in proportion, and the task's
+        detector unless one is named. A task whose episodes are as long as ``max_steps`` or longer
+        keeps the profile as it is; a sized profile sizes to itself."""
+        task = get_task(self.task)
+        steps = min(self.max_steps, task.episode_steps)
+        op = self.operator
+        if steps < self.max_steps:
+
+            def scaled(n: int) -> int:
+                return max(1, round(n * steps / self.max_steps))
+
+            op = dataclasses.replace(
+                op,
+                stall_steps=scaled(op.stall_steps),
+                min_step=scaled(op.min_step),
+                rollback_steps=scaled(op.rollback_steps),
+                correction_steps=scaled(op.correction_steps),
+            )
+        return self.replace(max_steps=steps, operator=op, detector=self.detector or task.loop.detector)
 
     def replace(self, **changes: object) -> Profile:
         return dataclasses.replace(self, **changes)
@@ -107,6 +138,7 @@ PROFILES = {
         wm_minutes=0.3,
         probe_steps=20,
         probe_calibration=3,
+        detector_steps=20,
         policy_minutes=0.3,
         finetune_minutes=0.2,
         rollouts=2,

@@ -27,6 +27,12 @@ PAIRS = (
     ("oracle_vs_base", "oracle", "base"),
 )
 WORLDS = ("real", "model")
+#: What judges success in the world model, by the profile's detector (:class:`hiwm.tasks.base.LoopOptions`).
+VERDICTS = {
+    "probe": "the success detector of the state probe (the task's metric of the state it reads)",
+    "learned": "a learned success detector (trained on the run's real episodes)",
+    "task threshold": "the state probe's metric above the task's own threshold (its fitted one told nothing)",
+}
 
 
 def _order(method: str) -> tuple[int, str]:
@@ -171,9 +177,16 @@ def paired_lines(pairs: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
 
 
 def write_report(
-    out: Path, profile: Profile, rows: list[dict], summaries: dict[str, dict], timings: dict, seconds: float
+    out: Path,
+    profile: Profile,
+    rows: list[dict],
+    summaries: dict[str, dict],
+    timings: dict,
+    seconds: float,
+    verdict: str = "",
 ) -> dict[str, Any]:
-    """report.md, results.json, headline.json and three plots in ``out``; returns the results."""
+    """report.md, results.json, headline.json and three plots in ``out``; returns the results.
+    ``verdict``: what judged success in the world model (:data:`VERDICTS`; the profile's by default)."""
     real = np.array([r["real"]["success_rate"] for r in rows])
     model = np.array([r["model"]["success_rate"] for r in rows])
     corr = pearson(model, real) if len(rows) >= 2 else {"n": len(rows), "r": None, "ci_low": None, "ci_high": None}
@@ -184,6 +197,7 @@ def write_report(
     plot_corrections(summaries, out / "corrections.png")
     task = get_task(profile.task)
     metric = task.success.metric
+    judge = VERDICTS[verdict or profile.detector or task.loop.detector]
     lines = [
         f"# Hi-WM on {task.name}: profile `{profile.name}`",
         "",
@@ -191,7 +205,7 @@ def write_report(
         "",
         f"Wall time {seconds / 60:.1f} min on this machine. Real success: the task's own world (its physics, "
         f"{task.world}), {profile.eval_episodes} held-out seeds from {profile.eval_first_seed}; world-model "
-        "success: the same initial states, judged by the state probe on generated frames. 95 % Wilson intervals.",
+        f"success: the same initial states, judged on generated frames by {judge}. 95 % Wilson intervals.",
         "",
         f"| backbone | method | real success % | 95 % CI | world-model success % | 95 % CI | real mean max {metric} |",
         "| --- | --- | --- | --- | --- | --- | --- |",

@@ -50,6 +50,7 @@ class BranchResult:
     success: bool
     max_coverage: float
     steps: int
+    taken: int = 0  # actions taken on this branch: the policy's on the rollout, the operator's on a correction
 
 
 @dataclass
@@ -141,7 +142,7 @@ def run_session(
     root = store.session(session_id).root_branch
     obs, stall = run_policy(policy, world, rec, obs, max_steps, operator)
     result = SessionResult(session_id, seed)
-    result.branches.append(BranchResult(root, "policy", bool(obs.success), world.max_metric, obs.step))
+    result.branches.append(BranchResult(root, "policy", bool(obs.success), world.max_metric, obs.step, obs.step))
     store.label(root, [DETECTOR_SUCCESS if obs.success else DETECTOR_FAILURE])
     if not stall or operator is None:
         return result
@@ -153,13 +154,15 @@ def run_session(
         obs = world.restore(snapshot)
         rec.cursor = base.id
         expert = task_world.make_expert(operator.noise, seed=1000 * seed + k)
-        for _ in range(operator.correction_steps):
-            if obs.success or obs.step >= max_steps:
-                break
-            action = expert.act(task_world.state(obs))  # the probe's reading of the generated frame
+        taken = 0
+        while taken < operator.correction_steps and not obs.success and obs.step < max_steps:
+            # the world's state: in the world model, its predicted proprio and the probe's reading of its frame
+            action = expert.act(task_world.state(obs))
             obs = world.step(action)
             rec.add(obs, action, SOURCE_HUMAN)
+            taken += 1
         obs, _ = run_policy(policy, world, rec, obs, max_steps, None)  # handed back
         store.label(branch.id, [DETECTOR_SUCCESS if obs.success else DETECTOR_FAILURE])
-        result.branches.append(BranchResult(branch.id, "correction", bool(obs.success), world.max_metric, obs.step))
+        success = bool(obs.success)
+        result.branches.append(BranchResult(branch.id, "correction", success, world.max_metric, obs.step, taken))
     return result

@@ -183,6 +183,25 @@ class PolicyOptions:
     relative_actions: bool = False
 
 
+DETECTORS = ("probe", "learned")
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    """What the Hi-WM loop (``hiwm experiment``) does on a task unless its profile says otherwise."""
+
+    #: The world model's success verdict: ``"probe"``, the task's metric of the state its probe reads
+    #: off a generated frame; ``"learned"``, a success detector trained on the loop's real episodes
+    #: (:mod:`hiwm.world_model.detector`), where that metric alone misses what success is.
+    detector: str = "probe"
+    #: The learned detector reads the proprio beside the frame.
+    detector_proprio: bool = False
+
+    def __post_init__(self) -> None:
+        if self.detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {DETECTORS}, got {self.detector!r}")
+
+
 @dataclass(frozen=True)
 class Task:
     """One task: everything but its world's physics.
@@ -202,6 +221,7 @@ class Task:
     leader_arm: LeaderArmMap | None = None
     world: str = ""
     policy: PolicyOptions = PolicyOptions()
+    loop: LoopOptions = LoopOptions()
 
     def __post_init__(self) -> None:
         _check_names("task name", (self.name,))

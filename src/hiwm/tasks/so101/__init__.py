@@ -16,6 +16,7 @@ from hiwm.tasks.base import (
     JogMap,
     LeaderArmMap,
     LeaderJoint,
+    LoopOptions,
     Observations,
     Success,
     Task,
@@ -74,4 +75,7 @@ TASK = Task(
     # Joint to joint: the leader's calibration YAML turns ticks into these same radians.
     leader_arm=LeaderArmMap(robot="so101", joints=tuple(LeaderJoint(j, j) for j in JOINTS)),
     world="hiwm.tasks.so101.world",
+    # the probe's lift of a generated frame says nothing of the jaws holding the cube, which success
+    # needs; the joint positions help the detector most (docs/RESULTS.md)
+    loop=LoopOptions(detector="learned", detector_proprio=True),
 )

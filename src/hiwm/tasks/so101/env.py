@@ -115,6 +115,26 @@ class So101PickEnv:
         self._step, self._z0 = 0, float(cube_pose[2])
         return self._observe()
 
+    def restore(self, state: object, step: int, start_height: float = CUBE_HALF) -> ArmObservation:
+        """Continue an episode from a task state (the 13 numbers of ``ArmObservation.state``) at
+        ``step``, its cube having started ``start_height`` up (its centre on the table by default, as
+        every reset by seed has it): the arm and the cube at rest there, the episode's clock and the
+        lift's baseline as that episode had them. What decides the future beyond the task state
+        (velocities, the solver's warm start) restarts at zero; :meth:`set_state` restores those too.
+        ValueError, and nothing changed, for a state :meth:`reset` refuses or a negative step."""
+        if step < 0 or step != int(step):
+            raise ValueError(f"step must be a whole number >= 0, got {step}")
+        try:
+            arr = np.array(state, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            arr = state  # reset says why it is not a state
+        if isinstance(arr, np.ndarray) and arr.size == len(JOINTS) + 7:
+            # a joint the physics pressed a little past its limit (soft constraints) comes back at the limit
+            arr[: len(JOINTS)] = np.clip(arr[: len(JOINTS)], self.low, self.high)
+        self.reset(state=arr)  # validates before anything changes
+        self._step, self._z0 = int(step), float(start_height)
+        return self._observe()
+
     def _check_task_state(self, state: object) -> tuple[np.ndarray, np.ndarray]:
         n = len(JOINTS) + 7
         try:
@@ -128,7 +148,9 @@ class So101PickEnv:
         norm = float(np.linalg.norm(quat))
         if norm < 1e-6:
             raise ValueError("state's cube orientation must be a non-zero quaternion")
-        return joints, np.concatenate([arr[len(JOINTS) : len(JOINTS) + 3], quat / norm])
+        if abs(norm - 1.0) > 1e-12:  # a unit one kept bit for bit: a restored state is the snapshot's own
+            quat = quat / norm
+        return joints, np.concatenate([arr[len(JOINTS) : len(JOINTS) + 3], quat])
 
     def step(self, action: object) -> ArmObservation:
         """One control step: the six joint targets ``action`` (rad) held for 0.1 s."""

@@ -78,12 +78,7 @@ class So101World(TaskWorld):
         )
 
     def restore_env(self, env: So101PickEnv, state: np.ndarray, step: int, max_metric: float) -> ArmObservation:
-        if step < 0:
-            raise ValueError(f"step must be >= 0, got {step}")
-        env.reset(state=state)  # validates; the arm at rest at the state's joints, holding them
-        # the episode's clock and the lift's baseline (the cube started on the table), as reset by seed sets them
-        env._step, env._z0 = int(step), CUBE_HALF
-        return env._observe()
+        return env.restore(state, step)  # the arm at rest at the state's joints, holding them
 
 
 WORLD = So101World(TASK)

@@ -1,0 +1,149 @@
+"""The Hi-WM loop on the arm (so101_pick) at smoke size: its physics as a session world, the profile
+sized to its 100-step episodes, the verdict the world model judges by, and the whole loop end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hiwm.branch_cache.store import SOURCE_HUMAN, BranchStore
+from hiwm.cli.main import main as hiwm
+from hiwm.data import LeRobotDataset, verify
+from hiwm.experiment.pipeline import Experiment, detector_rejection, missing_parts, threshold_uninformative
+from hiwm.experiment.profiles import PROFILES
+from hiwm.experiment.report import VERDICTS
+from hiwm.tasks import get_task
+from hiwm.worlds import RealWorld
+
+ARM = "so101_pick"
+
+
+def test_the_arm_restores_a_snapshot_exactly_and_replays_bit_for_bit():
+    world = RealWorld(ARM)
+    tw = world.task_world
+    obs = world.reset(seed=3)
+    expert = tw.make_expert(0.0, seed=3)
+    for _ in range(12):
+        obs = world.step(expert.act(tw.state(obs)))
+    snap, at = world.snapshot(), obs
+    actions = []
+    for _ in range(8):  # on past the snapshot, then back
+        actions.append(expert.act(tw.state(obs)))
+        obs = world.step(actions[-1])
+    replays = []
+    for _ in range(2):
+        back = world.restore(snap)
+        assert back.step == at.step == 12 and world.max_metric == pytest.approx(at.lift)
+        np.testing.assert_array_equal(tw.state(back), tw.state(at))  # the snapshot's state, bit for bit
+        replays.append(np.stack([tw.state(world.step(a)) for a in actions]))
+    np.testing.assert_array_equal(replays[0], replays[1])  # the same actions from a restore: the same states
+    assert world.step(actions[0]).step == 21
+    with pytest.raises(ValueError, match="step must be a whole number"):
+        world.env.restore(tw.state(at), -1)
+    with pytest.raises(ValueError, match="state must be 13"):
+        world.env.restore([0.0, 1.0], 3)
+
+
+def test_profiles_follow_the_task():
+    assert missing_parts(get_task(ARM)) == [] and missing_parts(get_task("pusht")) == []
+    for name, p in PROFILES.items():
+        push = p.for_task()  # 300-step episodes: every profile as it is, the probe's verdict
+        assert push.max_steps == p.max_steps and push.operator == p.operator and push.detector == "probe", name
+        arm = p.replace(task=ARM).for_task()
+        assert arm.max_steps == min(p.max_steps, 100) and arm.detector == "learned"
+        assert arm.for_task() == arm  # sized once
+        scale = arm.max_steps / p.max_steps
+        for field in ("stall_steps", "min_step", "rollback_steps", "correction_steps"):
+            assert getattr(arm.operator, field) == max(1, round(getattr(p.operator, field) * scale)), (name, field)
+    quick = PROFILES["quick"].replace(task=ARM).for_task().operator
+    assert (quick.stall_steps, quick.min_step, quick.rollback_steps, quick.correction_steps) == (25, 25, 10, 10)
+    assert PROFILES["quick"].replace(task=ARM, detector="probe").for_task().detector == "probe"
+    with pytest.raises(ValueError, match="detector must be one of"):
+        PROFILES["smoke"].replace(detector="oracle")
+
+
+def test_a_detector_or_probe_threshold_that_tells_nothing_is_not_the_verdict():
+    assert detector_rejection({"calibration": {"scale": 0.4}}) == ""
+    assert "inverts" in detector_rejection({"calibration": {"scale": -0.05}})
+    assert detector_rejection({}) == "no calibration"
+    # 15 of 20 calibration episodes succeed: 75 % agreement is what "always success" gets
+    assert threshold_uninformative({"episodes": 20, "successes": 15, "agreement": 0.75})
+    assert not threshold_uninformative({"episodes": 20, "successes": 15, "agreement": 0.85})
+    assert threshold_uninformative({"episodes": 20, "successes": 4, "agreement": 0.8})  # "always failure"
+    assert not threshold_uninformative({})  # no calibration run: the threshold is the task's already
+
+
+@pytest.fixture(scope="module")
+def arm(tmp_path_factory):
+    out = tmp_path_factory.mktemp("arm")
+    assert hiwm(["experiment", "--task", ARM, "--profile", "smoke", "--out", str(out)]) == 0
+    return out
+
+
+def test_the_arm_smoke_runs_the_whole_loop(arm):
+    task = get_task(ARM)
+    profile = json.loads((arm / "profile.json").read_text())
+    assert profile["task"] == ARM and profile["detector"] == "learned"
+    results = json.loads((arm / "results.json").read_text())
+    assert {r["method"] for r in results["rows"]} == {"base", "hiwm_r1", "baseline", "oracle"}
+    for row in results["rows"]:  # both worlds' figures, each seed's outcome, the arm's metric
+        for world in ("real", "model"):
+            assert row[world]["episodes"] == 2 and 0.0 <= row[world]["success_rate"] <= 1.0
+            assert len(row[world]["per_seed"]) == 2 and "mean_max_lift" in row[world]
+            assert all("max_lift" in e for e in row[world]["per_seed"])
+    report = (arm / "report.md").read_text()
+    assert report.startswith(f"# Hi-WM on {ARM}: profile `smoke`") and "real mean max lift" in report
+    exp = Experiment(PROFILES["smoke"].replace(task=ARM), arm, progress=False)
+    assert "| act | hiwm_r1 |" in report and VERDICTS[exp.verdict()] in report
+    for plot in ("success.png", "correlation.png", "corrections.png"):
+        assert (arm / plot).stat().st_size > 5000
+
+    # the world model judges success by the detector trained on the run's real episodes, unless its
+    # calibration rejected it; then by the probe (saved as the detector at the task's threshold
+    # where the probe's fitted one tells nothing)
+    from hiwm.world_model.world import ModelWorld
+
+    learned = arm / "world_model" / "detector" / "metrics.json"
+    rejected = arm / "world_model" / "detector_rejected" / "metrics.json"
+    assert learned.exists() != rejected.exists()
+    kind = ModelWorld(arm / "world_model", task=ARM).sim.detector.kind
+    if learned.exists():
+        assert exp.verdict() == "learned" == kind and json.loads(learned.read_text())["split"]["test"] >= 1
+    else:
+        assert json.loads(rejected.read_text())["rejected"] and kind == "probe"
+
+    # the operator stepped in in the world model and forked corrections there, in the branch cache
+    summary = json.loads((arm / "rollouts" / "act_hiwm_r1.json").read_text())
+    forks = PROFILES["smoke"].operator.forks
+    assert summary["failure_states"] >= 1 and summary["corrections"] == forks * summary["failure_states"]
+    with BranchStore(arm / "rollouts" / "act_hiwm_r1.db", readonly=True) as store:
+        corrected = [b for b in store.branches() if "corrected" in b.labels]
+        assert len(corrected) == summary["corrections"] and all(b.parent_branch is not None for b in corrected)
+        nodes = store.trajectory(corrected[0].id)
+        human = [n for n in nodes if n.source == SOURCE_HUMAN]
+        assert human and nodes[0].step == 0 and all(len(n.action) == 6 for n in human)
+
+    # the corrections exported as episodes of the arm: 6-D joint targets named as its joints
+    corrections = arm / "data" / "act_corrections"
+    assert verify(corrections).ok
+    ds = LeRobotDataset(corrections)
+    assert ds.features["action"]["shape"] == [6] and ds.features["action"]["names"] == list(task.action.names)
+    assert ds.features["observation.state"]["names"] == list(task.observations.proprio)
+    episode = ds.episode(0, videos=False)
+    assert episode["action"].shape[1] == 6 and episode["intervention"].all()
+    lows, highs = np.array(task.action.low), np.array(task.action.high)
+    assert np.all(episode["action"] >= lows - 1e-5) and np.all(episode["action"] <= highs + 1e-5)
+    base = (arm / "policies/act/base/model.safetensors").read_bytes()
+    assert (arm / "policies/act/hiwm_r1/model.safetensors").read_bytes() != base
+
+    # the physics as a session world: the takeover sessions and the oracle, exported with their states
+    takeover = LeRobotDataset(arm / "data" / "act_takeover")
+    assert takeover.features["observation.environment_state"]["names"] == list(task.observations.state)
+    oracle = json.loads((arm / "rollouts" / "act_oracle.json").read_text())
+    assert oracle["corrections"] == forks * oracle["failure_states"] >= forks
+    stages = list(json.loads((arm / "timings.json").read_text()))
+    assert stages.index("world model") < stages.index("success detector") < stages.index("hi-wm rollouts act r1")
+    plan = [name for name, _, _ in exp.stages()]
+    assert stages == [name for name in plan if name in stages]
