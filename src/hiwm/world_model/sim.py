@@ -149,12 +149,12 @@ class WorldModelSim:
         state, metric = None, 0.0
         if self.probe is not None:
             state = self.probe.predict(frame)[0]
+        proprio = self._read_proprio(state)
         if self._probe_detector:
             metric = self.detector.metric(state)
-        elif self.detector is not None:
-            metric = float(self.detector.probability(frame[None])[0])
+        elif self.detector is not None:  # a detector reading proprio reads the model's (or the probe's)
+            metric = float(self.detector.probability(frame[None], proprio[None])[0])
         step = self.session.step_count
-        proprio = self._read_proprio(state)
         vel = (proprio - self.proprio) * self.task.fps if step > 0 else np.zeros(len(proprio))
         self.proprio, self.state = proprio, state
         self.max_metric = max(self.max_metric, metric) if max_metric is None else float(max_metric)
