@@ -42,6 +42,7 @@ def task_episodes(
         expert = world.make_expert(levels[i % len(levels)], seed=seed)
         obs = env.reset(seed=seed)
         frames, proprio, labels = [world.images(obs)[camera]], [world.proprio(obs)], [obs.success]
+        metric = [world.metric(obs)]
         extra = after_success
         while not obs.done or (obs.success and extra > 0):
             extra -= obs.done
@@ -49,12 +50,14 @@ def task_episodes(
             frames.append(world.images(obs)[camera])
             proprio.append(world.proprio(obs))
             labels.append(obs.success)
+            metric.append(world.metric(obs))
         out.append(
             det.Outcome(
                 np.stack(frames),
                 det.frame_labels(np.array(labels)),
                 np.asarray(proprio, dtype=np.float32),
                 f"seed {seed}",
+                np.asarray(metric, dtype=np.float32),
             )
         )
     close = getattr(env, "close", None)
@@ -73,7 +76,16 @@ def main() -> None:
     )
     parser.add_argument("--detector-size", type=int, default=48, help="the detector's input size")
     parser.add_argument("--proprio", action="store_true", help="the detector reads proprio too")
+    parser.add_argument("--proprio-only", action="store_true", help="the detector reads proprio, not frames")
+    parser.add_argument("--proprio-layers", type=int, default=1, help="hidden layers of the proprio MLP")
+    parser.add_argument("--hidden", type=int, default=64, help="width of the detector's MLPs")
+    parser.add_argument("--seed", type=int, default=0, help="the split's and the net's seed")
+    parser.add_argument("--score", choices=det.SCORES, default="success", help="the output the verdict calibrates")
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument(
+        "--metric-weight", type=float, default=0.0, help="> 0: regress the task's success metric on every frame too"
+    )
     parser.add_argument("--margin", type=int, default=3, help="frames before a success left out of training")
     parser.add_argument("--first-seed", type=int, default=600_000)
     parser.add_argument("--after-success", type=int, default=0, help="frames recorded past a success (training)")
@@ -82,16 +94,33 @@ def main() -> None:
     t0 = time.monotonic()
     size = args.image_size or SIZES.get(args.task) or get_task(args.task).cameras[0].height
     episodes = task_episodes(args.task, args.episodes, args.levels, size, args.first_seed, args.after_success)
-    if not args.proprio:
-        episodes = [det.Outcome(e.frames, e.labels, None, e.source) for e in episodes]
+    if not (args.proprio or args.proprio_only):
+        episodes = [det.Outcome(e.frames, e.labels, None, e.source, e.metric) for e in episodes]
     collect_s = time.monotonic() - t0
     cfg = det.DetectorTrainConfig(
-        steps=args.steps, batch=32, margin=args.margin, calibration_fraction=0.25, test_fraction=0.35
+        steps=args.steps,
+        batch=args.batch,
+        margin=args.margin,
+        calibration_fraction=0.25,
+        test_fraction=0.35,
+        seed=args.seed,
     )
     t0 = time.monotonic()
-    _, metrics = det.train(episodes, det.DetectorConfig(image_size=args.detector_size), cfg)
+    success = get_task(args.task).success  # the metric head's target: the metric with its threshold at 1
+    model_cfg = det.DetectorConfig(
+        image_size=args.detector_size,
+        metric_weight=args.metric_weight,
+        metric_scale=abs(success.threshold) or 1.0,
+        score=args.score,
+        proprio_layers=args.proprio_layers,
+        frames=not args.proprio_only,
+        hidden=args.hidden,
+    )
+    _, metrics = det.train(episodes, model_cfg, cfg)
     out = {"task": args.task, "levels": args.levels, "proprio": args.proprio, "after_success": args.after_success,
-           "episodes": len(episodes),
+           "image_size": size, "detector_size": args.detector_size, "steps": args.steps, "batch": args.batch,
+           "metric_weight": args.metric_weight, "score": args.score, "proprio_layers": args.proprio_layers,
+           "frames": not args.proprio_only, "hidden": args.hidden, "seed": args.seed, "episodes": len(episodes),
            "real_successes": sum(e.success for e in episodes), "collect_s": round(collect_s, 1),
            "train_and_calibrate_s": round(time.monotonic() - t0, 1), **metrics}  # fmt: skip
     print(json.dumps(out))

@@ -146,8 +146,12 @@ def model_verdicts(model: WorldModel, detector, episodes) -> dict:
             prev_action=prev,
             proprio=None if ep.proprio is None else ep.proprio[k - 1],
         )
-        frames = np.stack([s.step(a) for a in ep.actions[k - 1 :]])
-        agree += detector.verdict(frames) == ep.success
+        frames, proprio = [], []
+        for a in ep.actions[k - 1 :]:
+            frames.append(s.step(a))
+            proprio.append(s.proprio.copy())  # the model's own, for a detector that reads proprio
+        reads = np.stack(proprio) if model.cfg.proprio_dim else None
+        agree += detector.verdict(np.stack(frames), reads) == ep.success
         n += 1
     return {"episodes": n, "agreement": agree / max(1, n)}
 

@@ -210,3 +210,65 @@ def test_frames_past_a_success_train_but_the_verdict_sees_the_episode_as_the_wor
     assert ended.proprio.shape == (3, 2) and (ended.frames == frames[:3]).all()
     failed = det.Outcome(frames, np.zeros(6, bool))
     assert failed.until_success() is failed  # a failure runs to its end
+
+
+def with_metric(episodes: list[det.Outcome]) -> list[det.Outcome]:
+    """The episodes with a metric per frame that the mark shows: 0.05 (a lift in m, say) from it on, else 0."""
+    out = []
+    for e in episodes:
+        metric = np.where(e.labels, 0.05, 0.0).astype(np.float32)
+        out.append(det.Outcome(e.frames, e.labels, e.proprio, e.source, metric))
+    return out
+
+
+def test_the_metric_head_learns_the_metric_and_round_trips(tmp_path):
+    episodes = with_metric(synthetic(60, 11))
+    cfg = det.DetectorConfig(image_size=32, metric_weight=1.0, metric_scale=0.05)
+    detector, metrics = det.train(episodes, cfg, det.DetectorTrainConfig(steps=250, batch=32, seed=3))
+    assert metrics["test"]["agreement"] >= 0.9, metrics
+    fresh = with_metric(synthetic(10, 98))
+    x, p = detector.inputs(np.concatenate([e.frames for e in fresh]), None)
+    with torch.inference_mode():
+        read = detector.net.outputs(x, p)[:, 1].numpy() * cfg.metric_scale
+    truth = np.concatenate([e.metric for e in fresh])
+    assert np.corrcoef(read, truth)[0, 1] > 0.8  # the scaled target, read back in the metric's units
+    detector.save(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / det.CONFIG).read_text())["format"] == det.FORMAT
+    again = det.load(tmp_path / "m")
+    with torch.inference_mode():
+        np.testing.assert_array_equal(again.net.outputs(x, p).numpy(), detector.net.outputs(x, p).numpy())
+    with pytest.raises(ValueError, match="metric per frame"):
+        det.train(synthetic(20, 4), cfg, det.DetectorTrainConfig(steps=5, batch=8))
+
+
+def test_a_detector_saved_before_the_metric_head_still_loads(trained, tmp_path):
+    detector, _ = trained
+    detector.save(tmp_path / "d")
+    doc = json.loads((tmp_path / "d" / det.CONFIG).read_text())
+    config = {k: v for k, v in doc["config"].items() if k not in ("metric_weight", "metric_scale")}
+    (tmp_path / "d" / det.CONFIG).write_text(json.dumps({**doc, "format": "hiwm.detector/1", "config": config}))
+    frames = synthetic(2, 5)[0].frames
+    np.testing.assert_array_equal(det.load(tmp_path / "d").probability(frames), detector.probability(frames))
+
+
+def test_a_proprio_only_detector_scores_by_its_metric_head():
+    # the mark is gone from the frames; the proprio's first value carries the metric (a gripper height, say)
+    rng = np.random.default_rng(12)
+    episodes = []
+    for e in with_metric(synthetic(60, 13, proprio=True)):
+        proprio = e.proprio.copy()
+        proprio[:, 0] = e.metric * 20 + rng.normal(0, 0.1, len(e.labels))
+        frames = rng.integers(0, 120, size=e.frames.shape, dtype=np.uint8)
+        episodes.append(det.Outcome(frames, e.labels, proprio, e.source, e.metric))
+    cfg = det.DetectorConfig(
+        image_size=32, metric_weight=1.0, metric_scale=0.05, score="metric", proprio_layers=2, frames=False
+    )
+    detector, metrics = det.train(episodes, cfg, det.DetectorTrainConfig(steps=300, batch=32, seed=4))
+    assert detector.net.image is None
+    assert metrics["test"]["agreement"] >= 0.9, metrics
+    e = episodes[0]
+    np.testing.assert_array_equal(
+        detector.probability(e.frames, e.proprio), detector.probability(255 - e.frames, e.proprio)
+    )
+    with pytest.raises(ValueError, match="metric_weight"):
+        det.DetectorConfig(score="metric")

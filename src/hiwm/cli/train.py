@@ -52,7 +52,28 @@ def cmd_detector(args: argparse.Namespace) -> int:
         calibration_fraction=args.calibration_fraction,
         test_fraction=args.test_fraction,
     )
-    print(json.dumps(run(args.data, args.out, args.camera, args.proprio, args.image_size, cfg)))
+    metric, scale = "", 1.0
+    if args.metric_weight > 0:  # the task's success metric, its threshold at 1
+        from hiwm.tasks import get_task
+
+        success = get_task(args.task).success
+        metric, scale = success.metric, abs(success.threshold) or 1.0
+    print(
+        json.dumps(
+            run(
+                args.data,
+                args.out,
+                args.camera,
+                args.proprio,
+                args.image_size,
+                cfg,
+                metric,
+                args.metric_weight,
+                scale,
+                json.loads(args.model),
+            )
+        )
+    )
     return 0
 
 
@@ -132,6 +153,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--camera", default="", help="camera to read (default: the first observation.images.*)")
     d.add_argument("--proprio", action="store_true", help="read observation.state beside the frames")
     d.add_argument("--image-size", type=int, default=64, help="frames are resized to this square")
+    d.add_argument(
+        "--task", choices=task_names(), default=DEFAULT_TASK, help="whose success metric --metric-weight reads"
+    )
+    d.add_argument(
+        "--metric-weight", type=float, default=0.0, help="> 0: also regress the task's success metric on every frame"
+    )
+    d.add_argument(
+        "--model",
+        default="{}",
+        help='DetectorConfig fields as JSON, e.g. \'{"frames": false, "proprio_layers": 2, "score": "metric"}\'',
+    )
     d.add_argument("--steps", type=int, default=600)
     d.add_argument("--batch-size", type=int, default=64)
     d.add_argument("--lr", type=float, default=2e-3)

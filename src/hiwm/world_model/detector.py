@@ -5,8 +5,10 @@ failure trigger, world-model evaluation) goes through :class:`SuccessDetector`, 
 care which implementation it holds:
 
 - :class:`LearnedDetector`: a small CNN over a downscaled frame, plus an optional proprio MLP,
-  trained on real episodes' ``next.success`` frames and calibrated on held-out real episodes'
-  outcomes (Platt scaling of the episode's highest logit, then the verdict's threshold);
+  trained on real episodes' ``next.success`` frames (optionally with a second head regressing the
+  task's success metric on every frame, e.g. the arm's lift: denser supervision than one success
+  frame per episode) and calibrated on held-out real episodes' outcomes (Platt scaling of the
+  episode's highest logit, then the verdict's threshold);
 - :class:`ProbeDetector`: the state probe, whose "probability" is the task's success metric of the
   state it reads off a frame (:meth:`~hiwm.tasks.world.TaskWorld.metric_from_state`) and whose
   threshold is the one :mod:`hiwm.world_model.verdict` fits, so its verdicts stay exactly what the
@@ -43,12 +45,14 @@ from hiwm.files import atomic_write_json
 from hiwm.training import Budget, Ranks, train_loop
 from hiwm.world_model.config import ProbeConfig, from_dict, to_dict
 
-FORMAT = "hiwm.detector/1"
+FORMAT = "hiwm.detector/2"  # /2: the optional metric head (metric_weight)
+READABLE = (FORMAT, "hiwm.detector/1")  # /1 files are /2 ones without the metric head
 CONFIG = "detector.json"
 WEIGHTS = "detector.safetensors"
 PROBE_WEIGHTS = "probe.safetensors"
 FOLDER = "detector"  # a world-model checkpoint's detector, when it has one
 ECE_BINS = 10
+SCORES = ("success", "metric")  # DetectorConfig.score: which output the verdict calibrates
 
 
 class SuccessDetector(ABC):
@@ -126,6 +130,13 @@ class DetectorConfig:
     proprio_dim: int = 0  # 0: frames only
     channels: tuple[int, ...] = (16, 32, 64, 64)  # each a stride-2 conv
     hidden: int = 64
+    # > 0: a second output regresses the task's success metric / metric_scale on every frame (the
+    # threshold as scale puts success at 1), weighted so in the training loss beside the success one
+    metric_weight: float = 0.0
+    metric_scale: float = 1.0
+    score: str = "success"  # the output calibrated into the probability: "success" or "metric" (its head's)
+    proprio_layers: int = 1  # hidden layers of the proprio MLP (a joint pose -> a gripper height needs two)
+    frames: bool = True  # False: proprio only (the frames are not read)
     # proprio normalisation (training data statistics)
     proprio_mean: list[float] = field(default_factory=list)
     proprio_std: list[float] = field(default_factory=list)
@@ -140,35 +151,56 @@ class DetectorConfig:
             raise ValueError(f"image_size must be >= 16 and a multiple of {2 ** len(self.channels)}")
         if self.proprio_dim < 0 or len(self.proprio_mean) not in (0, self.proprio_dim):
             raise ValueError(f"proprio statistics must have {self.proprio_dim} values")
+        if self.metric_weight < 0 or not self.metric_scale > 0:
+            raise ValueError("metric_weight must be >= 0 and metric_scale > 0")
+        if self.score not in SCORES or (self.score == "metric" and not self.metric_weight > 0):
+            raise ValueError(f"score must be one of {SCORES} ('metric' needs metric_weight > 0), got {self.score!r}")
+        if self.proprio_layers < 1:
+            raise ValueError(f"proprio_layers must be >= 1, got {self.proprio_layers}")
 
 
 class DetectorNet(nn.Module):
     """(B, 3, S, S) frames in [0, 1] and (B, P) normalised proprio -> (B,) success logits.
 
     Stride-2 convs down to a small grid, flattened (not pooled: where things are is what success
-    is about, e.g. a block on its goal), an MLP on the proprio beside it, one head."""
+    is about, e.g. a block on its goal), an MLP on the proprio beside it, one head; with
+    ``metric_weight`` its last layer has a second output, the scaled metric (:meth:`outputs`)."""
 
     def __init__(self, cfg: DetectorConfig) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        c_in = 3
-        for c in cfg.channels:
-            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(min(4, c), c), nn.GELU()]
-            c_in = c
-        self.features = nn.Sequential(*layers)
-        side = cfg.image_size // 2 ** len(cfg.channels)
-        self.image = nn.Sequential(nn.Flatten(), nn.Linear(c_in * side * side, cfg.hidden), nn.GELU())
-        self.proprio = nn.Sequential(nn.Linear(cfg.proprio_dim, cfg.hidden), nn.GELU()) if cfg.proprio_dim else None
-        width = cfg.hidden * (2 if cfg.proprio_dim else 1)
-        self.head = nn.Sequential(nn.Linear(width, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, 1))
+        if not (cfg.frames or cfg.proprio_dim):
+            raise ValueError("a detector reads frames, proprio or both")
+        self.image: nn.Module | None = None
+        if cfg.frames:
+            layers: list[nn.Module] = []
+            c_in = 3
+            for c in cfg.channels:
+                layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(min(4, c), c), nn.GELU()]
+                c_in = c
+            self.features = nn.Sequential(*layers)
+            side = cfg.image_size // 2 ** len(cfg.channels)
+            self.image = nn.Sequential(nn.Flatten(), nn.Linear(c_in * side * side, cfg.hidden), nn.GELU())
+        self.proprio: nn.Module | None = None
+        if cfg.proprio_dim:
+            mlp: list[nn.Module] = []
+            for i in range(cfg.proprio_layers):
+                mlp += [nn.Linear(cfg.proprio_dim if i == 0 else cfg.hidden, cfg.hidden), nn.GELU()]
+            self.proprio = nn.Sequential(*mlp)
+        width = cfg.hidden * (int(cfg.frames) + int(cfg.proprio_dim > 0))
+        outputs = 2 if cfg.metric_weight > 0 else 1
+        self.head = nn.Sequential(nn.Linear(width, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, outputs))
 
-    def forward(self, x: Tensor, proprio: Tensor | None = None) -> Tensor:
-        h = self.image(self.features(x))
+    def outputs(self, x: Tensor, proprio: Tensor | None = None) -> Tensor:
+        """(B, 1) success logits, or (B, 2) with the scaled metric second."""
+        parts = [] if self.image is None else [self.image(self.features(x))]
         if self.proprio is not None:
             if proprio is None:
                 raise ValueError("this detector reads proprio: pass it")
-            h = torch.cat([h, self.proprio(proprio)], dim=1)
-        return self.head(h)[:, 0]
+            parts.append(self.proprio(proprio))
+        return self.head(torch.cat(parts, dim=1))
+
+    def forward(self, x: Tensor, proprio: Tensor | None = None) -> Tensor:
+        return self.outputs(x, proprio)[:, 0]
 
 
 def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
@@ -223,11 +255,14 @@ class LearnedDetector(SuccessDetector):
 
     @torch.inference_mode()
     def logits(self, frames: np.ndarray, proprio: np.ndarray | None = None, batch: int = 256) -> np.ndarray:
-        """Uncalibrated logits, (T,)."""
+        """Uncalibrated scores, (T,): the success logits, or the metric head's reading (``cfg.score``)."""
         x, p = self.inputs(frames, proprio)
         device = next(self.net.parameters()).device
+        k = SCORES.index(self.cfg.score)
         out = [
-            self.net(x[i : i + batch].to(device), None if p is None else p[i : i + batch].to(device)).float().cpu()
+            self.net.outputs(x[i : i + batch].to(device), None if p is None else p[i : i + batch].to(device))[:, k]
+            .float()
+            .cpu()
             for i in range(0, len(x), batch)
         ]
         return torch.cat(out).numpy().astype(np.float64)
@@ -256,7 +291,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> SuccessDetecto
         raise CheckpointError(f"{source}: missing") from None
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{source}: unreadable ({exc})") from exc
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+    if not isinstance(doc, dict) or doc.get("format") not in READABLE:
         raise CheckpointError(f"{source}: not a hiwm detector (format {FORMAT!r})")
     if doc.get("kind") == LearnedDetector.kind:
         cfg = checkpoints.build_from_config(lambda: from_dict(DetectorConfig, doc["config"]), source)
@@ -290,6 +325,7 @@ class Outcome:
     labels: np.ndarray  # (T,) bool: success shows in frame t
     proprio: np.ndarray | None = None  # (T, P) float32
     source: str = ""
+    metric: np.ndarray | None = None  # (T,) the task's success metric in frame t, where recorded
 
     @property
     def success(self) -> bool:
@@ -304,7 +340,8 @@ class Outcome:
         if end == len(self.labels):
             return self
         proprio = None if self.proprio is None else self.proprio[:end]
-        return Outcome(self.frames[:end], self.labels[:end], proprio, self.source)
+        metric = None if self.metric is None else self.metric[:end]
+        return Outcome(self.frames[:end], self.labels[:end], proprio, self.source, metric)
 
 
 def frame_labels(next_success: np.ndarray) -> np.ndarray:
@@ -312,9 +349,12 @@ def frame_labels(next_success: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(np.asarray(next_success, dtype=bool).reshape(-1))
 
 
-def load_outcomes(roots: Sequence[str | Path], camera: str = "", proprio: bool = False) -> list[Outcome]:
+def load_outcomes(
+    roots: Sequence[str | Path], camera: str = "", proprio: bool = False, metric: str = ""
+) -> list[Outcome]:
     """Every episode of LeRobot datasets with ``observation.images.*`` (or ``observation.image``),
-    optional ``observation.state`` and ``next.success``."""
+    optional ``observation.state`` and ``next.success``; ``metric`` names the task's success metric
+    to read as well (``next.<metric>``, e.g. ``lift``)."""
     from hiwm.data import LeRobotDataset
     from hiwm.world_model.data import PROPRIO_KEY, image_key
 
@@ -331,11 +371,14 @@ def load_outcomes(roots: Sequence[str | Path], camera: str = "", proprio: bool =
             key = keys[0] if keys else image_key(features, "image")
         if proprio and PROPRIO_KEY not in features:
             raise ValueError(f"{root}: no {PROPRIO_KEY!r} feature for the detector's proprio")
+        if metric and f"next.{metric}" not in features:
+            raise ValueError(f"{root}: no 'next.{metric}' feature for the detector's metric head")
         for i in range(ds.num_episodes):
             ep = ds.episode(i)
             frames = np.ascontiguousarray(ep[key])
             state = np.asarray(ep[PROPRIO_KEY], dtype=np.float32).reshape(len(frames), -1) if proprio else None
-            out.append(Outcome(frames, frame_labels(ep["next.success"]), state, f"{root}#{i}"))
+            values = np.asarray(ep[f"next.{metric}"], dtype=np.float32).reshape(-1) if metric else None
+            out.append(Outcome(frames, frame_labels(ep["next.success"]), state, f"{root}#{i}", values))
     if not out:
         raise ValueError(f"no episodes in {[str(r) for r in roots]}")
     return out
@@ -377,6 +420,11 @@ class Frames:
         self.x = np.concatenate([resize_frames(e.frames, cfg.image_size) for e in episodes])
         self.y = np.concatenate([e.labels for e in episodes]).astype(np.float32)
         self.p = np.concatenate([e.proprio for e in episodes]) if cfg.proprio_dim else None  # type: ignore[misc]
+        self.m = None  # the scaled metric per frame, for the metric head
+        if cfg.metric_weight > 0:
+            if any(e.metric is None for e in episodes):
+                raise ValueError("the detector's metric head needs every training episode's metric per frame")
+            self.m = np.concatenate([e.metric for e in episodes]).astype(np.float32) / cfg.metric_scale  # type: ignore[misc]
         keep = np.concatenate([near_success(e.labels, margin) == 0 for e in episodes])
         self.pos, self.neg = np.flatnonzero(self.y > 0.5), np.flatnonzero((self.y < 0.5) & keep)
         if not len(self.pos) or not len(self.neg):
@@ -398,12 +446,17 @@ def near_success(labels: np.ndarray, margin: int) -> np.ndarray:
 
 
 def batch_loss(detector: LearnedDetector, data: Frames, batch: int) -> Tensor:
-    """Binary cross-entropy of the net's logits on one balanced batch (random flips of brightness)."""
+    """Binary cross-entropy of the net's logits on one balanced batch (random flips of brightness),
+    plus ``metric_weight`` times the metric head's Huber loss on the scaled metric."""
     idx = data.sample(batch)
     x = torch.from_numpy(data.x[idx]).movedim(-1, 1).float() / 255.0
     x = x * torch.empty(len(idx), 1, 1, 1).uniform_(0.9, 1.1)  # light jitter: do not key on exact pixels
     p = detector.normalise(data.p[idx], len(idx)) if data.p is not None else None
-    return F.binary_cross_entropy_with_logits(detector.net(x, p), torch.from_numpy(data.y[idx]))
+    out = detector.net.outputs(x, p)
+    loss = F.binary_cross_entropy_with_logits(out[:, 0], torch.from_numpy(data.y[idx]))
+    if data.m is not None:
+        loss = loss + detector.cfg.metric_weight * F.smooth_l1_loss(out[:, 1], torch.from_numpy(data.m[idx]))
+    return loss
 
 
 def fit(detector: LearnedDetector, episodes: Sequence[Outcome], cfg: DetectorTrainConfig) -> dict[str, float]:
@@ -527,11 +580,26 @@ def train(
 
 
 def run(
-    data: Sequence[str], out: str, camera: str, proprio: bool, image_size: int, train_cfg: DetectorTrainConfig
+    data: Sequence[str],
+    out: str,
+    camera: str,
+    proprio: bool,
+    image_size: int,
+    train_cfg: DetectorTrainConfig,
+    metric: str = "",
+    metric_weight: float = 0.0,
+    metric_scale: float = 1.0,
+    fields: dict[str, Any] | None = None,
 ) -> dict:
-    """``hiwm train detector``: datasets -> a calibrated detector in ``out``; its figures."""
-    episodes = load_outcomes(data, camera, proprio)
-    detector, metrics = train(episodes, DetectorConfig(image_size=image_size, camera=camera), train_cfg)
+    """``hiwm train detector``: datasets -> a calibrated detector in ``out``; its figures. ``metric``
+    (with ``metric_weight`` > 0) names the success metric its second head regresses, divided by
+    ``metric_scale``; ``fields``: other :class:`DetectorConfig` fields."""
+    episodes = load_outcomes(data, camera, proprio, metric if metric_weight > 0 else "")
+    cfg = DetectorConfig(
+        **{"image_size": image_size, "camera": camera, "metric_weight": metric_weight, "metric_scale": metric_scale,
+           **(fields or {})}
+    )  # fmt: skip
+    detector, metrics = train(episodes, cfg, train_cfg)
     detector.save(out)
     Path(out, "metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics

@@ -152,7 +152,7 @@ class WorldModelSim:
         proprio = self._read_proprio(state)
         if self._probe_detector:
             metric = self.detector.metric(state)
-        elif self.detector is not None:  # the proprio for a detector that reads it (the others ignore it)
+        elif self.detector is not None:  # a detector reading proprio reads the model's (or the probe's)
             metric = float(self.detector.probability(frame[None], proprio[None])[0])
         step = self.session.step_count
         vel = (proprio - self.proprio) * self.task.fps if step > 0 else np.zeros(len(proprio))
