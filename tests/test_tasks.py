@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from hiwm.tasks import ActionSpace, Camera, JogKey, JogMap, LeaderArmMap, LeaderJoint, get_task, task_names
-from hiwm.tasks.base import Observations, Success, Task
+from hiwm.tasks.base import LoopOptions, Observations, Success, Task
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,7 +104,26 @@ def test_bad_descriptions_are_refused():
         Observations((), ("p",), ("s",))
     with pytest.raises(ValueError, match="finite"):
         Success("m", float("nan"), "")
+    with pytest.raises(ValueError, match="detector must be one of"):
+        LoopOptions(detector="oracle")
+    with pytest.raises(ValueError, match="frames, the proprio or both"):
+        LoopOptions(detector_frames=False)
+    with pytest.raises(ValueError, match="needs detector_metric_weight"):
+        LoopOptions(detector_score="metric")
     assert isinstance(base, Task)
+
+
+def test_the_arm_describes_the_detector_its_loop_trains():
+    """The task's loop options become the detector's configuration; the JSON summary carries them."""
+    from hiwm.world_model.detector import for_task
+
+    arm = get_task("so101_pick")
+    cfg, metric = for_task(arm)
+    assert metric == "lift" and cfg.metric_scale == arm.success.threshold and cfg.score == "metric"
+    assert not cfg.frames and cfg.proprio_layers == 2
+    assert arm.summary()["loop"]["detector"] == "learned"
+    cfg, metric = for_task(get_task("pusht"))
+    assert metric == "" and cfg.frames and cfg.score == "success"
 
 
 def test_importing_the_registry_loads_no_physics():

@@ -55,9 +55,9 @@ def cmd_detector(args: argparse.Namespace) -> int:
     metric, scale = "", 1.0
     if args.metric_weight > 0:  # the task's success metric, its threshold at 1
         from hiwm.tasks import get_task
+        from hiwm.world_model.detector import metric_target
 
-        success = get_task(args.task).success
-        metric, scale = success.metric, abs(success.threshold) or 1.0
+        metric, scale = metric_target(get_task(args.task))
     print(
         json.dumps(
             run(

@@ -284,10 +284,11 @@ class Experiment:
         out, rejected = self.world / detector.FOLDER, self.world / REJECTED_DETECTOR
         if (out / detector.CONFIG).exists() or (rejected / "metrics.json").exists():
             return out
-        episodes = detector.load_outcomes(self.real_data(), proprio=self.task.loop.detector_proprio)
+        cfg, metric = detector.for_task(self.task)
+        episodes = detector.load_outcomes(self.real_data(), proprio=self.task.loop.detector_proprio, metric=metric)
         train_cfg = detector.DetectorTrainConfig(steps=self.p.detector_steps, threads=1)
         try:
-            found, metrics = detector.train(episodes, detector.DetectorConfig(), train_cfg)
+            found, metrics = detector.train(episodes, cfg, train_cfg)
             reason = detector_rejection(metrics)
         except ValueError as exc:  # too few episodes of one outcome for its held-out splits
             found, metrics, reason = None, {}, str(exc)

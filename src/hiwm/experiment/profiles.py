@@ -31,7 +31,7 @@ class Profile:
     # the world model's success verdict, "probe" or "learned" ("": the task's, Task.loop.detector),
     # and the learned detector's training steps (on the run's real episodes)
     detector: str = ""
-    detector_steps: int = 600
+    detector_steps: int = 3000  # batches of 64: 16 s for the arm's proprio detector
     # backbone -> a base checkpoint trained elsewhere (`hiwm train policy`), used as is; post-training
     # mixes the corrections with that checkpoint's own training data
     base_policies: dict[str, str] = field(default_factory=dict)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 
@@ -196,10 +196,27 @@ class LoopOptions:
     detector: str = "probe"
     #: The learned detector reads the proprio beside the frame.
     detector_proprio: bool = False
+    #: It reads the frames (False: the proprio alone, where the frames only let it memorise).
+    detector_frames: bool = True
+    #: Hidden layers of its proprio MLP (a joint pose to a gripper's height needs two).
+    detector_proprio_layers: int = 1
+    #: > 0: a second head regresses the task's success metric on every frame (its threshold at 1), this
+    #: much of the loss; with ``detector_score="metric"`` that head's highest reading in an episode is
+    #: what is calibrated, a dense target where successes are a frame per episode.
+    detector_metric_weight: float = 0.0
+    detector_score: str = "success"
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:
             raise ValueError(f"detector must be one of {DETECTORS}, got {self.detector!r}")
+        if not (self.detector_frames or self.detector_proprio):
+            raise ValueError("a detector reads the frames, the proprio or both")
+        if self.detector_proprio_layers < 1 or not self.detector_metric_weight >= 0:
+            raise ValueError("detector_proprio_layers must be >= 1 and detector_metric_weight >= 0")
+        if self.detector_score not in ("success", "metric") or (
+            self.detector_score == "metric" and not self.detector_metric_weight > 0
+        ):
+            raise ValueError("detector_score must be 'success' or 'metric' (which needs detector_metric_weight > 0)")
 
 
 @dataclass(frozen=True)
@@ -289,6 +306,7 @@ class Task:
                 "space": self.jog.space,
                 "keys": [{"key": k.key, "axis": k.axis, "step": k.step, "label": k.help} for k in self.jog.keys],
             },
+            "loop": asdict(self.loop),
         }
 
     def to_json(self, indent: int | None = None) -> str:

@@ -579,6 +579,26 @@ def train(
     return detector, metrics
 
 
+def metric_target(task: Any) -> tuple[str, float]:
+    """A task's success metric for the metric head and the scale that puts its threshold at 1."""
+    return task.success.metric, abs(task.success.threshold) or 1.0
+
+
+def for_task(task: Any) -> tuple[DetectorConfig, str]:
+    """The learned detector its task describes (:class:`hiwm.tasks.base.LoopOptions`) and the metric
+    its datasets must give (``""``: none), for :func:`load_outcomes` and :func:`train`."""
+    loop = task.loop
+    metric, scale = metric_target(task) if loop.detector_metric_weight > 0 else ("", 1.0)
+    cfg = DetectorConfig(
+        frames=loop.detector_frames,
+        proprio_layers=loop.detector_proprio_layers,
+        metric_weight=loop.detector_metric_weight,
+        metric_scale=scale,
+        score=loop.detector_score,
+    )
+    return cfg, metric
+
+
 def run(
     data: Sequence[str],
     out: str,
