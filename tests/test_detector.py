@@ -182,6 +182,26 @@ def test_cli_trains_a_detector_on_a_collected_dataset(tmp_path, capsys):
     assert "not a LeRobot dataset" in capsys.readouterr().err and not (tmp_path / "e").exists()
 
 
+def test_cli_trains_the_detector_the_task_describes(tmp_path, capsys):
+    """``hiwm train detector --task so101_pick`` with no other option: the arm's recipe (the joint
+    pose alone, a lift head scoring the verdict); an option overrides it."""
+    from hiwm.cli.main import main
+    from hiwm.data.collect import CollectConfig, collect
+
+    for seed, noise in ((0, 0.0), (100, 2.5)):
+        collect(CollectConfig(task="so101_pick", episodes=6, seed=seed, noise=noise, image_size=32), tmp_path / "ds")
+    args = ["train", "detector", "--task", "so101_pick", "--data", str(tmp_path / "ds"), "--steps", "20"]
+    args += ["--calibration-fraction", "0.3", "--test-fraction", "0.3", "--image-size", "32"]
+    assert main([*args, "--out", str(tmp_path / "d")]) == 0
+    cfg = det.load(tmp_path / "d").cfg
+    assert not cfg.frames and cfg.proprio_dim == 6 and cfg.proprio_layers == 2
+    assert cfg.score == "metric" and cfg.metric_weight == 1.0 and cfg.metric_scale == pytest.approx(0.05)
+    assert main([*args, "--out", str(tmp_path / "e"), "--metric-weight", "0", "--model", '{"frames": true}']) == 0
+    cfg = det.load(tmp_path / "e").cfg
+    assert cfg.frames and cfg.score == "success" and cfg.metric_weight == 0.0
+    capsys.readouterr()
+
+
 def test_the_probe_detector_of_another_task_reads_that_tasks_metric(tmp_path):
     from hiwm.tasks.so101.scene import CUBE_HALF
     from hiwm.world_model.config import ProbeConfig

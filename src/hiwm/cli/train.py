@@ -41,7 +41,8 @@ def cmd_world_model(args: argparse.Namespace) -> int:
 
 
 def cmd_detector(args: argparse.Namespace) -> int:
-    from hiwm.world_model.detector import DetectorTrainConfig, run
+    from hiwm.tasks import get_task
+    from hiwm.world_model.detector import DetectorTrainConfig, for_task, metric_target, run
 
     cfg = DetectorTrainConfig(
         steps=args.steps,
@@ -52,28 +53,18 @@ def cmd_detector(args: argparse.Namespace) -> int:
         calibration_fraction=args.calibration_fraction,
         test_fraction=args.test_fraction,
     )
-    metric, scale = "", 1.0
-    if args.metric_weight > 0:  # the task's success metric, its threshold at 1
-        from hiwm.tasks import get_task
-        from hiwm.world_model.detector import metric_target
-
-        metric, scale = metric_target(get_task(args.task))
-    print(
-        json.dumps(
-            run(
-                args.data,
-                args.out,
-                args.camera,
-                args.proprio,
-                args.image_size,
-                cfg,
-                metric,
-                args.metric_weight,
-                scale,
-                json.loads(args.model),
-            )
-        )
-    )
+    # the task's detector (its loop options) unless the options say otherwise
+    task = get_task(args.task)
+    recipe, _ = for_task(task)
+    proprio = task.loop.detector_proprio if args.proprio is None else args.proprio
+    weight = recipe.metric_weight if args.metric_weight is None else args.metric_weight
+    fields = {"frames": recipe.frames, "proprio_layers": recipe.proprio_layers, "score": recipe.score}
+    if not weight > 0:
+        fields["score"] = "success"
+    fields.update(json.loads(args.model))
+    metric, scale = metric_target(task) if weight > 0 else ("", 1.0)
+    metrics = run(args.data, args.out, args.camera, proprio, args.image_size, cfg, metric, weight, scale, fields)
+    print(json.dumps(metrics))
     return 0
 
 
@@ -151,13 +142,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--data", nargs="+", required=True, help="LeRobot datasets with next.success")
     d.add_argument("--out", required=True, help="detector folder (created)")
     d.add_argument("--camera", default="", help="camera to read (default: the first observation.images.*)")
-    d.add_argument("--proprio", action="store_true", help="read observation.state beside the frames")
+    d.add_argument(
+        "--proprio",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="read observation.state beside the frames (default: as the task's loop options say)",
+    )
     d.add_argument("--image-size", type=int, default=64, help="frames are resized to this square")
     d.add_argument(
-        "--task", choices=task_names(), default=DEFAULT_TASK, help="whose success metric --metric-weight reads"
+        "--task",
+        choices=task_names(),
+        default=DEFAULT_TASK,
+        help="whose detector (hiwm tasks --json: loop) and success metric; the options below override it",
     )
     d.add_argument(
-        "--metric-weight", type=float, default=0.0, help="> 0: also regress the task's success metric on every frame"
+        "--metric-weight",
+        type=float,
+        default=None,
+        help="> 0: also regress the task's success metric on every frame (default: the task's)",
     )
     d.add_argument(
         "--model",
