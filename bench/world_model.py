@@ -32,7 +32,6 @@ import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from hiwm.tasks import DEFAULT_TASK, task_names
 from hiwm.world_model import detector as detectors
@@ -126,36 +125,6 @@ def untrained_config(args: argparse.Namespace) -> ModelConfig:
     return preset(args.preset, **fields)
 
 
-def model_verdicts(model: WorldModel, detector, episodes) -> dict:
-    """Open-loop rollouts of recorded episodes in the model: the success detector's verdict on the
-    generated frames (by default the probe's) vs. the real one."""
-    from hiwm.world_model.session import model_world
-
-    world = model_world(model.cfg)
-    agree, n = 0, 0
-    for ep in tqdm(episodes, desc="model episodes", leave=False):
-        k = model.cfg.context
-        if len(ep.frames) <= k:
-            continue
-        s = Session(model)
-        # the action before the first frame: the one holding still there, when the state says
-        state = ep.states[0] if ep.states.size else None
-        prev = ep.actions[k - 2] if k >= 2 else world.state_entries(state, world.task.action.names)
-        s.reset(
-            frames={name: v[:k] for (name, _, _), v in zip(model.cfg.camera_list, ep.views, strict=True)},
-            prev_action=prev,
-            proprio=None if ep.proprio is None else ep.proprio[k - 1],
-        )
-        frames, proprio = [], []
-        for a in ep.actions[k - 1 :]:
-            frames.append(s.step(a))
-            proprio.append(s.proprio.copy())  # the model's own, for a detector that reads proprio
-        reads = np.stack(proprio) if model.cfg.proprio_dim else None
-        agree += detector.verdict(np.stack(frames), reads) == ep.success
-        n += 1
-    return {"episodes": n, "agreement": agree / max(1, n)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="trained checkpoint directory")
@@ -210,7 +179,7 @@ def main() -> None:
             out["probe_errors_real_frames"] = probe_errors(probe, episodes)
         if detector is not None:
             key = "probe_verdict_in_model" if detector.kind == "probe" else "detector_verdict_in_model"
-            out[key] = model_verdicts(model, detector, episodes)
+            out[key] = detectors.agreement_in_model(model, detector, episodes)
         if detector is not None and detector.kind != "probe":
             out["detector_real_episodes"] = detectors.evaluate(
                 detector, detectors.load_outcomes(args.data, detector.cfg.camera, bool(detector.cfg.proprio_dim))

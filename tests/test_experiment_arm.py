@@ -68,6 +68,11 @@ def test_a_detector_or_probe_threshold_that_tells_nothing_is_not_the_verdict():
     assert detector_rejection({"calibration": {"scale": 0.4}}) == ""
     assert "inverts" in detector_rejection({"calibration": {"scale": -0.05}})
     assert detector_rejection({}) == "no calibration"
+    fit = {"calibration": {"scale": 0.4}}
+    blind = {**fit, "in_model": {"episodes": 20, "agreement": 0.8, "constant": 0.8, "balanced": 0.5}}
+    assert "balanced agreement with their outcomes is 50%" in detector_rejection(blind)
+    assert detector_rejection({**fit, "in_model": {"episodes": 20, "balanced": 0.72}}) == ""
+    assert detector_rejection({**fit, "in_model": {"episodes": 5, "balanced": float("nan")}}) == ""
     # 15 of 20 calibration episodes succeed: 75 % agreement is what "always success" gets
     assert threshold_uninformative({"episodes": 20, "successes": 15, "agreement": 0.75})
     assert not threshold_uninformative({"episodes": 20, "successes": 15, "agreement": 0.85})

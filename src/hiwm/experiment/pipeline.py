@@ -61,12 +61,21 @@ REJECTED_DETECTOR = "detector_rejected"  # a world model's learned detector the 
 def detector_rejection(metrics: dict[str, Any]) -> str:
     """Why a trained detector's figures (:func:`hiwm.world_model.detector.train`) unfit it for the
     verdict ("" when fit): a calibration whose scale is not positive has success falling as the net's
-    evidence rises on held-out episodes, so every ordinary frame would read as a success."""
+    evidence rises on held-out episodes, so every ordinary frame would read as a success; one whose
+    verdict on the world model's open-loop replays of real episodes (``in_model``) does no better than
+    a constant answer on their successes and failures alike judges nothing there (a model's predicted
+    joints the detector misreads)."""
     scale = metrics.get("calibration", {}).get("scale")
     if scale is None:
         return "no calibration"
     if scale <= 0:
         return f"its calibration inverts it (Platt scale {scale:.3g} <= 0)"
+    model = metrics.get("in_model")
+    if model and model["balanced"] <= 0.5:  # NaN (one outcome only) tells nothing either way
+        return (
+            f"on the world model's replays of {model['episodes']} real episodes its balanced agreement with "
+            f"their outcomes is {model['balanced']:.0%}, no better than a constant answer (50%)"
+        )
     return ""
 
 
@@ -272,6 +281,20 @@ class Experiment:
             atomic_write_json(out / "config.json", doc, indent=1)
         return out
 
+    def _detector_in_model(self, found: Any, episodes: int = 20) -> dict[str, float]:
+        """``found``'s verdict on the run's world model replaying up to ``episodes`` of its real
+        episodes open loop, evenly spread (:func:`hiwm.world_model.detector.agreement_in_model`)."""
+        from hiwm.world_model.checkpoint import load
+        from hiwm.world_model.data import load_episodes
+        from hiwm.world_model.detector import agreement_in_model
+
+        _, model, _ = load(self.world, with_probe=False)
+        cfg = model.cfg
+        cameras = [name for name, _, _ in cfg.camera_list]
+        real = load_episodes(self.real_data(), False, cameras, cfg.proprio_dim, cfg.action_dim)
+        picked = real[:: max(1, len(real) // episodes)][:episodes]
+        return agreement_in_model(model, found, picked)
+
     def success_detector(self) -> Path:
         """The success detector of the run's world model (``world_model/detector``, which the world
         model then judges success by): a learned one trained on the run's real episodes, calibrated and
@@ -292,6 +315,9 @@ class Experiment:
             reason = detector_rejection(metrics)
         except ValueError as exc:  # too few episodes of one outcome for its held-out splits
             found, metrics, reason = None, {}, str(exc)
+        if not reason:  # it must also hold on what it will judge: the world model's predictions
+            metrics["in_model"] = self._detector_in_model(found)
+            reason = detector_rejection(metrics)
         if not reason:
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_json(out / "metrics.json", metrics, indent=1)

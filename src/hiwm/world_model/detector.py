@@ -579,6 +579,48 @@ def train(
     return detector, metrics
 
 
+def agreement_in_model(model: Any, detector: SuccessDetector, episodes: Sequence[Any]) -> dict[str, float]:
+    """Open-loop replays of recorded episodes (:func:`hiwm.world_model.data.load_episodes`) in the world
+    model: the detector's verdict on the generated frames (and the model's own proprio) against each
+    episode's real outcome, beside the share of the commoner outcome (what a constant answer gets), and
+    the balanced agreement (the mean of the successes' and the failures' agreement: 0.5 for a constant
+    answer, whichever outcome is commoner)."""
+    from hiwm.world_model.session import Session, model_world
+
+    world = model_world(model.cfg)
+    k = model.cfg.context
+    verdicts, outcomes = [], []
+    for ep in episodes:
+        if len(ep.frames) <= k:
+            continue
+        s = Session(model)
+        # the action before the first frame: the one holding still there, when the state says
+        state = ep.states[0] if ep.states.size else None
+        prev = ep.actions[k - 2] if k >= 2 else world.state_entries(state, world.task.action.names)
+        s.reset(
+            frames={name: v[:k] for (name, _, _), v in zip(model.cfg.camera_list, ep.views, strict=True)},
+            prev_action=prev,
+            proprio=None if ep.proprio is None else ep.proprio[k - 1],
+        )
+        frames, proprio = [], []
+        for a in ep.actions[k - 1 :]:
+            frames.append(s.step(a))
+            proprio.append(s.proprio.copy())
+        reads = np.stack(proprio) if model.cfg.proprio_dim else None
+        verdicts.append(bool(detector.verdict(np.stack(frames), reads)))
+        outcomes.append(bool(ep.success))
+    said, real = np.asarray(verdicts, bool), np.asarray(outcomes, bool)
+    n, wins = len(real), int(real.sum())
+    recalls = [float((said[real == k] == k).mean()) for k in (True, False) if (real == k).any()]
+    return {
+        "episodes": n,
+        "successes": wins,
+        "agreement": float((said == real).mean()) if n else 0.0,
+        "constant": max(wins, n - wins) / n if n else 0.0,
+        "balanced": float(np.mean(recalls)) if len(recalls) == 2 else float("nan"),
+    }
+
+
 def metric_target(task: Any) -> tuple[str, float]:
     """A task's success metric for the metric head and the scale that puts its threshold at 1."""
     return task.success.metric, abs(task.success.threshold) or 1.0
