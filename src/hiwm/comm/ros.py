@@ -114,9 +114,16 @@ class _ClientNode:
         atexit.register(self._halt)
 
     def _spin(self) -> None:
-        with contextlib.suppress(ExternalShutdownException):  # rclpy shut down (Ctrl-C): the node goes too
+        try:
             while not self._stop.is_set() and rclpy.ok():
                 self.executor.spin_once(timeout_sec=0.1)
+        except ExternalShutdownException:  # rclpy shut down (Ctrl-C): the node goes too
+            pass
+        except Exception:
+            # a shutdown between rclpy.ok() and the wait set (SIGINT under launch) fails the wait with an
+            # invalid context: the same end; anything else while rclpy runs is a real error
+            if rclpy.ok():
+                raise
 
     def _halt(self) -> bool:
         """Stop the thread; whether it left (it may be stuck in a callback)."""
