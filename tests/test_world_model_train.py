@@ -71,6 +71,10 @@ def test_phases_train_only_their_part_and_a_run_can_start_from_another_checkpoin
 
     collect(CollectConfig(episodes=3, max_steps=25, seed=0, noise=1.0), tmp_path / "ds")
     episodes = load_episodes([tmp_path / "ds"], progress=False)
+    # only some episodes, numbered across the datasets in order: the same episodes, the rest not read
+    some = load_episodes([tmp_path / "ds", tmp_path / "ds"], progress=False, only={1, 3})
+    assert [e.source for e in some] == [episodes[1].source, f"{tmp_path / 'ds'}#0"]
+    np.testing.assert_array_equal(some[0].frames, episodes[1].frames)
     model = WorldModel(ModelConfig(**json.loads(TINY)))
     cfg = WorldModelTrainConfig(
         ae_minutes=0.01, ae_batch=2, latent_minutes=0.01, latent_batch=2, latent_rollout=3, warmup=1

@@ -283,23 +283,27 @@ class Experiment:
 
     def _detector_in_model(self, found: Any, episodes: int = 20) -> dict[str, float]:
         """``found``'s verdict on the run's world model replaying up to ``episodes`` of its real
-        episodes open loop, evenly spread (:func:`hiwm.world_model.detector.agreement_in_model`)."""
+        episodes open loop, evenly spread (:func:`hiwm.world_model.detector.agreement_in_model`); only
+        those are decoded."""
+        from hiwm.data import LeRobotDataset
         from hiwm.world_model.checkpoint import load
         from hiwm.world_model.data import load_episodes
         from hiwm.world_model.detector import agreement_in_model
 
         _, model, _ = load(self.world, with_probe=False)
-        cfg = model.cfg
+        cfg, data = model.cfg, self.real_data()
+        total = sum(LeRobotDataset(d).num_episodes for d in data)
+        picked = set(range(0, total, max(1, total // episodes))[:episodes])
         cameras = [name for name, _, _ in cfg.camera_list]
-        real = load_episodes(self.real_data(), False, cameras, cfg.proprio_dim, cfg.action_dim)
-        picked = real[:: max(1, len(real) // episodes)][:episodes]
-        return agreement_in_model(model, found, picked)
+        real = load_episodes(data, False, cameras, cfg.proprio_dim, cfg.action_dim, only=picked)
+        return agreement_in_model(model, found, real)
 
     def success_detector(self) -> Path:
         """The success detector of the run's world model (``world_model/detector``, which the world
         model then judges success by): a learned one trained on the run's real episodes, calibrated and
-        scored on held-out ones (``metrics.json`` beside it). One that cannot be calibrated or that its
-        calibration inverts (:func:`detector_rejection`) goes to ``world_model/detector_rejected``,
+        scored on held-out ones (``metrics.json`` beside it). One that cannot be calibrated, that its
+        calibration inverts, or that judges the world model's replays of real episodes no better than a
+        constant answer (:func:`detector_rejection`) goes to ``world_model/detector_rejected``,
         and the probe judges instead: at its fitted threshold, or at the task's own where that fit is
         no better than a constant answer (:func:`threshold_uninformative`)."""
         from hiwm.world_model import detector

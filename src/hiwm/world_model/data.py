@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,17 +47,22 @@ def load_episodes(
     cameras: list[str] | None = None,
     proprio_dim: int = 0,
     action_dim: int | None = None,
+    only: Collection[int] | None = None,
 ) -> list[Episode]:
-    """Every episode of the datasets: frames of ``cameras`` (default the one ``image``), actions,
-    the task state where recorded, and ``proprio_dim`` values of ``observation.state`` when > 0."""
+    """Every episode of the datasets (or ``only`` those, numbered across the datasets in order; the
+    others are not decoded): frames of ``cameras`` (default the one ``image``), actions, the task
+    state where recorded, and ``proprio_dim`` values of ``observation.state`` when > 0."""
     cameras = cameras or ["image"]
     out: list[Episode] = []
+    first = 0  # the number of the dataset's first episode across the datasets
     for root in roots:
         ds = LeRobotDataset(root)
         keys = [image_key(ds.features, c) for c in cameras]
         if proprio_dim and PROPRIO_KEY not in ds.features:
             raise ValueError(f"{root}: no {PROPRIO_KEY!r} feature for the model's {proprio_dim} proprio values")
-        for i in tqdm(range(ds.num_episodes), desc=f"load {Path(root).name}", disable=not progress, leave=False):
+        wanted = [i for i in range(ds.num_episodes) if only is None or first + i in only]
+        first += ds.num_episodes
+        for i in tqdm(wanted, desc=f"load {Path(root).name}", disable=not progress, leave=False):
             ep = ds.episode(i)
             actions = np.asarray(ep["action"], dtype=np.float32)
             t = len(actions)
