@@ -50,6 +50,7 @@ setup(
         *tree("launch"),
         *tree("config"),
         *tree("msgs"),
+        *tree("models"),  # the trained models hiwm ships (hiwm.paths.shipped_model)
     ],
     install_requires=[
         "numpy>=1.24",

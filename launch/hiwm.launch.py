@@ -3,6 +3,7 @@
 ros2 launch hiwm hiwm.launch.py world:=model world_model:=runs/wm policy:=runs/act       # with ROS 2
 hiwm launch hiwm world:=real robot:=sim policy:=runs/act                               # without
 hiwm launch hiwm world:=real robot:=so101 task:=so101_pick policy:=runs/arm_act
+hiwm launch hiwm world:=model task:=so101_pick       # the models hiwm ships for the task (hiwm models)
 
 ``task`` (a registered task, ``hiwm tasks``; default the default task) goes to every node: the world
 serves the task's topic contract (hiwm.tasks.contract: one image topic per task camera, realsense-ros's
@@ -50,8 +51,8 @@ GRAPH = Graph(
             " or an arm under ros2_control",
             ("sim", "so101", "ros2_control"),
         ),
-        Arg("policy", "", "policy checkpoint folder (or module:Class of an outside policy)"),
-        Arg("world_model", "", "world-model checkpoint folder (world:=model)"),
+        Arg("policy", "", "policy checkpoint folder or module:Class of an outside policy (empty: the shipped ACT)"),
+        Arg("world_model", "", "world-model checkpoint folder (world:=model); empty: the task's shipped one"),
         Arg(
             "clock",
             "realtime",

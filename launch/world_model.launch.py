@@ -15,7 +15,7 @@ GRAPH = Graph(
     "task state and snapshot handles",
     args=[
         Arg("task", DEFAULT_TASK, "the task of the world model (hiwm tasks)", task_names()),
-        Arg("checkpoint", "", "checkpoint directory from `hiwm train world-model`"),
+        Arg("checkpoint", "", "checkpoint directory from `hiwm train world-model` (empty: the task's shipped one)"),
         Arg(
             "clock",
             "realtime",

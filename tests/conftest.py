@@ -71,6 +71,22 @@ def procs(tmp_path: Path) -> Iterator[Procs]:
         p.stop_all()
 
 
+@pytest.fixture
+def share(tmp_path, monkeypatch):
+    """A share folder of hiwm's own config, launch and msgs with an empty ``models/`` to ship into."""
+    from hiwm import paths
+
+    root = tmp_path / "share"
+    root.mkdir()
+    for sub in ("config", "launch", "msgs"):
+        (root / sub).symlink_to(paths.share_path(sub))
+    (root / "models").mkdir()
+    monkeypatch.setenv("HIWM_SHARE_DIR", str(root))
+    paths.share_dir.cache_clear()
+    yield root
+    paths.share_dir.cache_clear()
+
+
 def pytest_configure(config) -> None:
     config.addinivalue_line(
         "markers", "probe(attack, expected): an attack or fault probe; listed in the probe table after the run"

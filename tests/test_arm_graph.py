@@ -84,3 +84,34 @@ def test_the_hiwm_graph_serves_the_arm_task_in_both_worlds(procs, tmp_path, worl
         with BranchStore(tmp_path / "cache.db", readonly=True) as store:
             sessions = store.sessions()
             assert sessions and max(len(store.trajectory(b.id)) for b in store.branches()) >= 4
+
+
+def test_the_shipped_models_serve_the_arm_graph_with_no_paths(procs, tmp_path):
+    """`hiwm launch hiwm world:=model task:=so101_pick` as the README gives it: the world model and the
+    policy are the ones hiwm ships for the task."""
+    from hiwm.paths import shipped_model
+
+    assert shipped_model(ARM.name, "world_model") and shipped_model(ARM.name, "act"), "hiwm ships the arm's models"
+    ns = "/arm_shipped"
+    args = [
+        sys.executable, "-m", "hiwm.cli.main", "launch", "hiwm", "world:=model", "task:=so101_pick",
+        f"namespace:={ns}", "clock:=lockstep", "teleop:=false", "record:=false", f"db:={tmp_path / 'cache.db'}",
+    ]  # fmt: skip
+    launcher = procs.start(*args, name="arm_shipped")
+    node = create_node("arm_shipped_test")
+    try:
+        stats = node.create_client("std_srvs/srv/Trigger", f"{ns}/policy_server/stats")
+        reset = node.create_client("hiwm_msgs/srv/Reset", f"{ns}/robot/reset")
+        assert stats.wait_for_service(90.0) and reset.wait_for_service(90.0), procs.output(launcher)
+        time.sleep(1.0)  # lockstep: the first observation must find the policy listening
+        assert reset.call(new_message("hiwm_msgs/srv/Reset_Request", seed=5), timeout=30.0).success
+        deadline = time.monotonic() + 90
+        while json.loads(stats.call(new_message("std_srvs/srv/Trigger_Request"), timeout=10).message)["queries"] < 4:
+            assert time.monotonic() < deadline, procs.output(launcher)
+            time.sleep(0.2)
+    finally:
+        node.destroy()
+    launcher.send_signal(signal.SIGINT)
+    assert launcher.wait(30) == 0, procs.output(launcher)
+    with BranchStore(tmp_path / "cache.db", readonly=True) as store:
+        assert max(len(store.trajectory(b.id)) for b in store.branches()) >= 4  # the model's states, cached

@@ -78,12 +78,17 @@ def test_a_detector_or_probe_threshold_that_tells_nothing_is_not_the_verdict():
     assert not threshold_uninformative({"episodes": 20, "successes": 15, "agreement": 0.85})
     assert threshold_uninformative({"episodes": 20, "successes": 4, "agreement": 0.8})  # "always failure"
     assert not threshold_uninformative({})  # no calibration run: the threshold is the task's already
+    # a threshold within the probe's error of the start (1.1 mm of lift): 3 of 20 real first frames pass it
+    fitted = {"episodes": 60, "successes": 45, "agreement": 0.783, "threshold": 0.0011}
+    assert threshold_uninformative(fitted, [0.0] * 17 + [0.002] * 3)
+    assert not threshold_uninformative(fitted, [0.0] * 19 + [0.002])
+    assert not threshold_uninformative(fitted)
 
 
 @pytest.fixture(scope="module")
 def arm(tmp_path_factory):
     out = tmp_path_factory.mktemp("arm")
-    assert hiwm(["experiment", "--task", ARM, "--profile", "smoke", "--out", str(out)]) == 0
+    assert hiwm(["experiment", "--task", ARM, "--profile", "smoke", "--out", str(out), "--from-scratch"]) == 0
     return out
 
 
@@ -102,8 +107,10 @@ def test_the_arm_smoke_runs_the_whole_loop(arm):
     assert report.startswith(f"# Hi-WM on {ARM}: profile `smoke`") and "real mean max lift" in report
     exp = Experiment(PROFILES["smoke"].replace(task=ARM), arm, progress=False)
     assert "| act | hiwm_r1 |" in report and VERDICTS[exp.verdict()] in report
-    for plot in ("success.png", "correlation.png", "corrections.png"):
+    for plot in ("success.png", "correlation.png", "corrections.png", "branch_tree.png"):
         assert (arm / plot).stat().st_size > 5000
+    assert "![branch tree](branch_tree.png)" in report and "corrected" in report  # its text listing too
+    assert "`data/act_corrections`" in report  # what was exported for post-training
 
     # the world model judges success by the detector trained on the run's real episodes, unless its
     # calibration rejected it; then by the probe (saved as the detector at the task's threshold
@@ -152,3 +159,55 @@ def test_the_arm_smoke_runs_the_whole_loop(arm):
     assert stages.index("world model") < stages.index("success detector") < stages.index("hi-wm rollouts act r1")
     plan = [name for name, _, _ in exp.stages()]
     assert stages == [name for name in plan if name in stages]
+
+
+def test_a_run_ships_its_models_and_the_loop_post_trains_them(arm, share, tmp_path, capsys):
+    from hiwm.paths import shipped_model
+
+    assert shipped_model(ARM, "world_model") is None
+    assert hiwm(["models", "ship", str(arm), "--into", str(share / "models")]) == 0
+    world, act = shipped_model(ARM, "world_model"), shipped_model(ARM, "act")
+    assert world == share / "models" / ARM / "world_model" and act == share / "models" / ARM / "act"
+    assert (world / "detector").is_dir() and not (world / "optimizer.safetensors").exists()
+    assert "optimizer" not in json.loads((world / "config.json").read_text())
+    assert not (act / "train_state.safetensors").exists()
+    for card in (world / "MODEL_CARD.md", act / "MODEL_CARD.md"):
+        text = card.read_text()
+        assert "--profile smoke --from-scratch" in text and "## Figures" in text
+    assert "real success:" in (act / "MODEL_CARD.md").read_text()
+    data = json.loads((act / "config.json").read_text())["train"]["data"]
+    assert data[0]["path"] == "demos" and data[0]["collect"] == {"episodes": 3, "seed": 0, "task": ARM}
+    capsys.readouterr()
+    assert hiwm(["models", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {(r["task"], r["kind"]) for r in listed} == {(ARM, "world_model"), (ARM, "act")}
+    assert all(0 < r["mb"] < 25 for r in listed)
+
+    # the loop on the shipped models: nothing trained but the post-training, the base's demos collected
+    # again from its recorded recipe, seed for seed
+    out = tmp_path / "shipped"
+    assert hiwm(["experiment", "--task", ARM, "--profile", "smoke", "--out", str(out)]) == 0
+    profile = json.loads((out / "profile.json").read_text())
+    assert profile["world_model"] == str(world) and profile["base_policies"] == {"act": str(act)}
+    stages = json.loads((out / "timings.json").read_text())
+    assert "train base act" not in stages and "success detector" not in stages and "post-train act r1" in stages
+    again, first = LeRobotDataset(out / "data" / "act_base_0"), LeRobotDataset(arm / "data" / "demos")
+    assert again.num_episodes == first.num_episodes == 3
+    np.testing.assert_array_equal(again.episode(2, videos=False)["action"], first.episode(2, videos=False)["action"])
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {r["method"] for r in rows} >= {"base", "hiwm_r1"} and rows[0]["checkpoint"] == str(act)
+
+
+def test_the_demo_profile_needs_shipped_models(share, tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert hiwm(["experiment", "--task", ARM, "--profile", "demo", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "trains no models of its own" in err and "world_model, act" in err and ARM in err
+    assert not out.exists()  # nothing made
+    assert hiwm(["experiment", "--task", ARM, "--profile", "demo", "--from-scratch", "--out", str(out)]) == 2
+    assert "trains no models" in capsys.readouterr().err
+    demo = PROFILES["demo"]
+    assert not demo.baseline and not demo.trains and demo.rounds == 1
+    shipped = demo.replace(world_model="wm", base_policies={"act": "act"})  # as with_shipped names them
+    plan = [name for name, _, _ in Experiment(shipped, tmp_path / "plan").stages()]
+    assert "baseline rollouts act" not in plan and plan[-2:] == ["eval act base", "eval act hiwm_r1"]

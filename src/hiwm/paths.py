@@ -37,3 +37,18 @@ def share_dir() -> Path:
 def share_path(*parts: str) -> Path:
     """A path under the share folder, e.g. ``share_path("config", "dds", "localhost.xml")``."""
     return share_dir().joinpath(*parts)
+
+
+MODELS = "models"  # share/hiwm/models/<task>/<kind>/: the trained models hiwm ships
+
+
+def shipped_model(task: str, kind: str) -> Path | None:
+    """The trained model hiwm ships for ``task``, or None where it ships none. ``kind`` is
+    ``world_model`` (with its state probe and success detector) or a policy backbone (``act``,
+    ``diffusion``). Each is a checkpoint folder with a ``MODEL_CARD.md`` (its data, the command
+    that trained it, its figures)."""
+    try:
+        path = share_path(MODELS, task, kind)
+    except ShareNotFound:
+        return None
+    return path if (path / "config.json").is_file() else None

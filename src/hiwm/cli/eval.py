@@ -7,12 +7,35 @@ import argparse
 import json
 
 
+def shipped_defaults(args: argparse.Namespace) -> tuple[str, str]:
+    """The policy and world model asked for, with the task's shipped ones where none is named
+    (``--world-model`` without a value: the shipped world model)."""
+    from hiwm.paths import shipped_model
+    from hiwm.tasks import DEFAULT_TASK
+
+    task = args.task or DEFAULT_TASK
+    policy, world = args.policy, args.world_model or ""
+    for kind, given in (("act", policy), ("world_model", world)):
+        if given == SHIPPED and shipped_model(task, kind) is None:
+            what = kind.replace("_", " ")
+            raise SystemExit(f"hiwm eval: error: hiwm ships no {what} for task {task!r}; name a checkpoint")
+    if policy == SHIPPED:
+        policy = str(shipped_model(task, "act"))
+    if world == SHIPPED:
+        world = str(shipped_model(task, "world_model"))
+    return policy, world
+
+
+SHIPPED = "shipped"  # the task's model under models/ (hiwm.paths.shipped_model)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     import dataclasses
     from pathlib import Path
 
     from hiwm.policy.evaluate import EvalConfig, evaluate
 
+    args.policy, args.world_model = shipped_defaults(args)
     cfg = EvalConfig(
         policy=args.policy,
         policy_args=args.policy_args,
@@ -71,7 +94,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("eval", help="evaluate a policy in its task's world (lockstep, parallel workers)")
     p.add_argument(
-        "--policy", "--checkpoint", required=True, help="checkpoint folder, or module:Class of an outside policy"
+        "--policy",
+        "--checkpoint",
+        default=SHIPPED,
+        help="checkpoint folder, or module:Class of an outside policy (default: the ACT hiwm ships for the task)",
     )
     p.add_argument("--task", choices=task_names(), help="the task's env (default: the checkpoint's training task)")
     p.add_argument("--policy-args", default="", help="JSON keyword arguments for module:Class")
@@ -82,7 +108,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--videos", type=int, default=4, help="episodes tiled into episodes.mp4")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     p.add_argument(
-        "--world-model", help="evaluate inside this world-model checkpoint (same initial states, probe success)"
+        "--world-model",
+        nargs="?",
+        const=SHIPPED,
+        help="evaluate inside this world-model checkpoint (same initial states, its success verdict); "
+        "without a value, the one hiwm ships for the task",
     )
     p.add_argument("--both", action="store_true", help="with --world-model: the real env too, side by side")
     p.add_argument("--compare", nargs="+", metavar="POLICY",

@@ -27,6 +27,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         profile = profile.replace(base_policies=given)
     if args.world_model:
         profile = profile.replace(world_model=args.world_model)
+    if args.from_scratch and not profile.trains:
+        raise SystemExit(f"hiwm experiment: error: profile {profile.name!r} trains no models (--from-scratch)")
+    if not args.from_scratch:  # the models hiwm ships for the task, where none is named
+        profile = profile.with_shipped()
     if args.wm_takeover_sessions is not None:
         try:
             profile = profile.replace(wm_takeover_sessions=args.wm_takeover_sessions)
@@ -48,6 +52,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
         atomic_write_text(results_json, (experiment.out / "headline.json").read_text())
     print(json.dumps({k: result[k] for k in ("headline", "seconds")}))
+    print(f"report: {experiment.out / 'report.md'} (plots and the branch tree beside it)")
     return 0
 
 
@@ -58,7 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("experiment", help="the Hi-WM loop end to end: data, world model, policies, corrections, table")
     p.add_argument("--task", choices=task_names(), default=DEFAULT_TASK, help="the task the loop runs on")
     p.add_argument("--profile", choices=sorted(PROFILES), default="quick",
-                   help="quick: ~20 min on 2 cores; full: the table; smoke: CI-sized")  # fmt: skip
+                   help="demo: one round on the shipped models, minutes; quick: ~20 min on 2 cores; "
+                        "full: the table; smoke: CI-sized")  # fmt: skip
     p.add_argument("--out", help="run folder (default runs/experiment-<profile>); a rerun resumes")
     p.add_argument("--backbones", nargs="+", choices=["diffusion", "act"])
     p.add_argument("--workers", type=int)
@@ -66,6 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="post-train this checkpoint (e.g. act=runs/act) instead of training a base policy")  # fmt: skip
     p.add_argument("--world-model", metavar="CHECKPOINT",
                    help="use this trained world model (with its state probe) instead of training one")  # fmt: skip
+    p.add_argument("--from-scratch", action="store_true",
+                   help="train the world model and base policies here even where hiwm ships them")  # fmt: skip
     p.add_argument("--wm-takeover-sessions", type=int, metavar="N",
                    help="train the world model also on N sessions of each base policy with the operator "
                         "in the physics (the profile's number unless given)")  # fmt: skip

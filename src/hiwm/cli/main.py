@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "hiwm.cli.train",
     "hiwm.cli.eval",
     "hiwm.cli.experiment",
+    "hiwm.cli.models",
 ]
 
 

@@ -45,6 +45,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from hiwm.experiment.profiles import Profile
@@ -79,14 +80,21 @@ def detector_rejection(metrics: dict[str, Any]) -> str:
     return ""
 
 
-def threshold_uninformative(calibration: dict[str, Any]) -> bool:
+START_SHARE = 0.1  # a verdict may call at most this share of real episodes' first frames a success
+
+
+def threshold_uninformative(calibration: dict[str, Any], start_metrics: list[float] | None = None) -> bool:
     """Whether a probe's fitted success threshold (its ``calibration`` figures,
-    :func:`hiwm.world_model.verdict.calibrate`) agrees with the real outcomes no more often than
-    answering the majority outcome for every episode: then it carries nothing (a probe too coarse for
-    the metric fits a threshold below every episode and calls a start a success)."""
+    :func:`hiwm.world_model.verdict.calibrate`) carries nothing: it agrees with the real outcomes no
+    more often than answering the majority outcome for every episode, or the probe's readings of real
+    episodes' first frames (``start_metrics``) pass it more often than :data:`START_SHARE` (a probe too
+    coarse for the metric fits a threshold within its own error of the start and calls a start a
+    success: every session then ends at its first frame)."""
     episodes, successes = calibration.get("episodes", 0), calibration.get("successes", 0)
     if not episodes:
         return False
+    if start_metrics and np.mean(np.asarray(start_metrics) > calibration["threshold"]) > START_SHARE:
+        return True
     return calibration["agreement"] <= max(successes, episodes - successes) / episodes
 
 
@@ -114,6 +122,11 @@ class Experiment:
         if missing:  # before anything is made
             raise ValueError(
                 f"task {self.task.name!r}: the Hi-WM loop cannot run it yet; it lacks {' and '.join(missing)}"
+            )
+        if untrained := profile.untrained_parts():  # before anything is made
+            raise ValueError(
+                f"profile {profile.name!r} trains no models of its own and hiwm ships no {', '.join(untrained)} "
+                f"for task {profile.task!r}: name them (--world-model, --base-policy) or use another profile"
             )
         self.metric = self.task.success.metric
         self.p, self.out, self.progress = profile.for_task(), Path(out), progress
@@ -149,9 +162,10 @@ class Experiment:
                 plan.append((f"hi-wm rollouts {b} r{k}", "hi-wm rollouts", 0.0))
                 plan.append((f"post-train {b} r{k}", "fine-tune", p.finetune_minutes))
                 methods.append(f"hiwm_r{k}")
-            plan.append((f"baseline rollouts {b}", "baseline rollouts", 0.0))
-            plan.append((f"baseline fine-tune {b}", "fine-tune", p.finetune_minutes))
-            methods.append("baseline")
+            if p.baseline:
+                plan.append((f"baseline rollouts {b}", "baseline rollouts", 0.0))
+                plan.append((f"baseline fine-tune {b}", "fine-tune", p.finetune_minutes))
+                methods.append("baseline")
             if p.oracle:
                 plan.append((f"oracle rollouts {b}", "oracle rollouts", 0.0))
                 plan.append((f"oracle fine-tune {b}", "fine-tune", p.finetune_minutes))
@@ -242,6 +256,14 @@ class Experiment:
         if need_demos and not self.path("data", "demos", "meta", "info.json").exists():
             cfg = CollectConfig(episodes=p.demo_episodes, seed=DEMO_SEED, workers=p.workers, task=p.task)
             collect(cfg, self.path("data", "demos"))
+        for backbone in p.base_policies:  # a given base policy's data, recorded as how it was collected
+            from hiwm.policy.checkpoint import read_config
+
+            entries = read_config(p.base_policies[backbone])["train"]["data"]
+            for i, path in self.base_recipes(backbone):
+                if not Path(path, "meta", "info.json").exists():
+                    recipe = {**entries[i]["collect"], "workers": p.workers}
+                    collect(CollectConfig(**recipe), path)
         if not p.world_model and not self.path("data", "wm_noisy", "meta", "info.json").exists():
             cfg = CollectConfig(
                 episodes=p.wm_noisy_episodes, seed=WM_SEED, noise=p.wm_noise, workers=p.workers, task=p.task
@@ -281,22 +303,38 @@ class Experiment:
             atomic_write_json(out / "config.json", doc, indent=1)
         return out
 
+    def _spread_real_episodes(self, episodes: int) -> tuple[list[Path], set[int]]:
+        """The run's real datasets and the numbers of up to ``episodes`` of their episodes, evenly spread
+        (numbered across the datasets in order, as :func:`hiwm.world_model.data.load_episodes` takes them)."""
+        from hiwm.data import LeRobotDataset
+
+        data = self.real_data()
+        total = sum(LeRobotDataset(d).num_episodes for d in data)
+        return data, set(range(0, total, max(1, total // episodes))[:episodes])
+
     def _detector_in_model(self, found: Any, episodes: int = 20) -> dict[str, float]:
         """``found``'s verdict on the run's world model replaying up to ``episodes`` of its real
         episodes open loop, evenly spread (:func:`hiwm.world_model.detector.agreement_in_model`); only
         those are decoded."""
-        from hiwm.data import LeRobotDataset
         from hiwm.world_model.checkpoint import load
         from hiwm.world_model.data import load_episodes
         from hiwm.world_model.detector import agreement_in_model
 
         _, model, _ = load(self.world, with_probe=False)
-        cfg, data = model.cfg, self.real_data()
-        total = sum(LeRobotDataset(d).num_episodes for d in data)
-        picked = set(range(0, total, max(1, total // episodes))[:episodes])
+        cfg, (data, picked) = model.cfg, self._spread_real_episodes(episodes)
         cameras = [name for name, _, _ in cfg.camera_list]
         real = load_episodes(data, False, cameras, cfg.proprio_dim, cfg.action_dim, only=picked)
         return agreement_in_model(model, found, real)
+
+    def _probe_start_metrics(self, probe: Any, episodes: int = 20) -> list[float]:
+        """The probe's reading of the success metric on the first frame of up to ``episodes`` of the
+        run's real episodes, evenly spread: what a start state reads as."""
+        from hiwm.world_model.data import load_episodes
+
+        data, picked = self._spread_real_episodes(episodes)
+        camera = self.task.cameras[0].name
+        real = load_episodes(data, False, [camera], 0, self.task.action_dim, only=picked)
+        return [float(probe.metric(probe.predict(e.frames[:1])[0])) for e in real]
 
     def success_detector(self) -> Path:
         """The success detector of the run's world model (``world_model/detector``, which the world
@@ -335,8 +373,9 @@ class Experiment:
         atomic_write_json(rejected / "metrics.json", {**metrics, "rejected": reason}, indent=1)
         calibration = read_config(self.world)[0].metrics.get("probe", {}).get("calibration", {})
         judge = "the state probe"
-        if threshold_uninformative(calibration):  # the probe at the task's own threshold, saved as the detector
-            _, _, probe = load(self.world)
+        _, _, probe = load(self.world)
+        if threshold_uninformative(calibration, self._probe_start_metrics(probe)):
+            # the probe at the task's own threshold, saved as the detector
             probe.cfg.success_threshold = self.task.success.threshold
             detector.ProbeDetector(probe).save(out)
             judge += f" at the task's threshold {self.task.success.threshold:g}"
@@ -491,7 +530,9 @@ class Experiment:
 
     def base_policy(self, backbone: str) -> tuple[Path, list[tuple[str, float]]]:
         """The base checkpoint and the data it was trained on, (path, ratio): what post-training
-        mixes the corrections with. Trained on the demos here unless the profile names one."""
+        mixes the corrections with. Trained on the demos here unless the profile names one; a named
+        one's data must be on this machine, or be recorded as how it was collected (a shipped model's:
+        :func:`base_recipes`), which the collect stage then collects into the run folder."""
         from hiwm.policy.checkpoint import read_config
 
         given = self.p.base_policies.get(backbone)
@@ -505,14 +546,33 @@ class Experiment:
         config = read_config(given)
         if config["backbone"] != backbone:
             raise ValueError(f"base policy {given}: backbone {config['backbone']}, not {backbone}")
-        data = [(d["path"], float(d.get("ratio", 1.0))) for d in config.get("train", {}).get("data", [])]
-        missing = [path for path, _ in data if not Path(path, "meta", "info.json").exists()]
+        recipes = dict(self.base_recipes(backbone))
+        entries = config.get("train", {}).get("data", [])
+        data = [(recipes.get(i) or d["path"], float(d.get("ratio", 1.0))) for i, d in enumerate(entries)]
+        here = [i in recipes or Path(path, "meta", "info.json").exists() for i, (path, _) in enumerate(data)]
+        missing = [path for (path, _), ok in zip(data, here, strict=True) if not ok]
         if not data or missing:
             raise ValueError(
                 f"base policy {given}: its training data {missing or '(none recorded)'} is not on this machine; "
                 "post-training mixes it with the corrections"
             )
         return Path(given), data
+
+    def base_recipes(self, backbone: str) -> list[tuple[int, str]]:
+        """(index, run-folder path) of each training dataset of the given base policy that is not on
+        this machine but records how it was collected (``"collect"``: a :class:`CollectConfig`'s
+        fields, as a shipped model's config does): the scripted expert reproduces it seed for seed."""
+        from hiwm.policy.checkpoint import read_config
+
+        given = self.p.base_policies.get(backbone)
+        if not given:
+            return []
+        entries = read_config(given).get("train", {}).get("data", [])
+        return [
+            (i, str(self.path("data", f"{backbone}_base_{i}")))
+            for i, d in enumerate(entries)
+            if isinstance(d.get("collect"), dict) and not Path(d.get("path", ""), "meta", "info.json").exists()
+        ]
 
     def mix(self, base_data: list[tuple[str, float]], extra: Path) -> list[str]:
         """Data specs for post-training: the base data keeps its own proportions, ``extra`` gets the
@@ -549,11 +609,12 @@ class Experiment:
             args = (summary, corrections, p.correction_segment, current, base_data)
             current = self.fine_tune(backbone, method, stage, *args) or current
             ckpts[method] = current
-        summary = self._timed(f"baseline rollouts {backbone}", self.rollouts, backbone, base, "baseline", False)
-        data = self.path("data", f"{backbone}_baseline")
-        stage = f"baseline fine-tune {backbone}"
-        tuned = self.fine_tune(backbone, "baseline", stage, summary, data, "trajectory", base, base_data)
-        ckpts["baseline"] = tuned or base
+        if p.baseline:
+            summary = self._timed(f"baseline rollouts {backbone}", self.rollouts, backbone, base, "baseline", False)
+            data = self.path("data", f"{backbone}_baseline")
+            stage = f"baseline fine-tune {backbone}"
+            tuned = self.fine_tune(backbone, "baseline", stage, summary, data, "trajectory", base, base_data)
+            ckpts["baseline"] = tuned or base
         if p.oracle:  # one round of the same sessions with the physics as the world
             summary = self._timed(f"oracle rollouts {backbone}", self.rollouts, backbone, base, "oracle", True, True)
             data = self.path("data", f"{backbone}_oracle")

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from hiwm.experiment.rollouts import SimulatedOperatorConfig
+from hiwm.paths import shipped_model
 from hiwm.tasks import DEFAULT_TASK, get_task
 from hiwm.tasks.base import DETECTORS
 
@@ -38,6 +39,9 @@ class Profile:
     # a trained world model with its state probe (`hiwm train world-model`), used as is instead of
     # training one here (its data need not be on this machine)
     world_model: str = ""
+    # False: the run only post-trains given or shipped models (with_shipped) and refuses to train a
+    # world model or a base policy of its own
+    trains: bool = True
     finetune_minutes: float = 6.0
     # post-training from a converged checkpoint: its batch size (0) and a gentle rate; the defaults
     # of a fresh training (batch 64, lr 3e-4) took the base ACT from 44 % to 16 % real success in 4 min
@@ -57,6 +61,8 @@ class Profile:
     keep_corrections: str = "all"
     correction_segment: str = "correction"
     intervention_weight: float = 2.0
+    # the closed-loop baseline: the base fine-tuned on its own successful world-model rollouts
+    baseline: bool = True
     # the control: one round of the same sessions with the physics as the world, fine-tuned from the
     # base like round 1 (method "oracle"): what the world model's fidelity costs
     oracle: bool = False
@@ -102,11 +108,37 @@ class Profile:
             )
         return self.replace(max_steps=steps, operator=op, detector=self.detector or task.loop.detector)
 
+    def with_shipped(self) -> Profile:
+        """The profile on the models hiwm ships for its task (:func:`hiwm.paths.shipped_model`): its
+        world model and the base policy of each backbone, where one is shipped and none is given."""
+        world = self.world_model or str(shipped_model(self.task, "world_model") or "")
+        bases = {b: str(path) for b in self.backbones if (path := shipped_model(self.task, b))}
+        return self.replace(world_model=world, base_policies={**bases, **self.base_policies})
+
+    def untrained_parts(self) -> list[str]:
+        """What the run would have to train but may not (``trains`` False): empty when it may."""
+        if self.trains:
+            return []
+        missing = [] if self.world_model else ["world_model"]
+        return missing + [b for b in self.backbones if b not in self.base_policies]
+
     def replace(self, **changes: object) -> Profile:
         return dataclasses.replace(self, **changes)
 
 
 PROFILES = {
+    # the README's main command: one Hi-WM round on the models hiwm ships for the task (it trains
+    # neither a world model nor a base policy): sessions with the simulated operator, the corrections
+    # exported, a short post-training, both checkpoints in both worlds on the same seeds
+    "demo": Profile(
+        name="demo",
+        backbones=["act"],
+        trains=False,
+        rollouts=20,
+        finetune_minutes=2.0,
+        baseline=False,
+        eval_episodes=50,
+    ),
     # the whole loop end to end on a 2-core CPU in about 20 minutes: small, one backbone
     "quick": Profile(
         name="quick",

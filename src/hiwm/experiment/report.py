@@ -104,6 +104,41 @@ def plot_corrections(summaries: dict[str, dict], path: Path) -> None:
     plt.close(fig)
 
 
+def draw_branch_tree(summaries: dict[str, dict], path: Path) -> str | None:
+    """The branch tree of the Hi-WM session with the most branches (rollback and forks from a failure
+    state) as a PNG at ``path``, and its text listing; None when no session forked."""
+    from hiwm.branch_cache.render import render_tree, text_tree
+    from hiwm.branch_cache.store import BranchStore
+
+    best: tuple[int, str, str] | None = None
+    for name, s in summaries.items():
+        if "_hiwm_" not in name or not s.get("corrections") or not Path(s["store"]).exists():
+            continue
+        with BranchStore(s["store"], readonly=True) as store:
+            for session in store.sessions():
+                n = len(store.branches(session.id))
+                if best is None or n > best[0]:
+                    best = (n, s["store"], session.id)
+    if best is None or best[0] < 2:
+        return None
+    with BranchStore(best[1], readonly=True) as store:
+        render_tree(store, best[2], path)
+        return text_tree(store, best[2])
+
+
+def exported(out: Path) -> list[tuple[str, int, int]]:
+    """The datasets the run exported corrections and rollouts into: (folder, episodes, frames)."""
+    from hiwm.data.lerobot import LeRobotDataset
+
+    found = []
+    for info in sorted(out.glob("data/*_*/meta/info.json")):
+        folder = info.parent.parent
+        if folder.name.endswith(("_corrections", "_baseline", "_oracle")):
+            ds = LeRobotDataset(folder)
+            found.append((str(folder.relative_to(out)), ds.num_episodes, ds.num_frames))
+    return found
+
+
 def last_round(methods: list[str]) -> str | None:
     """The last Hi-WM round among ``methods`` (``hiwm_r3`` over ``hiwm_r2``), None without one."""
     rounds = [(int(m[6:]), m) for m in methods if m.startswith("hiwm_r") and m[6:].isdigit()]
@@ -228,6 +263,15 @@ def write_report(
         lines.append(f"| {name} | {s['sessions']} | {_pct(s['rollout_success'])} % | {s['failure_states']} "
                      f"| {s['corrections']} | {s['successful_corrections']} |")  # fmt: skip
     lines += ["", "![success](success.png) ![correlation](correlation.png) ![corrections](corrections.png)", ""]
+    datasets = exported(out)
+    if datasets:
+        lines += ["Exported for post-training (LeRobot datasets in the run folder): " + ", ".join(
+            f"`{name}` {episodes} episodes, {frames} frames" for name, episodes, frames in datasets), ""]  # fmt: skip
+    tree = draw_branch_tree(summaries, out / "branch_tree.png")
+    if tree is not None:
+        lines += ["The session with the most branches: the policy's rollout, the operator's rollback to the "
+                  "failure state and the corrections forked from it.", "", "![branch tree](branch_tree.png)", "",
+                  "```", tree, "```", ""]  # fmt: skip
     lines += ["Time per stage (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()), ""]
     lines += ["Settings:", "", "```json", json.dumps(asdict(profile), indent=1), "```", ""]
     atomic_write_text(out / "report.md", "\n".join(lines))

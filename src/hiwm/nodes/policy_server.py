@@ -30,6 +30,7 @@ from hiwm.comm.images import image_to_numpy
 from hiwm.comm.qos import LATCHED, profile
 from hiwm.comm.runner import run_node
 from hiwm.data import SOURCE_POLICY
+from hiwm.paths import shipped_model
 from hiwm.tasks import DEFAULT_TASK, Camera, Task, get_task
 from hiwm.tasks.chunks import chunk_message
 from hiwm.tasks.contract import ROBOT_STATE, TASK_STATUS
@@ -38,7 +39,7 @@ from hiwm.teleop.arbiter import AUTONOMOUS
 
 @dataclass
 class PolicyServerConfig:
-    policy: str = ""  # checkpoint folder, or module:Class
+    policy: str = ""  # checkpoint folder, or module:Class; "": the task's shipped ACT
     task: str = DEFAULT_TASK  # a registered task: its cameras, proprio and action space
     policy_args: str = ""  # JSON object of keyword arguments for module:Class
     device: str = "cpu"
@@ -52,9 +53,15 @@ class PolicyServerConfig:
     follow_phase: bool = True  # query afresh when the arbiter hands back to the policy (arbiter/phase)
 
     def __post_init__(self) -> None:
-        if not self.policy:
-            raise ValueError("parameter 'policy' is required: a checkpoint folder or module:Class")
         get_task(self.task)
+        if not self.policy:
+            shipped = shipped_model(self.task, "act")
+            if shipped is None:
+                raise ValueError(
+                    f"parameter 'policy' is required: a checkpoint folder or module:Class"
+                    f" (hiwm ships no policy for task {self.task!r})"
+                )
+            self.policy = str(shipped)
         if self.execute_steps < 0 or not (self.image_size == 0 or self.image_size >= 8) or self.threads < 1:
             raise ValueError("execute_steps must be >= 0, image_size >= 8 (or 0: the camera's), threads >= 1")
         if not (self.dt >= 0):

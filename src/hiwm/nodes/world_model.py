@@ -1,6 +1,7 @@
 """The world-model node: a learned world of a task behind the robot's topics, with restorable state handles.
 
-The task is the checkpoint's (``ModelConfig.task``; the ``task`` parameter, when set, must agree).
+The task is the checkpoint's (``ModelConfig.task``; the ``task`` parameter, when set, must agree);
+with no ``checkpoint``, the model hiwm ships for ``task`` (``models/<task>/world_model``).
 The node keeps the task's topic contract (:mod:`hiwm.tasks.contract`: each task camera's image,
 ``robot/state`` with its proprio, ``task/state`` and ``task/status`` from the state probe (no
 ``task/state`` without a probe), world "model"; actions on ``robot/command``, validated against
@@ -31,7 +32,8 @@ from hiwm.comm import Node, new_message
 from hiwm.comm.images import encode_png
 from hiwm.comm.qos import KEEP_ALL, QoSProfile, profile
 from hiwm.comm.runner import run_node
-from hiwm.tasks import contract
+from hiwm.paths import shipped_model
+from hiwm.tasks import DEFAULT_TASK, contract
 from hiwm.tasks.chunks import CLOCKS, BadCommand
 from hiwm.tasks.contract import header
 from hiwm.world_model.checkpoint import CheckpointError
@@ -41,7 +43,7 @@ from hiwm.world_model.sim import Step, WorldModelSim, pick_device
 
 @dataclass
 class WorldModelConfig:
-    checkpoint: str = ""  # directory written by `hiwm train world-model`
+    checkpoint: str = ""  # directory written by `hiwm train world-model`; "": the task's shipped model
     task: str = ""  # the task served: must be the checkpoint's ("": the checkpoint's)
     rate_hz: float = 10.0
     clock: str = "realtime"  # or "lockstep"
@@ -54,7 +56,13 @@ class WorldModelConfig:
 
     def __post_init__(self) -> None:
         if not self.checkpoint:
-            raise ValueError("checkpoint must name a world-model checkpoint directory")
+            task = self.task or DEFAULT_TASK
+            shipped = shipped_model(task, "world_model")
+            if shipped is None:
+                raise ValueError(
+                    f"checkpoint must name a world-model checkpoint directory (hiwm ships none for task {task!r})"
+                )
+            self.checkpoint = str(shipped)
         if self.clock not in CLOCKS:
             raise ValueError(f"clock must be one of {CLOCKS}, got {self.clock!r}")
         if not self.rate_hz > 0:

@@ -10,7 +10,9 @@ cube's start height), so a restored episode continues bit for bit as the origina
 
 from __future__ import annotations
 
+import atexit
 import math
+import weakref
 from dataclasses import dataclass, field
 
 import mujoco
@@ -32,6 +34,12 @@ GRIPPER_START = 0.3  # rad, jaw slightly open
 LIMIT_TOLERANCE = 1e-6  # rad: float32 round-off of a target at a limit is not "out of limits"
 CAMERA = TASK.cameras[0].name
 _STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
+
+
+def _close_if_alive(env: weakref.ref) -> None:
+    alive = env()
+    if alive is not None:
+        alive.close()
 
 
 @dataclass(frozen=True, eq=False)  # arrays: no element-wise ==
@@ -218,6 +226,9 @@ class So101PickEnv:
                     f"no OpenGL context for MuJoCo ({exc}); headless, it needs MUJOCO_GL=egl or osmesa set before"
                     " MuJoCo is first imported and Mesa's libraries (tools/install-mujoco.sh)"
                 ) from exc
+            # exit handlers run last-registered first: this one, registered after the renderer's first
+            # context registered the display's termination, frees the context while the display lives
+            atexit.register(_close_if_alive, weakref.ref(self))
         self._renderer.update_scene(self.data, camera=CAMERA)
         for flag in OFF_FLAGS:
             self._renderer.scene.flags[flag] = 0
