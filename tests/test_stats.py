@@ -138,3 +138,10 @@ def test_the_report_pairs_the_last_round_and_writes_the_headline(tmp_path):
     assert "| act | hiwm_r2 vs base | real | 200 | +10.0 |" in report
     assert "| act | oracle vs base | model | - | no per-seed outcomes |" in report
     assert "McNemar" in report and "| diffusion | hiwm_r1 vs baseline | real |" in report
+
+
+def test_majority_rate_is_what_a_constant_answer_agrees_with():
+    from hiwm.stats import majority_rate
+
+    assert majority_rate(15, 20) == 0.75 and majority_rate(4, 20) == 0.8 and majority_rate(10, 20) == 0.5
+    assert majority_rate(0, 0) == 0.0

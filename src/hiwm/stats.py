@@ -29,6 +29,12 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def majority_rate(successes: int, n: int) -> float:
+    """The agreement of a constant answer (the majority outcome for every one of ``n`` episodes with
+    ``successes`` successes): what a verdict must beat to tell anything (0 for no episodes)."""
+    return max(successes, n - successes) / n if n else 0.0
+
+
 def pearson(x: np.ndarray, y: np.ndarray, z: float = 1.96) -> dict[str, float | None]:
     """Pearson r of paired values with a 95 % interval by Fisher's z transform (needs n >= 4).
 

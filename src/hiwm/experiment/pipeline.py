@@ -51,6 +51,7 @@ from tqdm import tqdm
 from hiwm.experiment.profiles import Profile
 from hiwm.files import atomic_write_json
 from hiwm.progress import redraw_interval
+from hiwm.stats import majority_rate
 from hiwm.tasks import Task, get_task
 
 log = logging.getLogger("hiwm.experiment")
@@ -95,7 +96,7 @@ def threshold_uninformative(calibration: dict[str, Any], start_metrics: list[flo
         return False
     if start_metrics and np.mean(np.asarray(start_metrics) > calibration["threshold"]) > START_SHARE:
         return True
-    return calibration["agreement"] <= max(successes, episodes - successes) / episodes
+    return calibration["agreement"] <= majority_rate(successes, episodes)
 
 
 def missing_parts(task: Task) -> list[str]:

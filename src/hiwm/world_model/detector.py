@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from hiwm import checkpoints
 from hiwm.checkpoints import CheckpointError, load_weights, save_tensors, state_tensors
 from hiwm.files import atomic_write_json
+from hiwm.stats import majority_rate
 from hiwm.training import Budget, Ranks, train_loop
 from hiwm.world_model.config import ProbeConfig, from_dict, to_dict
 
@@ -616,7 +617,7 @@ def agreement_in_model(model: Any, detector: SuccessDetector, episodes: Sequence
         "episodes": n,
         "successes": wins,
         "agreement": float((said == real).mean()) if n else 0.0,
-        "constant": max(wins, n - wins) / n if n else 0.0,
+        "constant": majority_rate(wins, n),
         "balanced": float(np.mean(recalls)) if len(recalls) == 2 else float("nan"),
     }
 
