@@ -15,6 +15,7 @@ import sys
 import time
 
 import pytest
+from conftest import wait_for
 from test_playground import free_port
 from test_worlds import arm_checkpoint
 
@@ -37,6 +38,11 @@ class HoldPolicy:
     def act(self, observation):
         return np.repeat(np.asarray(observation["state"], dtype=np.float64)[None], 2, axis=0)
 '''
+
+
+def queries(stats) -> int:
+    """The observations the policy server has answered so far (its ``~/stats``)."""
+    return json.loads(stats.call(new_message("std_srvs/srv/Trigger_Request"), timeout=10).message)["queries"]
 
 
 @pytest.mark.parametrize("world", ["real", "model"])
@@ -62,10 +68,7 @@ def test_the_hiwm_graph_serves_the_arm_task_in_both_worlds(procs, tmp_path, worl
         assert reset.wait_for_service(90.0), procs.output(launcher)
         time.sleep(1.0)  # lockstep: the first observation must find the policy listening
         assert reset.call(new_message("hiwm_msgs/srv/Reset_Request", seed=3), timeout=30.0).success
-        deadline = time.monotonic() + 90
-        while json.loads(stats.call(new_message("std_srvs/srv/Trigger_Request"), timeout=10).message)["queries"] < 4:
-            assert time.monotonic() < deadline, procs.output(launcher)
-            time.sleep(0.2)
+        assert wait_for(lambda: queries(stats) >= 4, timeout=90, interval=0.2), procs.output(launcher)
         assert reset.call(new_message("hiwm_msgs/srv/Reset_Request", seed=4), timeout=30.0).success
         time.sleep(1.5)
     finally:
@@ -105,10 +108,7 @@ def test_the_shipped_models_serve_the_arm_graph_with_no_paths(procs, tmp_path):
         assert stats.wait_for_service(90.0) and reset.wait_for_service(90.0), procs.output(launcher)
         time.sleep(1.0)  # lockstep: the first observation must find the policy listening
         assert reset.call(new_message("hiwm_msgs/srv/Reset_Request", seed=5), timeout=30.0).success
-        deadline = time.monotonic() + 90
-        while json.loads(stats.call(new_message("std_srvs/srv/Trigger_Request"), timeout=10).message)["queries"] < 4:
-            assert time.monotonic() < deadline, procs.output(launcher)
-            time.sleep(0.2)
+        assert wait_for(lambda: queries(stats) >= 4, timeout=90, interval=0.2), procs.output(launcher)
     finally:
         node.destroy()
     launcher.send_signal(signal.SIGINT)

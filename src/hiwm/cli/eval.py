@@ -14,16 +14,17 @@ def shipped_defaults(args: argparse.Namespace) -> tuple[str, str]:
     from hiwm.tasks import DEFAULT_TASK
 
     task = args.task or DEFAULT_TASK
-    policy, world = args.policy, args.world_model or ""
-    for kind, given in (("act", policy), ("world_model", world)):
-        if given == SHIPPED and shipped_model(task, kind) is None:
+
+    def resolve(given: str, kind: str) -> str:
+        if given != SHIPPED:
+            return given
+        path = shipped_model(task, kind)
+        if path is None:
             what = kind.replace("_", " ")
             raise SystemExit(f"hiwm eval: error: hiwm ships no {what} for task {task!r}; name a checkpoint")
-    if policy == SHIPPED:
-        policy = str(shipped_model(task, "act"))
-    if world == SHIPPED:
-        world = str(shipped_model(task, "world_model"))
-    return policy, world
+        return str(path)
+
+    return resolve(args.policy, "act"), resolve(args.world_model or "", "world_model")
 
 
 SHIPPED = "shipped"  # the task's model under models/ (hiwm.paths.shipped_model)

@@ -11,10 +11,6 @@ from typing import Any
 
 KINDS = ("world_model", "act", "diffusion")
 CARD = "MODEL_CARD.md"
-# what a shipped checkpoint keeps: inference weights and configs, not the optimizer's state
-WORLD_MODEL_FILES = ("config.json", "model.safetensors", "probe.safetensors")
-DETECTOR_FILES = ("detector.json", "detector.safetensors", "probe.safetensors", "metrics.json")
-POLICY_FILES = ("config.json", "model.safetensors")
 
 
 def size_mb(path: Path) -> float:
@@ -62,28 +58,28 @@ def rate(world: dict[str, Any]) -> str:
 
 
 def ship_world_model(run: Path, profile: dict[str, Any], into: Path, command: str) -> Path:
-    from hiwm.world_model.checkpoint import read_config
-    from hiwm.world_model.detector import FOLDER
+    from hiwm.world_model import detector
+    from hiwm.world_model.checkpoint import CONFIG, MODEL, PROBE, read_config
 
+    FOLDER = detector.FOLDER
     src, out = run / "world_model", into / "world_model"
     ckpt, doc = read_config(src)
     shutil.rmtree(out, ignore_errors=True)
     (out / FOLDER).mkdir(parents=True)
-    for name in WORLD_MODEL_FILES[1:]:
+    for name in (MODEL, PROBE):  # inference weights: the optimizer's state stays behind
         if (src / name).exists():
             shutil.copy2(src / name, out / name)
-    # the optimizer's state stays behind: its entries go from the config with it
-    doc.pop("optimizer", None)
+    doc.pop("optimizer", None)  # and its entries go from the config with it
     doc["digests"] = {k: v for k, v in doc.get("digests", {}).items() if (out / k).exists()}
-    (out / "config.json").write_text(json.dumps(doc, indent=1))
-    for name in DETECTOR_FILES:
+    (out / CONFIG).write_text(json.dumps(doc, indent=1))
+    for name in (detector.CONFIG, detector.WEIGHTS, detector.PROBE_WEIGHTS, "metrics.json"):
         if (src / FOLDER / name).exists():
             shutil.copy2(src / FOLDER / name, out / FOLDER / name)
     if not any((out / FOLDER).iterdir()):
         (out / FOLDER).rmdir()
     judge = "its state probe"
-    if (out / FOLDER / "detector.json").exists():
-        kind = json.loads((out / FOLDER / "detector.json").read_text()).get("kind")
+    if (out / FOLDER / detector.CONFIG).exists():
+        kind = json.loads((out / FOLDER / detector.CONFIG).read_text()).get("kind")
         judge = "a learned success detector (detector/)" if kind == "learned" else "its state probe (detector/)"
     metrics = ckpt.metrics
     lines = [
@@ -111,9 +107,10 @@ def ship_world_model(run: Path, profile: dict[str, Any], into: Path, command: st
 
 def ship_policy(run: Path, profile: dict[str, Any], backbone: str, into: Path, command: str) -> Path:
     from hiwm.experiment.pipeline import DEMO_SEED
+    from hiwm.policy.checkpoint import CONFIG, MODEL
 
     src, out = run / "policies" / backbone / "base", into / backbone
-    doc = json.loads((src / "config.json").read_text())
+    doc = json.loads((src / CONFIG).read_text())
     demos = (run / "data" / "demos").resolve()
     for entry in doc.get("train", {}).get("data", []):
         if Path(entry["path"]).resolve() == demos:  # how it was collected, for post-training to reproduce
@@ -121,9 +118,8 @@ def ship_policy(run: Path, profile: dict[str, Any], backbone: str, into: Path, c
             entry["collect"] = {"episodes": profile["demo_episodes"], "seed": DEMO_SEED, "task": profile["task"]}
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    for name in POLICY_FILES[1:]:
-        shutil.copy2(src / name, out / name)
-    (out / "config.json").write_text(json.dumps(doc, indent=1))
+    shutil.copy2(src / MODEL, out / MODEL)  # inference weights, not the training state
+    (out / CONFIG).write_text(json.dumps(doc, indent=1))
     row = eval_row(run, backbone, "base")
     figures = ["(not evaluated)"]
     if row:

@@ -258,13 +258,9 @@ class Experiment:
             cfg = CollectConfig(episodes=p.demo_episodes, seed=DEMO_SEED, workers=p.workers, task=p.task)
             collect(cfg, self.path("data", "demos"))
         for backbone in p.base_policies:  # a given base policy's data, recorded as how it was collected
-            from hiwm.policy.checkpoint import read_config
-
-            entries = read_config(p.base_policies[backbone])["train"]["data"]
-            for i, path in self.base_recipes(backbone):
+            for _, path, recipe in self.base_recipes(backbone):
                 if not Path(path, "meta", "info.json").exists():
-                    recipe = {**entries[i]["collect"], "workers": p.workers}
-                    collect(CollectConfig(**recipe), path)
+                    collect(CollectConfig(**recipe, workers=p.workers), path)
         if not p.world_model and not self.path("data", "wm_noisy", "meta", "info.json").exists():
             cfg = CollectConfig(
                 episodes=p.wm_noisy_episodes, seed=WM_SEED, noise=p.wm_noise, workers=p.workers, task=p.task
@@ -547,7 +543,7 @@ class Experiment:
         config = read_config(given)
         if config["backbone"] != backbone:
             raise ValueError(f"base policy {given}: backbone {config['backbone']}, not {backbone}")
-        recipes = dict(self.base_recipes(backbone))
+        recipes = {i: path for i, path, _ in self.base_recipes(backbone)}
         entries = config.get("train", {}).get("data", [])
         data = [(recipes.get(i) or d["path"], float(d.get("ratio", 1.0))) for i, d in enumerate(entries)]
         here = [i in recipes or Path(path, "meta", "info.json").exists() for i, (path, _) in enumerate(data)]
@@ -559,8 +555,8 @@ class Experiment:
             )
         return Path(given), data
 
-    def base_recipes(self, backbone: str) -> list[tuple[int, str]]:
-        """(index, run-folder path) of each training dataset of the given base policy that is not on
+    def base_recipes(self, backbone: str) -> list[tuple[int, str, dict[str, Any]]]:
+        """(index, run-folder path, recipe) of each training dataset of the given base policy that is not on
         this machine but records how it was collected (``"collect"``: a :class:`CollectConfig`'s
         fields, as a shipped model's config does): the scripted expert reproduces it seed for seed."""
         from hiwm.policy.checkpoint import read_config
@@ -570,7 +566,7 @@ class Experiment:
             return []
         entries = read_config(given).get("train", {}).get("data", [])
         return [
-            (i, str(self.path("data", f"{backbone}_base_{i}")))
+            (i, str(self.path("data", f"{backbone}_base_{i}")), d["collect"])
             for i, d in enumerate(entries)
             if isinstance(d.get("collect"), dict) and not Path(d.get("path", ""), "meta", "info.json").exists()
         ]
