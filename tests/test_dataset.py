@@ -17,7 +17,7 @@ import pytest
 
 from hiwm.cli.main import main as hiwm
 from hiwm.data import LeRobotDataset, verify
-from hiwm.data.collect import CollectConfig, collect, expert_episode
+from hiwm.data.collect import RECIPES, CollectConfig, collect, expert_episode, recipe
 
 CAMERA = "/camera/camera/color/image_raw"  # the Push-T camera's topic
 TOPICS = {CAMERA, "/robot/state", "/task/state", "/task/status", "/robot/command"}
@@ -138,10 +138,20 @@ def test_cli_collect_info_verify(tmp_path, capsys):
     assert "episodes 2, frames 40" in capsys.readouterr().out
     assert hiwm(["dataset", "verify", str(out), "-q"]) == 0
     assert ": OK: 2 episodes, 40 frames" in capsys.readouterr().out
-    # appending continues the episode indices
+    # the dataset records how it was collected: the recipe collects it again, seed for seed
+    how = recipe(out)
+    assert how is not None and (how["episodes"], how["seed"], how["max_steps"]) == (2, 0, 20)
+    again = collect(CollectConfig(**how), tmp_path / "again")
+    assert again.frames == 40 and recipe(tmp_path / "again") == how
+    np.testing.assert_array_equal(
+        LeRobotDataset(tmp_path / "again").episode(1, videos=False)["action"],
+        LeRobotDataset(out).episode(1, videos=False)["action"],
+    )
+    # appending continues the episode indices; two recipes in one dataset are no longer one recipe
     assert hiwm(["collect", "--episodes", "1", "--max-steps", "10", "--out", str(out), "--seed", "5", "-q"]) == 0
     ds = LeRobotDataset(out)
     assert ds.num_episodes == 3 and ds.num_frames == 50 and ds.episode(2, videos=False)["index"][0] == 40
+    assert recipe(out) is None and len(json.loads((out / RECIPES).read_text())) == 2
 
 
 def committed_episodes(root: Path) -> int:

@@ -94,7 +94,8 @@ def test_a_task_the_loop_cannot_run_is_refused_at_once(tmp_path, capsys, monkeyp
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("experiment")
     results = out / "docs" / "results" / "pusht.json"  # a folder the run makes
-    assert hiwm(["experiment", "--profile", "smoke", "--out", str(out), "--results-json", str(results)]) == 0
+    argv = ["experiment", "--profile", "smoke", "--from-scratch", "--out", str(out), "--results-json", str(results)]
+    assert hiwm(argv) == 0
     return out
 
 
@@ -173,7 +174,7 @@ def test_a_rerun_resumes_without_redoing_work(smoke):
     doc = json.loads(row.read_text())
     kept = doc["real"].pop("per_seed")
     row.write_text(json.dumps(doc))
-    assert hiwm(["experiment", "--profile", "smoke", "--out", str(smoke)]) == 0
+    assert hiwm(["experiment", "--profile", "smoke", "--from-scratch", "--out", str(smoke)]) == 0
     results = json.loads((smoke / "results.json").read_text())
     base = next(r for r in results["rows"] if r["method"] == "base")
     assert base["real"]["per_seed"] == kept  # read back from that evaluation's episodes.json

@@ -176,7 +176,19 @@ def test_a_run_ships_its_models_and_the_loop_post_trains_them(arm, share, tmp_pa
         assert "--profile smoke --from-scratch" in text and "## Figures" in text
     assert "real success:" in (act / "MODEL_CARD.md").read_text()
     data = json.loads((act / "config.json").read_text())["train"]["data"]
-    assert data[0]["path"] == "demos" and data[0]["collect"] == {"episodes": 3, "seed": 0, "task": ARM}
+    assert data[0]["path"] == "demos" and data[0]["collect"]["episodes"] == 3
+    assert (data[0]["collect"]["seed"], data[0]["collect"]["task"], data[0]["collect"]["noise"]) == (0, ARM, 0.0)
+    # the same checkpoints named one by one (as `hiwm train` leaves them) ship the same files
+    named = tmp_path / "named"
+    argv = ["--task", ARM, "--world-model", str(arm / "world_model"), "--policy", f"act={arm / 'policies/act/base'}"]
+    assert hiwm(["models", "ship", *argv, "--into", str(named), "--command", "hiwm train ..."]) == 0
+    for kind in ("world_model", "act"):
+        assert json.loads((named / ARM / kind / "config.json").read_text()) == json.loads(
+            (share / "models" / ARM / kind / "config.json").read_text()
+        )
+        assert "hiwm train ..." in (named / ARM / kind / "MODEL_CARD.md").read_text()
+    assert hiwm(["models", "ship", "--task", ARM, "--policy", f"diffusion={arm / 'policies/act/base'}"]) == 2
+    assert "not a diffusion checkpoint" in capsys.readouterr().err
     capsys.readouterr()
     assert hiwm(["models", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)

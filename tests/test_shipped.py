@@ -62,3 +62,28 @@ def test_the_repository_ships_small_models_with_cards():
         json.loads((folder / "config.json").read_text())
     setup = (share_path() / "setup.py").read_text() if (share_path() / "setup.py").exists() else ""
     assert not setup or '*tree("models")' in setup
+
+
+def shipped_tasks() -> list[str]:
+    from hiwm.paths import share_path
+
+    return sorted(p.parent.parent.name for p in share_path("models").glob("*/world_model/config.json"))
+
+
+@pytest.mark.parametrize("task", shipped_tasks())
+def test_each_shipped_policy_runs_in_both_worlds(task, tmp_path, capsys):
+    """The shipped models load without pickle and drive a few steps of an episode in the physics and in
+    the shipped world model, judged by its success verdict; the policy's data records how to collect it."""
+    from hiwm.cli.models import KINDS
+
+    for backbone in KINDS[1:]:
+        if (policy := shipped_model(task, backbone)) is None:
+            continue
+        entries = json.loads((policy / "config.json").read_text())["train"]["data"]
+        assert entries and all("collect" in d and d["collect"]["task"] == task for d in entries), policy
+        out = tmp_path / backbone
+        argv = ["eval", "--task", task, "--policy", str(policy), "--world-model", "--both", "--episodes", "1"]
+        assert hiwm([*argv, "--max-steps", "8", "--workers", "1", "--videos", "0", "--out", str(out)]) == 0, backbone
+        for world in ("real", "model"):
+            summary = json.loads((out / world / "summary.json").read_text())
+            assert summary["episodes"] == 1 and 0.0 <= summary["success_rate"] <= 1.0, (backbone, world)

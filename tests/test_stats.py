@@ -20,6 +20,7 @@ def test_pearson_and_its_interval():
     got = pearson(np.array([0.2, 0.5, 0.6, 0.9]), np.array([0.3, 0.4, 0.8, 0.7]))
     assert got["ci_low"] < got["r"] < got["ci_high"]
     assert pearson(np.ones(4), x[:4])["r"] is None  # no variation: undefined, not NaN
+    assert pearson(x[:2], x[:2])["r"] is None  # two points always line up: undefined, not 1
     with pytest.raises(ValueError):
         pearson(x, x[:3])
 

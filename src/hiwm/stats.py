@@ -38,14 +38,15 @@ def majority_rate(successes: int, n: int) -> float:
 def pearson(x: np.ndarray, y: np.ndarray, z: float = 1.96) -> dict[str, float | None]:
     """Pearson r of paired values with a 95 % interval by Fisher's z transform (needs n >= 4).
 
-    ``r`` is None when either side is constant (correlation undefined).
+    ``r`` is None when either side is constant or there are fewer than three pairs (two points always
+    give +-1: the correlation is undefined).
     """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1:
         raise ValueError(f"need two equal-length 1-D arrays, got {x.shape} and {y.shape}")
     n = len(x)
     out: dict[str, float | None] = {"n": n, "r": None, "ci_low": None, "ci_high": None}
-    if n < 2 or np.std(x) == 0 or np.std(y) == 0:
+    if n < 3 or np.std(x) == 0 or np.std(y) == 0:
         return out
     r = float(np.corrcoef(x, y)[0, 1])
     out["r"] = r

@@ -57,125 +57,190 @@ def rate(world: dict[str, Any]) -> str:
     return f"{100 * world['success_rate']:.1f} % (95 % CI {100 * low:.1f}-{100 * high:.1f} %, {n} held-out seeds)"
 
 
-def ship_world_model(run: Path, profile: dict[str, Any], into: Path, command: str) -> Path:
+def copy_world_model(src: Path, out: Path) -> tuple[Any, dict[str, Any]]:
+    """The inference files of the world-model checkpoint ``src`` (weights, probe, success detector)
+    into ``out``, without the optimizer's state; its checkpoint record and config."""
     from hiwm.world_model import detector
     from hiwm.world_model.checkpoint import CONFIG, MODEL, PROBE, read_config
 
-    FOLDER = detector.FOLDER
-    src, out = run / "world_model", into / "world_model"
     ckpt, doc = read_config(src)
     shutil.rmtree(out, ignore_errors=True)
-    (out / FOLDER).mkdir(parents=True)
-    for name in (MODEL, PROBE):  # inference weights: the optimizer's state stays behind
+    (out / detector.FOLDER).mkdir(parents=True)
+    for name in (MODEL, PROBE):
         if (src / name).exists():
             shutil.copy2(src / name, out / name)
     doc.pop("optimizer", None)  # and its entries go from the config with it
     doc["digests"] = {k: v for k, v in doc.get("digests", {}).items() if (out / k).exists()}
     (out / CONFIG).write_text(json.dumps(doc, indent=1))
     for name in (detector.CONFIG, detector.WEIGHTS, detector.PROBE_WEIGHTS, "metrics.json"):
-        if (src / FOLDER / name).exists():
-            shutil.copy2(src / FOLDER / name, out / FOLDER / name)
-    if not any((out / FOLDER).iterdir()):
-        (out / FOLDER).rmdir()
-    judge = "its state probe"
-    if (out / FOLDER / detector.CONFIG).exists():
-        kind = json.loads((out / FOLDER / detector.CONFIG).read_text()).get("kind")
-        judge = "a learned success detector (detector/)" if kind == "learned" else "its state probe (detector/)"
-    metrics = ckpt.metrics
-    lines = [
-        f"# {profile['task']} world model",
-        "",
-        f"hiwm's world model of {profile['task']}: {doc['model'].get('preset', 'small')} preset, "
-        f"{ckpt.step} training steps, success judged by {judge}.",
-        "",
-        "## Data",
-        f"{profile['demo_episodes']} scripted-expert demos (seeds from 0) and {profile['wm_noisy_episodes']} "
-        f"sloppy expert episodes (noise {profile['wm_noise']}, seeds from 50000), collected by the run.",
-        "",
-        "## Trained by",
-        f"```\n{command}\n```",
-        f"({profile['wm_minutes']:g} min budget on a 2-core CPU; the run's `world_model/`.)",
-        "",
-        "## Figures",
-        "```json",
-        json.dumps(metrics, indent=1)[:4000],
-        "```",
-    ]
-    (out / CARD).write_text("\n".join(lines) + "\n")
-    return out
+        if (src / detector.FOLDER / name).exists():
+            shutil.copy2(src / detector.FOLDER / name, out / detector.FOLDER / name)
+    if not any((out / detector.FOLDER).iterdir()):
+        (out / detector.FOLDER).rmdir()
+    return ckpt, doc
 
 
-def ship_policy(run: Path, profile: dict[str, Any], backbone: str, into: Path, command: str) -> Path:
-    from hiwm.experiment.pipeline import DEMO_SEED
+def copy_policy(src: Path, out: Path) -> dict[str, Any]:
+    """The weights and config of the policy checkpoint ``src`` into ``out`` (not its training state);
+    each training dataset that `hiwm collect` wrote whole is recorded as how it was collected
+    (:func:`hiwm.data.collect.recipe`), for post-training to collect it again. The config."""
+    from hiwm.data.collect import recipe
     from hiwm.policy.checkpoint import CONFIG, MODEL
 
-    src, out = run / "policies" / backbone / "base", into / backbone
     doc = json.loads((src / CONFIG).read_text())
-    demos = (run / "data" / "demos").resolve()
     for entry in doc.get("train", {}).get("data", []):
-        if Path(entry["path"]).resolve() == demos:  # how it was collected, for post-training to reproduce
-            entry["path"] = "demos"
-            entry["collect"] = {"episodes": profile["demo_episodes"], "seed": DEMO_SEED, "task": profile["task"]}
+        if (how := recipe(entry["path"])) is not None:
+            entry["path"], entry["collect"] = Path(entry["path"]).name, how
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    shutil.copy2(src / MODEL, out / MODEL)  # inference weights, not the training state
+    shutil.copy2(src / MODEL, out / MODEL)
     (out / CONFIG).write_text(json.dumps(doc, indent=1))
-    row = eval_row(run, backbone, "base")
-    figures = ["(not evaluated)"]
-    if row:
-        figures = [f"- real success: {rate(row['real'])}", f"- in the shipped world model: {rate(row['model'])}"]
-    lines = [
-        f"# {profile['task']} base {backbone}",
-        "",
-        f"hiwm's base {backbone} policy for {profile['task']}, trained on {profile['demo_episodes']} scripted-expert "
-        "demos: the starting point the Hi-WM loop post-trains.",
-        "",
-        "## Data",
-        f"{profile['demo_episodes']} scripted-expert demos from seed {DEMO_SEED} "
-        "(recorded in config.json as how they were collected: post-training collects them again).",
-        "",
-        "## Trained by",
-        f"```\n{command}\n```",
-        f"({profile['policy_minutes']:g} min budget on a 2-core CPU; the run's `policies/{backbone}/base`.)",
-        "",
-        "## Figures",
-        *figures,
-    ]
-    (out / CARD).write_text("\n".join(lines) + "\n")
-    return out
+    return doc
 
 
-def cmd_ship(args: argparse.Namespace) -> int:
-    run = Path(args.run)
+def judge(out: Path) -> str:
+    from hiwm.world_model import detector
+
+    if not (out / detector.FOLDER / detector.CONFIG).exists():
+        return "its state probe"
+    kind = json.loads((out / detector.FOLDER / detector.CONFIG).read_text()).get("kind")
+    return "a learned success detector (detector/)" if kind == "learned" else "its state probe (detector/)"
+
+
+def write_card(
+    out: Path, title: str, summary: str, data: list[str], command: str, note: str, figures: list[str]
+) -> None:
+    lines = [f"# {title}", "", summary, "", "## Data", *data, "", "## Trained by", f"```\n{command}\n```"]
+    lines += [note] if note else []
+    (out / CARD).write_text("\n".join([*lines, "", "## Figures", *figures]) + "\n")
+
+
+def metrics_block(metrics: dict[str, Any]) -> list[str]:
+    return ["```json", json.dumps(metrics, indent=1)[:4000], "```"]
+
+
+def data_lines(doc: dict[str, Any]) -> list[str]:
+    """A policy's training data, one line per dataset: how it was collected where it records that."""
+    lines = []
+    for d in doc.get("train", {}).get("data", []):
+        how = d.get("collect")
+        source = (
+            f"{how['episodes']} scripted-expert episodes from seed {how['seed']} (noise {how.get('noise', 0)})"
+            if how
+            else f"`{d['path']}`"
+        )
+        lines.append(
+            f"- {source}: {d.get('train_episodes', '?')} training episodes, {d.get('train_frames', '?')} frames"
+        )
+    return lines
+
+
+def ship_run(run: Path, into: Path, command: str) -> list[Path]:
+    """A `hiwm experiment` run's world model and base policies (those it trained) into ``into/<task>``."""
     profile_path = run / "profile.json"
     if not profile_path.exists():
         raise SystemExit(f"hiwm models ship: error: {run}: no profile.json; not a `hiwm experiment` run folder")
     profile = json.loads(profile_path.read_text())
-    into = Path(args.into) / profile["task"]
-    command = args.command or (
-        f"hiwm experiment --task {profile['task']} --profile {profile['name']} --from-scratch "
+    task, into = profile["task"], into / profile["task"]
+    command = command or (
+        f"hiwm experiment --task {task} --profile {profile['name']} --from-scratch "
         f"--backbones {' '.join(profile['backbones'])}"
     )
     shipped = []
     if (run / "world_model" / "config.json").exists() and not profile.get("world_model"):
-        shipped.append(ship_world_model(run, profile, into, command))
+        out = into / "world_model"
+        ckpt, doc = copy_world_model(run / "world_model", out)
+        data = [
+            f"{profile['demo_episodes']} scripted-expert demos (seeds from 0) and {profile['wm_noisy_episodes']} "
+            f"sloppy expert episodes (noise {profile['wm_noise']}, seeds from 50000), collected by the run."
+        ]
+        summary = (
+            f"hiwm's world model of {task}: {doc['model'].get('preset', 'small')} preset, {ckpt.step} training "
+            f"steps, success judged by {judge(out)}."
+        )
+        note = f"({profile['wm_minutes']:g} min budget on a 2-core CPU; the run's `world_model/`.)"
+        write_card(out, f"{task} world model", summary, data, command, note, metrics_block(ckpt.metrics))
+        shipped.append(out)
     for backbone in profile["backbones"]:
-        if (run / "policies" / backbone / "base" / "done").exists() and backbone not in profile["base_policies"]:
-            shipped.append(ship_policy(run, profile, backbone, into, command))
+        if not (run / "policies" / backbone / "base" / "done").exists() or backbone in profile["base_policies"]:
+            continue
+        out = into / backbone
+        doc = copy_policy(run / "policies" / backbone / "base", out)
+        row = eval_row(run, backbone, "base")
+        figures = ["(not evaluated)"]
+        if row:
+            figures = [f"- real success: {rate(row['real'])}", f"- in the shipped world model: {rate(row['model'])}"]
+        summary = (
+            f"hiwm's base {backbone} policy for {task}, trained on {profile['demo_episodes']} scripted-expert "
+            "demos: the starting point the Hi-WM loop post-trains."
+        )
+        note = f"({profile['policy_minutes']:g} min budget on a 2-core CPU; the run's `policies/{backbone}/base`.)"
+        write_card(out, f"{task} base {backbone}", summary, data_lines(doc), command, note, figures)
+        shipped.append(out)
+    return shipped
+
+
+def ship_checkpoints(task: str, world_model: str, policies: list[str], into: Path, command: str) -> list[Path]:
+    """Checkpoint folders (`hiwm train world-model`, `hiwm train policy BACKBONE=FOLDER`) into ``into/<task>``."""
+    from hiwm.policy.checkpoint import read_config as read_policy
+
+    shipped = []
+    if world_model:
+        out = into / task / "world_model"
+        ckpt, doc = copy_world_model(Path(world_model), out)
+        summary = (
+            f"hiwm's world model of {task}: {doc['model'].get('preset', 'small')} preset, {ckpt.step} training "
+            f"steps, success judged by {judge(out)}."
+        )
+        write_card(out, f"{task} world model", summary, [f"`{world_model}`"], command, "", metrics_block(ckpt.metrics))
+        shipped.append(out)
+    for spec in policies:
+        backbone, sep, folder = spec.partition("=")
+        if not sep or backbone not in KINDS[1:]:
+            raise SystemExit(
+                f"hiwm models ship: error: --policy {spec!r}: expected BACKBONE=FOLDER, BACKBONE in {KINDS[1:]}"
+            )
+        if read_policy(folder).get("backbone") != backbone:
+            raise SystemExit(f"hiwm models ship: error: {folder}: not a {backbone} checkpoint")
+        out = into / task / backbone
+        doc = copy_policy(Path(folder), out)
+        summary = f"hiwm's base {backbone} policy for {task}: the starting point the Hi-WM loop post-trains."
+        write_card(out, f"{task} base {backbone}", summary, data_lines(doc), command, "", ["(not evaluated)"])
+        shipped.append(out)
+    return shipped
+
+
+def cmd_ship(args: argparse.Namespace) -> int:
+    into = Path(args.into)
+    if args.run and (args.world_model or args.policy):
+        raise SystemExit("hiwm models ship: error: give a run folder or --world-model/--policy checkpoints, not both")
+    if args.run:
+        shipped = ship_run(Path(args.run), into, args.command)
+    elif args.world_model or args.policy:
+        shipped = ship_checkpoints(args.task, args.world_model, args.policy, into, args.command or "(not recorded)")
+    else:
+        raise SystemExit("hiwm models ship: error: give a `hiwm experiment` run folder or --world-model/--policy")
     if not shipped:
-        raise SystemExit(f"hiwm models ship: error: {run}: no world model or base policy trained by the run")
+        raise SystemExit(f"hiwm models ship: error: {args.run}: no world model or base policy trained by the run")
     for path in shipped:
         print(f"{path}  {size_mb(path):.2f} MB")
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from hiwm.tasks import DEFAULT_TASK, task_names
+
     p = sub.add_parser("models", help="the trained models hiwm ships, and shipping a run's", description=__doc__)
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(func=cmd_list)
     verbs = p.add_subparsers(dest="verb")
     ship = verbs.add_parser("ship", help="copy a run's world model and base policies into models/<task>/, with cards")
-    ship.add_argument("run", help="a `hiwm experiment` run folder")
+    ship.add_argument("run", nargs="?", help="a `hiwm experiment` run folder")
+    ship.add_argument("--task", choices=task_names(), default=DEFAULT_TASK, help="the checkpoints' task")
+    ship.add_argument("--world-model", default="", metavar="FOLDER", help="a `hiwm train world-model` checkpoint")
+    ship.add_argument(
+        "--policy", nargs="+", default=[], metavar="BACKBONE=FOLDER", help="`hiwm train policy` checkpoints"
+    )
     ship.add_argument("--into", default="models", help="the models folder (default: ./models, the checkout's)")
     ship.add_argument("--command", default="", help="the command that trained them, for the cards")
     ship.set_defaults(func=cmd_ship)

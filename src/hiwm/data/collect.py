@@ -9,6 +9,8 @@ given ``seed``.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import multiprocessing
 import time
 from collections.abc import Callable, Iterator
@@ -18,11 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from hiwm.comm.interfaces import serialize
-from hiwm.data.lerobot import SOURCE_SCRIPTED, LeRobotDatasetWriter
+from hiwm.data.lerobot import SOURCE_SCRIPTED, LeRobotDatasetWriter, read_info
+from hiwm.files import atomic_write_json
 from hiwm.tasks import DEFAULT_TASK, get_task
 from hiwm.tasks.world import TaskWorld, load_world
 
 LABELS = ("executed", "clean")
+# meta/hiwm_collect.json: the CollectConfig of each `collect` call that completed into a dataset, so a
+# model trained on it records how to collect it again (a shipped model's data, :func:`recipe`)
+RECIPES = Path("meta", "hiwm_collect.json")
+RUNTIME_FIELDS = ("workers", "flush_every")  # how a run was executed, not what it collected
 
 
 @dataclass
@@ -174,6 +181,30 @@ class CollectSummary:
         return self.successes / self.episodes if self.episodes else 0.0
 
 
+def record_recipe(root: Path, cfg: CollectConfig, episodes: int) -> None:
+    """Append ``cfg`` (its episodes done) to the dataset's recipes (atomically)."""
+    path = root / RECIPES
+    recipes = json.loads(path.read_text()) if path.exists() else []
+    fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RUNTIME_FIELDS}
+    atomic_write_json(path, [*recipes, {**fields, "episodes": episodes}], indent=1)
+
+
+def recipe(root: str | Path) -> dict | None:
+    """The CollectConfig fields that reproduce the dataset at ``root`` seed for seed, or None where no
+    single completed `collect` call wrote all of its episodes (other writers, appends, none)."""
+    path = Path(root) / RECIPES
+    if not path.exists():
+        return None
+    try:
+        recipes = json.loads(path.read_text())
+        total = int(read_info(Path(root))["total_episodes"])
+    except (OSError, ValueError, KeyError):
+        return None
+    if len(recipes) != 1 or recipes[0].get("episodes") != total:
+        return None
+    return recipes[0]
+
+
 def collect(
     cfg: CollectConfig,
     out: str | Path,
@@ -221,4 +252,5 @@ def collect(
     writer.close()
     if bag:
         bag.close()
+    record_recipe(Path(out), cfg, done)
     return CollectSummary(done, frames, successes, time.monotonic() - start, str(out), str(bag_path) if bag else None)

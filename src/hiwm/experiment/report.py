@@ -224,7 +224,7 @@ def write_report(
     ``verdict``: what judged success in the world model (:data:`VERDICTS`; the profile's by default)."""
     real = np.array([r["real"]["success_rate"] for r in rows])
     model = np.array([r["model"]["success_rate"] for r in rows])
-    corr = pearson(model, real) if len(rows) >= 2 else {"n": len(rows), "r": None, "ci_low": None, "ci_high": None}
+    corr = pearson(model, real) if rows else {"n": 0, "r": None, "ci_low": None, "ci_high": None}
     pairs = paired(rows)
     heads = headline(pairs, corr)
     plot_success(rows, out / "success.png")
@@ -256,7 +256,8 @@ def write_report(
     r = corr["r"]
     ci = f" (95 % CI {corr['ci_low']:.3f} to {corr['ci_high']:.3f})" if corr.get("ci_low") is not None else ""
     lines += ["", f"Pearson r between world-model and real success over {corr['n']} checkpoints: "
-              + (f"{r:.3f}{ci}" if r is not None else "undefined (no variation)"), ""]  # fmt: skip
+              + (f"{r:.3f}{ci}" if r is not None else
+                 "undefined (fewer than three checkpoints, or no variation)"), ""]  # fmt: skip
     lines += ["| rollouts | sessions | policy success in its world | failure states | corrections | successful |",
               "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for name, s in summaries.items():
