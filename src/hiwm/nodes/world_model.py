@@ -99,6 +99,10 @@ class WorldModelNode:
         self.sim.reset(seed=cfg.seed if cfg.seed >= 0 else None)  # like the robot: ready, published on reset
         if cfg.clock == "realtime":
             node.create_timer(1.0 / cfg.rate_hz, self.on_tick)
+        verdict = "its state probe" if self.sim.probe is not None else "no state probe"
+        node.logger.info(
+            f"serving {cfg.checkpoint} ({self.world.task.name}, {verdict}) on {node.resolve('robot/command')}"
+        )
 
     def publish(self, step: Step) -> None:
         obs, handle = step.obs, step.handle
