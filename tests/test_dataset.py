@@ -18,6 +18,7 @@ import pytest
 from hiwm.cli.main import main as hiwm
 from hiwm.data import LeRobotDataset, verify
 from hiwm.data.collect import RECIPES, CollectConfig, collect, expert_episode, recipe
+from hiwm.data.lerobot import DatasetError
 
 CAMERA = "/camera/camera/color/image_raw"  # the Push-T camera's topic
 TOPICS = {CAMERA, "/robot/state", "/task/state", "/task/status", "/robot/command"}
@@ -152,6 +153,9 @@ def test_cli_collect_info_verify(tmp_path, capsys):
     ds = LeRobotDataset(out)
     assert ds.num_episodes == 3 and ds.num_frames == 50 and ds.episode(2, videos=False)["index"][0] == 40
     assert recipe(out) is None and len(json.loads((out / RECIPES).read_text())) == 2
+    (out / RECIPES).write_text("{not json")  # a corrupt record is a clear error, not a silent "no recipe"
+    with pytest.raises(DatasetError, match="unreadable collect recipes"):
+        recipe(out)
 
 
 def committed_episodes(root: Path) -> int:

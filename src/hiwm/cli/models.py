@@ -57,9 +57,17 @@ def rate(world: dict[str, Any]) -> str:
     return f"{100 * world['success_rate']:.1f} % (95 % CI {100 * low:.1f}-{100 * high:.1f} %, {n} held-out seeds)"
 
 
-def copy_world_model(src: Path, out: Path) -> tuple[Any, dict[str, Any]]:
-    """The inference files of the world-model checkpoint ``src`` (weights, probe, success detector)
-    into ``out``, without the optimizer's state; its checkpoint record and config."""
+def write_card(
+    out: Path, title: str, summary: str, data: list[str], command: str, note: str, figures: list[str]
+) -> None:
+    lines = [f"# {title}", "", summary, "", "## Data", *data, "", "## Trained by", f"```\n{command}\n```"]
+    lines += [note] if note else []
+    (out / CARD).write_text("\n".join([*lines, "", "## Figures", *figures]) + "\n")
+
+
+def ship_world_model(src: Path, out: Path, task: str, data: list[str], command: str, note: str = "") -> Path:
+    """The inference files of the world-model checkpoint ``src`` (weights, probe, success detector;
+    not the optimizer's state) into ``out``, with a model card."""
     from hiwm.world_model import detector
     from hiwm.world_model.checkpoint import CONFIG, MODEL, PROBE, read_config
 
@@ -75,48 +83,19 @@ def copy_world_model(src: Path, out: Path) -> tuple[Any, dict[str, Any]]:
     for name in (detector.CONFIG, detector.WEIGHTS, detector.PROBE_WEIGHTS, "metrics.json"):
         if (src / detector.FOLDER / name).exists():
             shutil.copy2(src / detector.FOLDER / name, out / detector.FOLDER / name)
+    judge = "its state probe"
+    if (out / detector.FOLDER / detector.CONFIG).exists():
+        kind = json.loads((out / detector.FOLDER / detector.CONFIG).read_text()).get("kind")
+        judge = "a learned success detector (detector/)" if kind == "learned" else "its state probe (detector/)"
     if not any((out / detector.FOLDER).iterdir()):
         (out / detector.FOLDER).rmdir()
-    return ckpt, doc
-
-
-def copy_policy(src: Path, out: Path) -> dict[str, Any]:
-    """The weights and config of the policy checkpoint ``src`` into ``out`` (not its training state);
-    each training dataset that `hiwm collect` wrote whole is recorded as how it was collected
-    (:func:`hiwm.data.collect.recipe`), for post-training to collect it again. The config."""
-    from hiwm.data.collect import recipe
-    from hiwm.policy.checkpoint import CONFIG, MODEL
-
-    doc = json.loads((src / CONFIG).read_text())
-    for entry in doc.get("train", {}).get("data", []):
-        if (how := recipe(entry["path"])) is not None:
-            entry["path"], entry["collect"] = Path(entry["path"]).name, how
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    shutil.copy2(src / MODEL, out / MODEL)
-    (out / CONFIG).write_text(json.dumps(doc, indent=1))
-    return doc
-
-
-def judge(out: Path) -> str:
-    from hiwm.world_model import detector
-
-    if not (out / detector.FOLDER / detector.CONFIG).exists():
-        return "its state probe"
-    kind = json.loads((out / detector.FOLDER / detector.CONFIG).read_text()).get("kind")
-    return "a learned success detector (detector/)" if kind == "learned" else "its state probe (detector/)"
-
-
-def write_card(
-    out: Path, title: str, summary: str, data: list[str], command: str, note: str, figures: list[str]
-) -> None:
-    lines = [f"# {title}", "", summary, "", "## Data", *data, "", "## Trained by", f"```\n{command}\n```"]
-    lines += [note] if note else []
-    (out / CARD).write_text("\n".join([*lines, "", "## Figures", *figures]) + "\n")
-
-
-def metrics_block(metrics: dict[str, Any]) -> list[str]:
-    return ["```json", json.dumps(metrics, indent=1)[:4000], "```"]
+    summary = (
+        f"hiwm's world model of {task}: {doc['model'].get('preset', 'small')} preset, {ckpt.step} training "
+        f"steps, success judged by {judge}."
+    )
+    figures = ["```json", json.dumps(ckpt.metrics, indent=1)[:4000], "```"]
+    write_card(out, f"{task} world model", summary, data, command, note, figures)
+    return out
 
 
 def data_lines(doc: dict[str, Any]) -> list[str]:
@@ -135,6 +114,36 @@ def data_lines(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def ship_policy(
+    src: Path,
+    out: Path,
+    task: str,
+    backbone: str,
+    command: str,
+    note: str = "",
+    figures: list[str] | None = None,
+    trained_on: str = "",
+) -> Path:
+    """The weights and config of the policy checkpoint ``src`` (not its training state) into ``out``, with a
+    model card; each training dataset that `hiwm collect` wrote whole is recorded as how it was collected
+    (:func:`hiwm.data.collect.recipe`), for post-training to collect it again."""
+    from hiwm.data.collect import recipe
+    from hiwm.policy.checkpoint import CONFIG, MODEL
+
+    doc = json.loads((src / CONFIG).read_text())
+    for entry in doc.get("train", {}).get("data", []):
+        if (how := recipe(entry["path"])) is not None:
+            entry["path"], entry["collect"] = Path(entry["path"]).name, how
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    shutil.copy2(src / MODEL, out / MODEL)
+    (out / CONFIG).write_text(json.dumps(doc, indent=1))
+    summary = f"hiwm's base {backbone} policy for {task}{trained_on}: the starting point the Hi-WM loop post-trains."
+    figures = figures or ["(not evaluated)"]
+    write_card(out, f"{task} base {backbone}", summary, data_lines(doc), command, note, figures)
+    return out
+
+
 def ship_run(run: Path, into: Path, command: str) -> list[Path]:
     """A `hiwm experiment` run's world model and base policies (those it trained) into ``into/<task>``."""
     profile_path = run / "profile.json"
@@ -148,52 +157,32 @@ def ship_run(run: Path, into: Path, command: str) -> list[Path]:
     )
     shipped = []
     if (run / "world_model" / "config.json").exists() and not profile.get("world_model"):
-        out = into / "world_model"
-        ckpt, doc = copy_world_model(run / "world_model", out)
         data = [
             f"{profile['demo_episodes']} scripted-expert demos (seeds from 0) and {profile['wm_noisy_episodes']} "
             f"sloppy expert episodes (noise {profile['wm_noise']}, seeds from 50000), collected by the run."
         ]
-        summary = (
-            f"hiwm's world model of {task}: {doc['model'].get('preset', 'small')} preset, {ckpt.step} training "
-            f"steps, success judged by {judge(out)}."
-        )
         note = f"({profile['wm_minutes']:g} min budget on a 2-core CPU; the run's `world_model/`.)"
-        write_card(out, f"{task} world model", summary, data, command, note, metrics_block(ckpt.metrics))
-        shipped.append(out)
+        shipped.append(ship_world_model(run / "world_model", into / "world_model", task, data, command, note))
     for backbone in profile["backbones"]:
         if not (run / "policies" / backbone / "base" / "done").exists() or backbone in profile["base_policies"]:
             continue
-        out = into / backbone
-        doc = copy_policy(run / "policies" / backbone / "base", out)
         row = eval_row(run, backbone, "base")
-        figures = ["(not evaluated)"]
+        figures = None
         if row:
             figures = [f"- real success: {rate(row['real'])}", f"- in the shipped world model: {rate(row['model'])}"]
-        summary = (
-            f"hiwm's base {backbone} policy for {task}, trained on {profile['demo_episodes']} scripted-expert "
-            "demos: the starting point the Hi-WM loop post-trains."
-        )
         note = f"({profile['policy_minutes']:g} min budget on a 2-core CPU; the run's `policies/{backbone}/base`.)"
-        write_card(out, f"{task} base {backbone}", summary, data_lines(doc), command, note, figures)
-        shipped.append(out)
+        src = run / "policies" / backbone / "base"
+        trained_on = f", trained on {profile['demo_episodes']} scripted-expert demos"
+        shipped.append(ship_policy(src, into / backbone, task, backbone, command, note, figures, trained_on))
     return shipped
 
 
 def ship_checkpoints(task: str, world_model: str, policies: list[str], into: Path, command: str) -> list[Path]:
-    """Checkpoint folders (`hiwm train world-model`, `hiwm train policy BACKBONE=FOLDER`) into ``into/<task>``."""
+    """Checkpoint folders (`hiwm train world-model`, `hiwm train policy BACKBONE=FOLDER`) into ``into/<task>``;
+    every one is checked before any is copied."""
     from hiwm.policy.checkpoint import read_config as read_policy
 
-    shipped = []
-    if world_model:
-        out = into / task / "world_model"
-        ckpt, doc = copy_world_model(Path(world_model), out)
-        summary = (
-            f"hiwm's world model of {task}: {doc['model'].get('preset', 'small')} preset, {ckpt.step} training "
-            f"steps, success judged by {judge(out)}."
-        )
-        write_card(out, f"{task} world model", summary, [f"`{world_model}`"], command, "", metrics_block(ckpt.metrics))
-        shipped.append(out)
+    named = []
     for spec in policies:
         backbone, sep, folder = spec.partition("=")
         if not sep or backbone not in KINDS[1:]:
@@ -202,11 +191,13 @@ def ship_checkpoints(task: str, world_model: str, policies: list[str], into: Pat
             )
         if read_policy(folder).get("backbone") != backbone:
             raise SystemExit(f"hiwm models ship: error: {folder}: not a {backbone} checkpoint")
-        out = into / task / backbone
-        doc = copy_policy(Path(folder), out)
-        summary = f"hiwm's base {backbone} policy for {task}: the starting point the Hi-WM loop post-trains."
-        write_card(out, f"{task} base {backbone}", summary, data_lines(doc), command, "", ["(not evaluated)"])
-        shipped.append(out)
+        named.append((backbone, Path(folder)))
+    shipped = []
+    if world_model:
+        out = into / task / "world_model"
+        shipped.append(ship_world_model(Path(world_model), out, task, [f"`{world_model}`"], command))
+    for backbone, folder in named:
+        shipped.append(ship_policy(folder, into / task / backbone, task, backbone, command))
     return shipped
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from hiwm.comm.interfaces import serialize
-from hiwm.data.lerobot import SOURCE_SCRIPTED, LeRobotDatasetWriter, read_info
+from hiwm.data.lerobot import SOURCE_SCRIPTED, DatasetError, LeRobotDatasetWriter, read_info
 from hiwm.files import atomic_write_json
 from hiwm.tasks import DEFAULT_TASK, get_task
 from hiwm.tasks.world import TaskWorld, load_world
@@ -181,26 +181,31 @@ class CollectSummary:
         return self.successes / self.episodes if self.episodes else 0.0
 
 
+def read_recipes(root: Path) -> list[dict]:
+    """The recipes recorded in the dataset at ``root`` (none: an empty list)."""
+    path = root / RECIPES
+    if not path.exists():
+        return []
+    try:
+        recipes = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: unreadable collect recipes ({exc})") from exc
+    if not isinstance(recipes, list) or not all(isinstance(r, dict) for r in recipes):
+        raise DatasetError(f"{path}: expected a list of collect recipes")
+    return recipes
+
+
 def record_recipe(root: Path, cfg: CollectConfig, episodes: int) -> None:
     """Append ``cfg`` (its episodes done) to the dataset's recipes (atomically)."""
-    path = root / RECIPES
-    recipes = json.loads(path.read_text()) if path.exists() else []
     fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RUNTIME_FIELDS}
-    atomic_write_json(path, [*recipes, {**fields, "episodes": episodes}], indent=1)
+    atomic_write_json(root / RECIPES, [*read_recipes(root), {**fields, "episodes": episodes}], indent=1)
 
 
 def recipe(root: str | Path) -> dict | None:
     """The CollectConfig fields that reproduce the dataset at ``root`` seed for seed, or None where no
     single completed `collect` call wrote all of its episodes (other writers, appends, none)."""
-    path = Path(root) / RECIPES
-    if not path.exists():
-        return None
-    try:
-        recipes = json.loads(path.read_text())
-        total = int(read_info(Path(root))["total_episodes"])
-    except (OSError, ValueError, KeyError):
-        return None
-    if len(recipes) != 1 or recipes[0].get("episodes") != total:
+    recipes = read_recipes(Path(root))
+    if len(recipes) != 1 or recipes[0].get("episodes") != int(read_info(Path(root))["total_episodes"]):
         return None
     return recipes[0]
 

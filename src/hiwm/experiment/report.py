@@ -224,7 +224,7 @@ def write_report(
     ``verdict``: what judged success in the world model (:data:`VERDICTS`; the profile's by default)."""
     real = np.array([r["real"]["success_rate"] for r in rows])
     model = np.array([r["model"]["success_rate"] for r in rows])
-    corr = pearson(model, real) if rows else {"n": 0, "r": None, "ci_low": None, "ci_high": None}
+    corr = pearson(model, real)  # r undefined (None) for fewer than three rows
     pairs = paired(rows)
     heads = headline(pairs, corr)
     plot_success(rows, out / "success.png")
