@@ -102,7 +102,7 @@ def smoke(tmp_path_factory):
 def test_smoke_runs_the_whole_loop(smoke):
     results = json.loads((smoke / "results.json").read_text())
     assert {(r["backbone"], r["method"]) for r in results["rows"]} == {
-        ("act", "base"), ("act", "hiwm_r1"), ("act", "baseline"), ("act", "oracle")
+        ("act", "base"), ("act", "hiwm_r1"), ("act", "baseline"), ("act", "oracle_r1")
     }  # fmt: skip
     seeds = [PROFILES["smoke"].eval_first_seed + i for i in range(2)]
     for row in results["rows"]:
@@ -161,11 +161,12 @@ def test_smoke_runs_the_whole_loop(smoke):
     plan = [name for name, _, _ in Experiment(PROFILES["smoke"], smoke, progress=False).stages()]
     assert set(stages) <= set(plan) and stages == [name for name in plan if name in stages]
 
-    # the oracle control: the same sessions in the physics, its corrections exported as their own data
-    oracle = json.loads((smoke / "rollouts" / "act_oracle.json").read_text())
+    # the oracle control: the same rounds in the physics, its corrections exported as their own data
+    oracle = json.loads((smoke / "rollouts" / "act_oracle_r1.json").read_text())
     assert oracle["corrections"] == 2 * oracle["failure_states"] >= 2
     assert LeRobotDataset(smoke / "data" / "act_oracle").num_episodes == len(oracle["kept_branches"])
-    assert (smoke / "policies/act/oracle/model.safetensors").read_bytes() != base
+    assert (smoke / "policies/act/oracle_r1/model.safetensors").read_bytes() != base
+    assert results["paired"]["act"]["oracle_vs_base"]["a"] == "oracle_r1"
 
 
 def test_a_rerun_resumes_without_redoing_work(smoke):

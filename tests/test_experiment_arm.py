@@ -97,7 +97,7 @@ def test_the_arm_smoke_runs_the_whole_loop(arm):
     profile = json.loads((arm / "profile.json").read_text())
     assert profile["task"] == ARM and profile["detector"] == "learned"
     results = json.loads((arm / "results.json").read_text())
-    assert {r["method"] for r in results["rows"]} == {"base", "hiwm_r1", "baseline", "oracle"}
+    assert {r["method"] for r in results["rows"]} == {"base", "hiwm_r1", "baseline", "oracle_r1"}
     for row in results["rows"]:  # both worlds' figures, each seed's outcome, the arm's metric
         for world in ("real", "model"):
             assert row[world]["episodes"] == 2 and 0.0 <= row[world]["success_rate"] <= 1.0
@@ -153,7 +153,7 @@ def test_the_arm_smoke_runs_the_whole_loop(arm):
     # the physics as a session world: the takeover sessions and the oracle, exported with their states
     takeover = LeRobotDataset(arm / "data" / "act_takeover")
     assert takeover.features["observation.environment_state"]["names"] == list(task.observations.state)
-    oracle = json.loads((arm / "rollouts" / "act_oracle.json").read_text())
+    oracle = json.loads((arm / "rollouts" / "act_oracle_r1.json").read_text())
     assert oracle["corrections"] == forks * oracle["failure_states"] >= forks
     stages = list(json.loads((arm / "timings.json").read_text()))
     assert stages.index("world model") < stages.index("success detector") < stages.index("hi-wm rollouts act r1")

@@ -291,3 +291,34 @@ def test_seeds_and_wilson_interval():
     low, high = wilson(5, 10)
     assert (round(low, 4), round(high, 4)) == (0.2366, 0.7634)
     assert wilson(0, 10)[0] == 0 and round(wilson(0, 10)[1], 4) == 0.2775
+
+
+def test_dagger_collects_the_policy_states_labelled_by_the_expert(tmp_path, capsys):
+    """``hiwm collect --policy``: the shipped ACT drives (its episodes end where its evaluation's do),
+    the noise-free expert's answers along those states are the actions recorded."""
+    from hiwm.data import LeRobotDataset
+    from hiwm.paths import shipped_model
+    from hiwm.tasks import get_task
+    from hiwm.tasks.world import load_world
+
+    act, out = str(shipped_model("pusht", "act")), tmp_path / "dagger"
+    args = ["collect", "--policy", act, "--episodes", "2", "--seed", "100000", "--max-steps", "80", "--out", str(out)]
+    assert main([*args, "--workers", "1", "-q"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    run = evaluate(EvalConfig(act, seeds="100000:100002", max_steps=80, workers=1, videos=0, out=str(tmp_path / "e")))
+    ds, world = LeRobotDataset(out), load_world(get_task("pusht"))
+    assert ds.num_episodes == 2 and result["success_rate"] == run["success_rate"]
+    steps = []
+    for i, seed in enumerate((100000, 100001)):
+        episode = ds.episode(i, videos=False)
+        states, actions = episode["observation.environment_state"], episode["action"]
+        expert = world.make_expert(0.0, seed=seed)
+        np.testing.assert_allclose(actions, [expert.act(s) for s in states], atol=1e-3)
+        # the states are the policy's, not the expert's own: its agent does not go where it was labelled to
+        assert np.abs(states[1:, :2] - actions[:-1]).max() > 5.0
+        assert not episode["intervention"].any()
+        steps.append(len(actions))
+    assert steps == [row["steps"] for row in json.loads((tmp_path / "e" / "episodes.json").read_text())]
+    # the expert's noise, DART labels, frame size and bags belong to expert collection: refused, nothing written
+    assert main([*args[:-1], str(tmp_path / "no"), "--noise", "1", "-q"]) == 2
+    assert "--policy collects" in capsys.readouterr().err and not (tmp_path / "no").exists()

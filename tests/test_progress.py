@@ -111,8 +111,10 @@ def test_the_experiment_counts_its_stages_and_estimates_the_rest(tmp_path):
 def test_stages_follow_the_profile(tmp_path):
     full = Experiment(PROFILES["full"], tmp_path / "full", progress=False)
     names = [name for name, _, _ in full.stages()]
-    assert len(names) == 1 + 1 + 2 * (1 + 3 * 2 + 2 + 2 + 6)  # collect, world model, per backbone
-    assert names.index("train base diffusion") < names.index("eval diffusion oracle") < names.index("train base act")
+    # collect, world model; per backbone its base, three rounds in each world, the baseline, eight evaluations
+    assert len(names) == 1 + 1 + 2 * (1 + 3 * 2 + 2 + 3 * 2 + 8)
+    assert names.index("oracle fine-tune diffusion r3") < names.index("eval diffusion oracle_r3")
+    assert names.index("train base diffusion") < names.index("eval diffusion oracle_r3") < names.index("train base act")
     given = PROFILES["smoke"].replace(base_policies={"act": "runs/act"}, world_model="runs/wm")
     names = [name for name, _, _ in Experiment(given, tmp_path / "given", progress=False).stages()]
     assert "train base act" not in names and "takeover sessions act" not in names

@@ -107,7 +107,8 @@ def test_the_report_pairs_the_last_round_and_writes_the_headline(tmp_path):
         fake_row("act", "hiwm_r1", solved(140), solved(70)),  # the best round, but not the last
         fake_row("act", "hiwm_r2", solved(100), solved(90)),
         fake_row("act", "baseline", solved(96), solved(80)),
-        fake_row("act", "oracle", solved(130), None),
+        fake_row("act", "oracle_r1", solved(150), None),  # the oracle is its last round too
+        fake_row("act", "oracle_r2", solved(130), None),
         fake_row("diffusion", "base", solved(90), solved(50)),
         fake_row("diffusion", "hiwm_r1", solved(70), solved(40)),
         fake_row("diffusion", "baseline", solved(90), solved(45)),  # no oracle for this backbone
@@ -133,11 +134,12 @@ def test_the_report_pairs_the_last_round_and_writes_the_headline(tmp_path):
     assert lo < head["pearson_r"]["r"] < hi
 
     paired = result["paired"]
-    assert paired["act"]["hiwm_vs_base"]["a"] == "hiwm_r2" and paired["act"]["oracle_vs_base"]["model"] is None
+    assert paired["act"]["hiwm_vs_base"]["a"] == "hiwm_r2" and paired["act"]["oracle_vs_base"]["a"] == "oracle_r2"
+    assert paired["act"]["oracle_vs_base"]["model"] is None
     assert paired["act"]["hiwm_vs_base"]["model"]["diff"] == 15.0  # world-model success, paired as well
     report = (tmp_path / "report.md").read_text()
     assert "| act | hiwm_r2 vs base | real | 200 | +10.0 |" in report
-    assert "| act | oracle vs base | model | - | no per-seed outcomes |" in report
+    assert "| act | oracle_r2 vs base | model | - | no per-seed outcomes |" in report
     assert "McNemar" in report and "| diffusion | hiwm_r1 vs baseline | real |" in report
 
 

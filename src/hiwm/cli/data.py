@@ -15,8 +15,17 @@ def default_dataset(task: str) -> str:
     return f"data/{task}_expert"
 
 
+def dagger_config(args: argparse.Namespace, cfg: object) -> object:
+    """``hiwm collect --policy``'s DAgger collection: the same seeds, steps and workers."""
+    from hiwm.policy.dagger import DaggerConfig
+
+    seeds = f"{cfg.seed}:{cfg.seed + cfg.episodes}"
+    return DaggerConfig(args.policy, seeds, workers=cfg.workers, max_steps=cfg.max_steps, task=cfg.task)
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     from hiwm.data.collect import CollectConfig, collect
+    from hiwm.policy.dagger import collect_relabelled
 
     cfg = CollectConfig(
         episodes=args.episodes,
@@ -30,6 +39,13 @@ def cmd_collect(args: argparse.Namespace) -> int:
         task=args.task,
     )
     args.out = args.out or default_dataset(args.task)
+    if args.policy and (args.bag or args.noise or args.labels != "executed" or args.image_size):
+        print(
+            "error: --policy collects the states the policy visits, each labelled by the noise-free expert: "
+            "it takes no --bag, --noise, --labels or --image-size",
+            file=sys.stderr,
+        )
+        return 2
     if args.bag and Path(args.bag).exists():
         print(f"error: {args.bag} already exists (bags are written once)", file=sys.stderr)
         return 2
@@ -42,7 +58,10 @@ def cmd_collect(args: argparse.Namespace) -> int:
         bar.set_postfix(success=f"{successes[0]}/{bar.n}")
 
     try:
-        summary = collect(cfg, args.out, bag_path=args.bag, on_episode=on_episode)
+        if args.policy:
+            summary = collect_relabelled(dagger_config(args, cfg), args.out, on_episode=on_episode)
+        else:
+            summary = collect(cfg, args.out, bag_path=args.bag, on_episode=on_episode)
     finally:
         bar.close()
     out = {
@@ -142,6 +161,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=("executed", "clean"),
         default="executed",
         help="record the action taken, or the clean expert's action at each visited state (DART: policy data only)",
+    )
+    p.add_argument(
+        "--policy",
+        metavar="CHECKPOINT",
+        help="a policy drives and the noise-free expert labels every state it visits (DAgger: policy data only)",
     )
     p.add_argument("--image-size", type=int, default=None, help="square frames (default: each camera's size)")
     p.add_argument("--max-steps", type=int, default=None, help="episode limit (default: the task's)")

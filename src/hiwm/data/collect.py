@@ -210,37 +210,37 @@ def recipe(root: str | Path) -> dict | None:
     return recipes[0]
 
 
-def collect(
-    cfg: CollectConfig,
+def write_episodes(
+    results: Iterator[EpisodeResult],
     out: str | Path,
+    task: str,
+    image_size: int | None = None,
+    instruction: str = "",
+    flush_every: int = 10,
     bag_path: str | Path | None = None,
     on_episode: Callable[[EpisodeResult], None] | None = None,
-) -> CollectSummary:
-    """Run the expert and write every episode to the dataset at ``out`` (created or appended)."""
+) -> tuple[int, int, int]:
+    """Write each episode of ``results`` to the dataset at ``out`` (created or appended; the task's
+    layout) and its traffic to the new bag at ``bag_path``: (episodes, frames, successes) written.
+    An error keeps the whole episodes saved before it."""
     from hiwm.data.bag import BagWriter
 
-    start = time.monotonic()
     frames = successes = done = 0
-    spec = get_task(cfg.task)
+    spec = get_task(task)
     world = load_world(spec)
-    instruction = cfg.instruction or world.instruction
     bag = BagWriter(bag_path) if bag_path else None
     writer = LeRobotDatasetWriter(
-        out,
-        fps=round(spec.fps),
-        features=world.features(cfg.image_size),
-        robot_type=spec.name,
-        flush_every=cfg.flush_every,
+        out, fps=round(spec.fps), features=world.features(image_size), robot_type=spec.name, flush_every=flush_every
     )
     try:
         if bag:
             for topic, msgtype in world.topics().items():
                 bag.add_topic("/" + topic, msgtype)
-        for result in run_episodes(cfg, messages=bag is not None, start_ns=time.time_ns()):
+        for result in results:
             n = len(result.frames["action"])
             for t in range(n):
                 writer.add_frame({k: v[t] for k, v in result.frames.items()})
-            writer.save_episode(task=instruction)
+            writer.save_episode(task=instruction or world.instruction)
             if bag:
                 for topic, stamp, cdr in result.messages:
                     bag.write("/" + topic, cdr, stamp)
@@ -249,13 +249,25 @@ def collect(
             done += 1
             if on_episode:
                 on_episode(result)
-    except BaseException:
-        writer.close()  # keep the whole episodes saved so far
+    finally:
+        writer.close()
         if bag:
             bag.close()
-        raise
-    writer.close()
-    if bag:
-        bag.close()
+    return done, frames, successes
+
+
+def collect(
+    cfg: CollectConfig,
+    out: str | Path,
+    bag_path: str | Path | None = None,
+    on_episode: Callable[[EpisodeResult], None] | None = None,
+) -> CollectSummary:
+    """Run the expert and write every episode to the dataset at ``out`` (created or appended)."""
+    start = time.monotonic()
+    results = run_episodes(cfg, messages=bag_path is not None, start_ns=time.time_ns())
+    args = (out, cfg.task, cfg.image_size, cfg.instruction, cfg.flush_every, bag_path, on_episode)
+    done, frames, successes = write_episodes(results, *args)
     record_recipe(Path(out), cfg, done)
-    return CollectSummary(done, frames, successes, time.monotonic() - start, str(out), str(bag_path) if bag else None)
+    return CollectSummary(
+        done, frames, successes, time.monotonic() - start, str(out), str(bag_path) if bag_path else None
+    )

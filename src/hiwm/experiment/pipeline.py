@@ -14,8 +14,8 @@ Stages, each skipped when its output already exists (a run resumes where it stop
    ones; whole trajectories or the operator's frames), post-training of the policy on demos +
    corrections (intervention frames weighted);
 5. per backbone, the closed-loop baseline: the same rollouts with no operator, the successful ones
-   exported, the base policy fine-tuned on demos + those; with ``oracle``, one round of the Hi-WM
-   sessions in the physics instead of the model (what a perfect world model would give);
+   exported, the base policy fine-tuned on demos + those; with ``oracle``, the same rounds with the
+   physics instead of the model as the world (what a perfect world model would give);
 6. evaluation of every checkpoint in the real env and in the world model from the same initial
    states (the same seeds for every checkpoint, each seed's outcome kept); the report (markdown,
    plots, paired differences between checkpoints, Pearson r between the two worlds, the headline
@@ -167,10 +167,10 @@ class Experiment:
                 plan.append((f"baseline rollouts {b}", "baseline rollouts", 0.0))
                 plan.append((f"baseline fine-tune {b}", "fine-tune", p.finetune_minutes))
                 methods.append("baseline")
-            if p.oracle:
-                plan.append((f"oracle rollouts {b}", "oracle rollouts", 0.0))
-                plan.append((f"oracle fine-tune {b}", "fine-tune", p.finetune_minutes))
-                methods.append("oracle")
+            for k in range(1, p.rounds + 1) if p.oracle else ():
+                plan.append((f"oracle rollouts {b} r{k}", "oracle rollouts", 0.0))
+                plan.append((f"oracle fine-tune {b} r{k}", "fine-tune", p.finetune_minutes))
+                methods.append(f"oracle_r{k}")
             plan += [(f"eval {b} {m}", "eval", 0.0) for m in methods]
         return plan
 
@@ -591,34 +591,37 @@ class Experiment:
         self._timed(stage, self.train_policy, backbone, out, mixed, self.p.finetune_minutes, init)
         return out
 
+    def loop_rounds(self, backbone: str, base: Path, base_data: list[tuple[str, float]], real: bool) -> dict[str, Path]:
+        """The profile's rounds of the loop for one backbone, in the world model (methods ``hiwm_r<k>``)
+        or, with ``real``, in the physics (``oracle_r<k>``): each round's sessions with the operator
+        run the previous round's checkpoint, their corrections join the ones before (one dataset), and
+        that checkpoint is fine-tuned on the base data + all of them. A round that kept nothing leaves
+        the checkpoint as it was."""
+        method, data = ("oracle", "oracle") if real else ("hiwm", "corrections")
+        rollouts, tune = ("oracle rollouts", "oracle fine-tune") if real else ("hi-wm rollouts", "post-train")
+        ckpts, current, corrections = {}, base, self.path("data", f"{backbone}_{data}")
+        for k in range(1, self.p.rounds + 1):
+            name = f"{method}_r{k}"
+            summary = self._timed(f"{rollouts} {backbone} r{k}", self.rollouts, backbone, current, name, True, real)
+            args = (summary, corrections, self.p.correction_segment, current, base_data)
+            current = self.fine_tune(backbone, name, f"{tune} {backbone} r{k}", *args) or current
+            ckpts[name] = current
+        return ckpts
+
     def post_train(self, backbone: str) -> dict[str, Path]:
-        """Base, Hi-WM rounds, the closed-loop baseline and (with ``oracle``) the physics control for
-        one backbone: their checkpoints."""
+        """Base, Hi-WM rounds, the closed-loop baseline and (with ``oracle``) the same rounds in the
+        physics for one backbone: their checkpoints."""
         p = self.p
         base, base_data = self.base_policy(backbone)
-        ckpts = {"base": base}
-        current = base
-        corrections = self.path("data", f"{backbone}_corrections")
-        for k in range(1, p.rounds + 1):
-            method = f"hiwm_r{k}"
-            summary = self._timed(f"hi-wm rollouts {backbone} r{k}", self.rollouts, backbone, current, method, True)
-            stage = f"post-train {backbone} r{k}"
-            args = (summary, corrections, p.correction_segment, current, base_data)
-            current = self.fine_tune(backbone, method, stage, *args) or current
-            ckpts[method] = current
+        ckpts = {"base": base, **self.loop_rounds(backbone, base, base_data, real=False)}
         if p.baseline:
             summary = self._timed(f"baseline rollouts {backbone}", self.rollouts, backbone, base, "baseline", False)
             data = self.path("data", f"{backbone}_baseline")
             stage = f"baseline fine-tune {backbone}"
             tuned = self.fine_tune(backbone, "baseline", stage, summary, data, "trajectory", base, base_data)
             ckpts["baseline"] = tuned or base
-        if p.oracle:  # one round of the same sessions with the physics as the world
-            summary = self._timed(f"oracle rollouts {backbone}", self.rollouts, backbone, base, "oracle", True, True)
-            data = self.path("data", f"{backbone}_oracle")
-            stage = f"oracle fine-tune {backbone}"
-            oracle = self.fine_tune(backbone, "oracle", stage, summary, data, p.correction_segment, base, base_data)
-            if oracle is not None:
-                ckpts["oracle"] = oracle
+        if p.oracle:
+            ckpts |= self.loop_rounds(backbone, base, base_data, real=True)
         return ckpts
 
     def evaluate(self, backbone: str, method: str, ckpt: Path) -> dict[str, Any]:

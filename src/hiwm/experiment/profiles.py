@@ -63,8 +63,8 @@ class Profile:
     intervention_weight: float = 2.0
     # the closed-loop baseline: the base fine-tuned on its own successful world-model rollouts
     baseline: bool = True
-    # the control: one round of the same sessions with the physics as the world, fine-tuned from the
-    # base like round 1 (method "oracle"): what the world model's fidelity costs
+    # the control: the same rounds with the physics as the world (methods "oracle_r<k>"): what the
+    # world model's fidelity costs
     oracle: bool = False
     # evaluation: every checkpoint on the same seeds, compared seed by seed (hiwm.stats); 100 seeds
     # give one rate +-10 points; 200 pairs give a difference +-8 where a third of the seeds' outcomes differ
@@ -155,11 +155,11 @@ PROFILES = {
         operator=SimulatedOperatorConfig(forks=2, correction_steps=20),
         eval_episodes=20,
     ),
-    # the table: both backbones, 200 held-out episodes per checkpoint; three rounds give each backbone
-    # six checkpoints (base, three Hi-WM rounds, baseline, the physics oracle): twelve for the
-    # world-model/real correlation. 30 sessions of up to 4 x 300 world-model steps per round (8-10
-    # min) and 4-minute fine-tunes keep one backbone near 100 minutes of this 2-core CPU (given its
-    # base policy and world model)
+    # the table: both backbones, 200 held-out episodes per checkpoint; three rounds in each world give
+    # each backbone eight checkpoints (base, three Hi-WM rounds, baseline, three rounds of the physics
+    # oracle): sixteen for the world-model/real correlation. 30 sessions of up to 4 x 300 world-model
+    # steps per round (8-10 min) and 4-minute fine-tunes keep one backbone near two hours of this
+    # 2-core CPU (given its base policy and world model)
     "full": Profile(name="full", rounds=3, rollouts=30, finetune_minutes=4.0, oracle=True),
     # CI's smoke of the same path: minutes, results meaningless
     "smoke": Profile(

@@ -19,8 +19,9 @@ from hiwm.files import atomic_write_json, atomic_write_text
 from hiwm.stats import BOOTSTRAP_RESAMPLES, outcomes_by_seed, paired_difference, pearson
 from hiwm.tasks import get_task
 
-METHOD_ORDER = ("base", "baseline", "oracle")
-# the comparisons the report makes, per backbone: (name, method, against); "hiwm" is the last round
+METHOD_ORDER = ("base", "baseline")
+# the comparisons the report makes, per backbone: (name, method, against); "hiwm" and "oracle" are
+# their loops' last rounds
 PAIRS = (
     ("hiwm_vs_base", "hiwm", "base"),
     ("hiwm_vs_baseline", "hiwm", "baseline"),
@@ -139,9 +140,11 @@ def exported(out: Path) -> list[tuple[str, int, int]]:
     return found
 
 
-def last_round(methods: list[str]) -> str | None:
-    """The last Hi-WM round among ``methods`` (``hiwm_r3`` over ``hiwm_r2``), None without one."""
-    rounds = [(int(m[6:]), m) for m in methods if m.startswith("hiwm_r") and m[6:].isdigit()]
+def last_round(methods: list[str], loop: str = "hiwm") -> str | None:
+    """The last round of ``loop`` ("hiwm" or "oracle") among ``methods`` (``hiwm_r3`` over
+    ``hiwm_r2``), None without one."""
+    prefix = f"{loop}_r"
+    rounds = [(int(m[len(prefix) :]), m) for m in methods if m.startswith(prefix) and m[len(prefix) :].isdigit()]
     return max(rounds)[1] if rounds else None
 
 
@@ -153,10 +156,10 @@ def paired(rows: list[dict]) -> dict[str, dict[str, dict[str, Any]]]:
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for backbone in sorted({r["backbone"] for r in rows}):
         by = {r["method"]: r for r in rows if r["backbone"] == backbone}
-        hiwm = last_round(list(by))
+        last = {loop: last_round(list(by), loop) for loop in ("hiwm", "oracle")}
         mine: dict[str, dict[str, Any]] = {}
         for name, a, b in PAIRS:
-            a = hiwm if a == "hiwm" else a
+            a = last.get(a) or a
             if a not in by or b not in by:
                 continue
             entry: dict[str, Any] = {"a": a, "b": b}

@@ -78,16 +78,17 @@ def parse_seeds(text: str, episodes: int | None = None) -> list[int]:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(cfg: EvalConfig) -> None:
+def init_worker(cfg: EvalConfig) -> None:
     # A pool restarts a worker whose initializer raises, for ever: keep the error for the first job
     # instead, which hands it to the parent and ends the evaluation.
     try:
-        _load_worker(cfg)
+        load_worker(cfg)
     except Exception as exc:
         _WORKER["error"] = exc
 
 
-def _load_worker(cfg: EvalConfig) -> None:
+def load_worker(cfg: EvalConfig) -> None:
+    """This process's policy, env and task world for ``cfg`` (what :func:`worker` returns)."""
     import torch
 
     from hiwm.policy.runtime import load_policy
@@ -107,11 +108,21 @@ def _load_worker(cfg: EvalConfig) -> None:
     _WORKER.update(policy=load_policy(cfg.policy, **kwargs), env=env, cfg=cfg, world=world)
 
 
-def _work(job: tuple[int, bool]) -> dict[str, Any]:
+def worker() -> dict[str, Any]:
+    """This process's loaded policy, env, task world and config; the error that loading them raised."""
     if "error" in _WORKER:
         raise _WORKER["error"]
-    seed, record = job
-    return run_episode(_WORKER["policy"], _WORKER["env"], seed, _WORKER["cfg"].max_steps, record, _WORKER["world"])
+    return _WORKER
+
+
+def release_worker() -> None:
+    """Close this process's env (a renderer left open complains at exit)."""
+    getattr(_WORKER.pop("env", None), "close", lambda: None)()
+
+
+def _work(job: tuple[int, bool]) -> dict[str, Any]:
+    w, (seed, record) = worker(), job
+    return run_episode(w["policy"], w["env"], seed, w["cfg"].max_steps, record, w["world"])
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
@@ -120,13 +131,13 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     jobs = [(s, i < cfg.videos) for i, s in enumerate(seeds)]
     rows: list[dict[str, Any]] = []
     if cfg.workers <= 1:
-        _load_worker(cfg)
+        load_worker(cfg)
         try:
             rows = [_work(j) for j in tqdm(jobs, desc="eval")]
         finally:
-            getattr(_WORKER.pop("env", None), "close", lambda: None)()  # a renderer left open complains at exit
+            release_worker()
     else:
-        with mp.get_context("spawn").Pool(min(cfg.workers, len(jobs)), _init_worker, (cfg,)) as pool:
+        with mp.get_context("spawn").Pool(min(cfg.workers, len(jobs)), init_worker, (cfg,)) as pool:
             rows = list(tqdm(pool.imap(_work, jobs), total=len(jobs), desc="eval"))
     from hiwm.tasks import get_task
 
