@@ -6,8 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from hiwm.policy.dagger import DaggerConfig
 
 
 def default_dataset(task: str) -> str:
@@ -15,12 +19,12 @@ def default_dataset(task: str) -> str:
     return f"data/{task}_expert"
 
 
-def dagger_config(args: argparse.Namespace, cfg: object) -> object:
+def dagger_config(args: argparse.Namespace) -> DaggerConfig:
     """``hiwm collect --policy``'s DAgger collection: the same seeds, steps and workers."""
     from hiwm.policy.dagger import DaggerConfig
 
-    seeds = f"{cfg.seed}:{cfg.seed + cfg.episodes}"
-    return DaggerConfig(args.policy, seeds, workers=cfg.workers, max_steps=cfg.max_steps, task=cfg.task)
+    seeds = f"{args.seed}:{args.seed + args.episodes}"
+    return DaggerConfig(args.policy, seeds, workers=args.workers, max_steps=args.max_steps, task=args.task)
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
@@ -59,7 +63,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
     try:
         if args.policy:
-            summary = collect_relabelled(dagger_config(args, cfg), args.out, on_episode=on_episode)
+            summary = collect_relabelled(dagger_config(args), args.out, on_episode=on_episode)
         else:
             summary = collect(cfg, args.out, bag_path=args.bag, on_episode=on_episode)
     finally:

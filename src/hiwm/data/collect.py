@@ -265,8 +265,9 @@ def collect(
     """Run the expert and write every episode to the dataset at ``out`` (created or appended)."""
     start = time.monotonic()
     results = run_episodes(cfg, messages=bag_path is not None, start_ns=time.time_ns())
-    args = (out, cfg.task, cfg.image_size, cfg.instruction, cfg.flush_every, bag_path, on_episode)
-    done, frames, successes = write_episodes(results, *args)
+    done, frames, successes = write_episodes(
+        results, out, cfg.task, cfg.image_size, cfg.instruction, cfg.flush_every, bag_path, on_episode
+    )
     record_recipe(Path(out), cfg, done)
     return CollectSummary(
         done, frames, successes, time.monotonic() - start, str(out), str(bag_path) if bag_path else None

@@ -11,9 +11,8 @@ one seed each, written in seed order.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,27 +70,13 @@ def _work(seed: int) -> EpisodeResult:
     return relabelled_episode(worker["policy"], worker["env"], worker["world"], seed, worker["cfg"].max_steps)
 
 
-def run_relabelled(cfg: DaggerConfig) -> Iterator[EpisodeResult]:
-    """The relabelled episodes of every seed, in seed order, on ``cfg.workers`` processes."""
-    ecfg = cfg.eval_config()
-    seeds = parse_seeds(ecfg.seeds)
-    if ecfg.workers <= 1:
-        evaluate.load_worker(ecfg)
-        try:
-            yield from (_work(s) for s in seeds)
-        finally:
-            evaluate.release_worker()
-        return
-    with mp.get_context("spawn").Pool(min(ecfg.workers, len(seeds)), evaluate.init_worker, (ecfg,)) as pool:
-        yield from pool.imap(_work, seeds)
-
-
 def collect_relabelled(
     cfg: DaggerConfig, out: str | Path, on_episode: Callable[[EpisodeResult], None] | None = None
 ) -> CollectSummary:
-    """Write ``cfg``'s relabelled episodes to the dataset at ``out`` (created or appended); its success
-    rate is the driving policy's."""
+    """Write ``cfg``'s relabelled episodes, in seed order, to the dataset at ``out`` (created or
+    appended); its success rate is the driving policy's."""
     start = time.monotonic()
-    task = cfg.eval_config().task
-    done, frames, successes = write_episodes(run_relabelled(cfg), out, task, on_episode=on_episode)
+    ecfg = cfg.eval_config()
+    episodes = evaluate.map_workers(ecfg, _work, parse_seeds(ecfg.seeds))
+    done, frames, successes = write_episodes(episodes, out, ecfg.task, on_episode=on_episode)
     return CollectSummary(done, frames, successes, time.monotonic() - start, str(out), None)

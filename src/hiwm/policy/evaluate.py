@@ -15,9 +15,10 @@ import csv
 import json
 import math
 import multiprocessing as mp
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from tqdm import tqdm
@@ -76,18 +77,19 @@ def parse_seeds(text: str, episodes: int | None = None) -> list[int]:
 
 
 _WORKER: dict[str, Any] = {}
+J, R = TypeVar("J"), TypeVar("R")
 
 
-def init_worker(cfg: EvalConfig) -> None:
+def _init_worker(cfg: EvalConfig) -> None:
     # A pool restarts a worker whose initializer raises, for ever: keep the error for the first job
     # instead, which hands it to the parent and ends the evaluation.
     try:
-        load_worker(cfg)
+        _load_worker(cfg)
     except Exception as exc:
         _WORKER["error"] = exc
 
 
-def load_worker(cfg: EvalConfig) -> None:
+def _load_worker(cfg: EvalConfig) -> None:
     """This process's policy, env and task world for ``cfg`` (what :func:`worker` returns)."""
     import torch
 
@@ -115,9 +117,18 @@ def worker() -> dict[str, Any]:
     return _WORKER
 
 
-def release_worker() -> None:
-    """Close this process's env (a renderer left open complains at exit)."""
-    getattr(_WORKER.pop("env", None), "close", lambda: None)()
+def map_workers(cfg: EvalConfig, fn: Callable[[J], R], jobs: list[J]) -> Iterator[R]:
+    """``fn`` of each job, in order, in processes that each hold ``cfg``'s policy, env and task world
+    (:func:`worker`): ``cfg.workers`` of them, or this one with ``workers <= 1``."""
+    if cfg.workers <= 1:
+        _load_worker(cfg)
+        try:
+            yield from map(fn, jobs)
+        finally:  # a renderer left open complains at exit
+            getattr(_WORKER.pop("env", None), "close", lambda: None)()
+        return
+    with mp.get_context("spawn").Pool(min(cfg.workers, len(jobs)), _init_worker, (cfg,)) as pool:
+        yield from pool.imap(fn, jobs)
 
 
 def _work(job: tuple[int, bool]) -> dict[str, Any]:
@@ -129,16 +140,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Run every seed; write the outputs when ``cfg.out`` is set; return the summary."""
     seeds = parse_seeds(cfg.seeds, cfg.episodes)
     jobs = [(s, i < cfg.videos) for i, s in enumerate(seeds)]
-    rows: list[dict[str, Any]] = []
-    if cfg.workers <= 1:
-        load_worker(cfg)
-        try:
-            rows = [_work(j) for j in tqdm(jobs, desc="eval")]
-        finally:
-            release_worker()
-    else:
-        with mp.get_context("spawn").Pool(min(cfg.workers, len(jobs)), init_worker, (cfg,)) as pool:
-            rows = list(tqdm(pool.imap(_work, jobs), total=len(jobs), desc="eval"))
+    rows = list(tqdm(map_workers(cfg, _work, jobs), total=len(jobs), desc="eval"))
     from hiwm.tasks import get_task
 
     success = get_task(cfg.task).success
