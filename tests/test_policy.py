@@ -322,3 +322,33 @@ def test_dagger_collects_the_policy_states_labelled_by_the_expert(tmp_path, caps
     # the expert's noise, DART labels, frame size and bags belong to expert collection: refused, nothing written
     assert main([*args[:-1], str(tmp_path / "no"), "--noise", "1", "-q"]) == 2
     assert "--policy collects" in capsys.readouterr().err and not (tmp_path / "no").exists()
+    # the task is the checkpoint's unless named: the arm's ACT drives the arm; a task it was not trained on is refused
+    arm, out = str(shipped_model("so101_pick", "act")), tmp_path / "arm"
+    assert (
+        main(
+            [
+                "collect",
+                "--policy",
+                arm,
+                "--episodes",
+                "1",
+                "--max-steps",
+                "5",
+                "--out",
+                str(out),
+                "--workers",
+                "1",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    assert (
+        LeRobotDataset(out).num_frames == 5
+        and json.loads((out / "meta" / "info.json").read_text())["robot_type"] == "so101_pick"
+    )
+    assert (
+        main(["collect", "--policy", arm, "--task", "pusht", "--episodes", "1", "--out", str(tmp_path / "x"), "-q"])
+        == 2
+    )
+    assert "trained on task 'so101_pick', not 'pusht'" in capsys.readouterr().err and not (tmp_path / "x").exists()

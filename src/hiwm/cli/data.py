@@ -24,13 +24,17 @@ def dagger_config(args: argparse.Namespace) -> DaggerConfig:
     from hiwm.policy.dagger import DaggerConfig
 
     seeds = f"{args.seed}:{args.seed + args.episodes}"
-    return DaggerConfig(args.policy, seeds, workers=args.workers, max_steps=args.max_steps, task=args.task)
+    return DaggerConfig(args.policy, seeds, workers=args.workers, max_steps=args.max_steps, task=args.task or "")
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
     from hiwm.data.collect import CollectConfig, collect
     from hiwm.policy.dagger import collect_relabelled
+    from hiwm.tasks import DEFAULT_TASK
 
+    dagger = dagger_config(args) if args.policy else None
+    # the task: the one named, else the driving checkpoint's, else the default
+    args.task = dagger.task if dagger else args.task or DEFAULT_TASK
     cfg = CollectConfig(
         episodes=args.episodes,
         seed=args.seed,
@@ -63,7 +67,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
     try:
         if args.policy:
-            summary = collect_relabelled(dagger_config(args), args.out, on_episode=on_episode)
+            summary = collect_relabelled(dagger, args.out, on_episode=on_episode)
         else:
             summary = collect(cfg, args.out, bag_path=args.bag, on_episode=on_episode)
     finally:
@@ -154,7 +158,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     from hiwm.tasks import DEFAULT_TASK, task_names
 
     p = sub.add_parser("collect", help="scripted-expert episodes of a task into a LeRobot v3 dataset (and a bag)")
-    p.add_argument("--task", choices=task_names(), default=DEFAULT_TASK, help="the task whose expert runs")
+    p.add_argument(
+        "--task", choices=task_names(), help=f"the task whose expert runs (default {DEFAULT_TASK}; --policy: its task)"
+    )
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--out", help="dataset folder, created or appended to (default data/<task>_expert)")
     p.add_argument("--bag", help="also record the robot traffic into this new rosbag2 MCAP folder")

@@ -35,6 +35,12 @@ class DaggerConfig:
     policy_seed: int = 0
     task: str = ""  # "": the checkpoint's training task
 
+    def __post_init__(self) -> None:
+        own = EvalConfig(self.policy).task  # the checkpoint's training task (an outside policy: the default)
+        if self.task and self.task != own and Path(self.policy).is_dir():
+            raise ValueError(f"policy {self.policy} was trained on task {own!r}, not {self.task!r}")
+        self.task = self.task or own
+
     def eval_config(self) -> EvalConfig:
         return EvalConfig(
             policy=self.policy,
